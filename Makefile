@@ -1,0 +1,91 @@
+# ptleak: plain Makefile. `make` builds build/ptleak, `make check` runs the
+# test suite, `make bench` the benchmarks. Quiet unless V=1.
+#
+# The build installs what it needs: `make deps` (run by every other target)
+# checks for the libraries and tools with pkg-config / command -v and, when
+# something is missing, runs apt-get as root or prints the exact command.
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DESTDIR ?=
+BUILD ?= build
+
+CC ?= cc
+PKGS := libdw libelf libunwind-ptrace capstone
+WARN := -Wall -Wextra -Wmissing-prototypes -Wstrict-prototypes -Wvla \
+	-Wformat=2 -Wwrite-strings -Wshadow -Wpointer-arith -Wcast-qual \
+	-Wno-unused-parameter
+ifdef CI
+WARN += -Werror
+endif
+CFLAGS ?= -O2 -g
+ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -I. -D_GNU_SOURCE \
+	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lunwind-x86_64 -lunwind -lstdc++
+
+TRACER_SRC := $(wildcard tracer/*.c)
+SYMBOLS_SRC := $(wildcard symbols/*.c)
+SRC := $(TRACER_SRC) $(SYMBOLS_SRC)
+OBJ := $(SRC:%.c=$(BUILD)/%.o)
+ASAN_OBJ := $(SRC:%.c=$(BUILD)/asan/%.o)
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+.PHONY: all deps test-deps check check-asan bench install uninstall clean example
+
+all: deps $(BUILD)/ptleak
+
+deps:
+	$(Q)sh tests/deps.sh build
+
+test-deps:
+	$(Q)sh tests/deps.sh test
+
+$(BUILD)/ptleak: $(OBJ)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $(OBJ) $(LIBS)
+
+$(BUILD)/%.o: %.c $(wildcard tracer/*.h symbols/*.h) | deps
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# The tracer checks itself: the same sources built with ASan and UBSan.
+# (Never the fixtures: ASan replaces malloc, so no breakpoint would fire.)
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+$(BUILD)/asan/%.o: %.c $(wildcard tracer/*.h symbols/*.h) | deps
+	@mkdir -p $(dir $@)
+	@echo "  CC/SAN  $<"
+	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -c -o $@ $<
+
+$(BUILD)/ptleak-asan: $(ASAN_OBJ)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(CFLAGS) $(SAN) -o $@ $(ASAN_OBJ) $(LIBS)
+
+# Run ptleak on a leaky example from the seed documents.
+example: all
+	$(Q)mkdir -p $(BUILD)/fixtures
+	$(Q)$(CC) -g -O0 -o $(BUILD)/fixtures/example fixtures/valgrind_kinds.c
+	./$(BUILD)/ptleak ./$(BUILD)/fixtures/example
+
+check: all test-deps $(BUILD)/ptleak-asan
+	$(Q)python3 tests/run.py --ptleak $(BUILD)/ptleak --asan $(BUILD)/ptleak-asan --build $(BUILD)
+
+bench: all test-deps
+	$(Q)python3 tests/bench.py --ptleak $(BUILD)/ptleak --build $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -m 755 $(BUILD)/ptleak $(DESTDIR)$(BINDIR)/ptleak
+	install -m 644 doc/ptleak.1 $(DESTDIR)$(MANDIR)/man1/ptleak.1
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/ptleak $(DESTDIR)$(MANDIR)/man1/ptleak.1
+
+clean:
+	rm -rf $(BUILD)

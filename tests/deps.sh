@@ -1,0 +1,50 @@
+#!/bin/sh
+# Install what ptleak needs on Debian 12: `deps.sh build` for the build,
+# `deps.sh test` for the test suite and benchmarks. Checks first, so an
+# up-to-date machine costs nothing; installs with apt-get when root, and
+# otherwise prints the exact command and fails.
+set -e
+build_pkgs="gcc make pkg-config libdw-dev libelf-dev libunwind-dev libcapstone-dev"
+test_pkgs="python3 musl-tools valgrind g++ golang-go"
+
+missing=""
+need() { missing="$missing $1"; }
+
+case "$1" in
+build)
+	command -v cc >/dev/null 2>&1 || need gcc
+	command -v pkg-config >/dev/null 2>&1 || need pkg-config
+	if command -v pkg-config >/dev/null 2>&1; then
+		pkg-config --exists libdw || need libdw-dev
+		pkg-config --exists libelf || need libelf-dev
+		pkg-config --exists libunwind-ptrace || need libunwind-dev
+		pkg-config --exists capstone || need libcapstone-dev
+	else
+		missing="$build_pkgs"
+	fi
+	;;
+test)
+	command -v python3 >/dev/null 2>&1 || need python3
+	command -v musl-gcc >/dev/null 2>&1 || need musl-tools
+	command -v valgrind >/dev/null 2>&1 || need valgrind
+	command -v g++ >/dev/null 2>&1 || need g++
+	command -v go >/dev/null 2>&1 || need golang-go
+	[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need libc6-dev
+	;;
+*)
+	echo "usage: deps.sh build|test" >&2; exit 2 ;;
+esac
+
+[ -z "$missing" ] && exit 0
+cmd="apt-get install -y --no-install-recommends$missing"
+if [ "$(id -u)" = 0 ]; then
+	echo "deps: installing$missing"
+	export DEBIAN_FRONTEND=noninteractive
+	# An empty package list (fresh machine) needs one update first.
+	if ! $cmd >/dev/null 2>&1; then
+		apt-get update -qq && $cmd >/dev/null
+	fi
+else
+	echo "deps: missing$missing; run as root: apt-get update && $cmd" >&2
+	exit 1
+fi

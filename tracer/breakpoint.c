@@ -1,0 +1,358 @@
+/*
+ * breakpoint: sites, code pages and instruction relocation (see the
+ * header for the design).
+ *
+ * Page layout:  +0 `syscall; int3` gadget, +8 `int3` return trampoline,
+ * +16.. slots of SLOT_SIZE bytes: relocated instruction (<= 15 bytes) then
+ * `jmp qword [rip+0]` and the 8-byte address to continue at.
+ */
+#include "tracer/breakpoint.h"
+
+#include <capstone/capstone.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "tracer/proc.h"
+#include "tracer/util.h"
+
+#define PAGE 4096u
+#define GADGET_OFF 0u
+#define TRAMPOLINE_OFF 8u
+#define FIRST_SLOT_OFF 16u
+#define SLOT_SIZE 32u
+#define MAX_PAGES 64
+#define REL32_REACH 0x7fff0000ll	/* a little under 2 GiB */
+
+struct code_page {
+	uint64_t base;
+	uint32_t used;
+};
+
+struct bpset {
+	struct code_page pages[MAX_PAGES];
+	size_t n_pages;
+	struct site *sites;
+	size_t n_sites, cap_sites;
+	csh cs;
+	bool cs_open;
+};
+
+static const uint8_t page_header[FIRST_SLOT_OFF] = {
+	0x0f, 0x05, 0xcc, 0x90, 0x90, 0x90, 0x90, 0x90,	/* syscall; int3 */
+	0xcc, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90,	/* trampoline */
+};
+
+struct bpset *bp_new(void)
+{
+	struct bpset *b = xcalloc(1, sizeof(*b));
+
+	if (cs_open(CS_ARCH_X86, CS_MODE_64, &b->cs) == CS_ERR_OK) {
+		cs_option(b->cs, CS_OPT_DETAIL, CS_OPT_ON);
+		b->cs_open = true;
+	}
+	return b;
+}
+
+void bp_free(struct bpset *b)
+{
+	if (!b)
+		return;
+	if (b->cs_open)
+		cs_close(&b->cs);
+	free(b->sites);
+	free(b);
+}
+
+uint64_t bp_trampoline(const struct bpset *b)
+{
+	return b->n_pages ? b->pages[0].base + TRAMPOLINE_OFF : 0;
+}
+
+static int add_page(struct bpset *b, struct process *p, uint64_t base)
+{
+	if (proc_write(p, base, page_header, sizeof(page_header)) < 0) {
+		error("cannot write code page at 0x%" PRIx64 " in process %d: %s",
+		      base, p->pid, strerror(errno));
+		return -1;
+	}
+	b->pages[b->n_pages++] = (struct code_page){ .base = base, .used = FIRST_SLOT_OFF };
+	return 0;
+}
+
+int bp_init_at_exec(struct bpset *b, struct thread *t)
+{
+	struct process *p = t->proc;
+	struct user_regs_struct saved, r;
+	/* `mov eax, SYS_mmap; syscall; int3`, run with PTRACE_CONT: the
+	 * thread is still inside execve, whose return value will overwrite
+	 * rax (and a single-step would stop at that return first). */
+	uint8_t orig[8], sys[8] = { 0xb8, SYS_mmap, 0, 0, 0, 0x0f, 0x05, 0xcc };
+	int status;
+
+	if (!b->cs_open) {
+		error("cannot start the capstone x86 decoder");
+		return -1;
+	}
+	if (thread_getregs(t->tid, &saved) < 0 ||
+	    proc_read(p, saved.rip, orig, sizeof(orig)) < 0 ||
+	    proc_write(p, saved.rip, sys, sizeof(sys)) < 0)
+		goto fail;
+	r = saved;
+	r.orig_rax = (uint64_t)-1;
+	r.rdi = 0;
+	r.rsi = PAGE;
+	r.rdx = PROT_READ | PROT_EXEC;
+	r.r10 = MAP_PRIVATE | MAP_ANONYMOUS;
+	r.r8 = (uint64_t)-1;
+	r.r9 = 0;
+	if (thread_setregs(t->tid, &r) < 0 ||
+	    ptrace(PTRACE_CONT, t->tid, 0, 0) < 0 ||
+	    waitpid(t->tid, &status, __WALL) < 0)
+		goto fail;
+	if (!WIFSTOPPED(status) || thread_getregs(t->tid, &r) < 0)
+		goto fail;
+	if (proc_write(p, saved.rip, orig, sizeof(orig)) < 0 ||
+	    thread_setregs(t->tid, &saved) < 0)
+		goto fail;
+	if (WSTOPSIG(status) != SIGTRAP || r.rip != saved.rip + sizeof(sys) || (int64_t)r.rax < 0) {
+		error("cannot map a code page in process %d: mmap returned %" PRId64
+		      " (stop signal %d)", p->pid, (int64_t)r.rax, WSTOPSIG(status));
+		return -1;
+	}
+	return add_page(b, p, r.rax);
+fail:
+	error("cannot map a code page in process %d: %s", p->pid, strerror(errno));
+	return -1;
+}
+
+/* The free page in the tracee's address space closest to NEAR, from
+ * /proc/PID/maps; 0 if none within reach. */
+static uint64_t find_gap(pid_t pid, uint64_t near)
+{
+	char path[64], line[512];
+	uint64_t prev_end = 0x10000, best = 0, best_dist = UINT64_MAX;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	for (;;) {
+		uint64_t start, end;
+		bool eof = !fgets(line, sizeof(line), f);
+		if (eof)
+			start = end = 0x7ffffffff000ull;
+		else if (sscanf(line, "%" SCNx64 "-%" SCNx64, &start, &end) != 2)
+			continue;
+		if (start >= prev_end + PAGE) {
+			/* gap [prev_end, start): candidates at both ends */
+			uint64_t cand[2] = { prev_end, start - PAGE };
+			for (int i = 0; i < 2; i++) {
+				uint64_t d = cand[i] > near ? cand[i] - near : near - cand[i];
+				if (d < best_dist) {
+					best_dist = d;
+					best = cand[i];
+				}
+			}
+		}
+		if (eof)
+			break;
+		if (end > prev_end)
+			prev_end = end;
+	}
+	fclose(f);
+	return best_dist < (uint64_t)REL32_REACH - PAGE ? best : 0;
+}
+
+static struct code_page *map_page_near(struct bpset *b, struct thread *t, uint64_t near)
+{
+	int64_t ret;
+	uint64_t gap;
+
+	if (b->n_pages == 0 || b->n_pages == MAX_PAGES)
+		return NULL;
+	gap = find_gap(t->proc->pid, near);
+	if (!gap)
+		return NULL;
+	uint64_t args[6] = { gap, PAGE, PROT_READ | PROT_EXEC,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+			     (uint64_t)-1, 0 };
+	if (thread_inject_syscall(t, b->pages[0].base + GADGET_OFF, SYS_mmap,
+				  args, &ret) < 0 || ret < 0 || (uint64_t)ret != gap)
+		return NULL;
+	if (add_page(b, t->proc, gap) < 0)
+		return NULL;
+	return &b->pages[b->n_pages - 1];
+}
+
+static bool within_rel32(uint64_t a, uint64_t b)
+{
+	int64_t d = (int64_t)(a - b);
+
+	return d > -REL32_REACH && d < REL32_REACH;
+}
+
+static struct code_page *page_for(struct bpset *b, struct thread *t, uint64_t addr,
+				  bool needs_near)
+{
+	for (size_t i = 0; i < b->n_pages; i++) {
+		struct code_page *pg = &b->pages[i];
+		if (pg->used + SLOT_SIZE > PAGE)
+			continue;
+		if (!needs_near || within_rel32(pg->base, addr))
+			return pg;
+	}
+	return map_page_near(b, t, addr);
+}
+
+static size_t put_abs_jump(uint8_t *out, uint64_t target)
+{
+	static const uint8_t jmp_rip0[6] = { 0xff, 0x25, 0, 0, 0, 0 };
+
+	memcpy(out, jmp_rip0, sizeof(jmp_rip0));
+	memcpy(out + 6, &target, 8);
+	return 14;
+}
+
+/* Build the slot contents for the instruction at ADDR into OUT (SLOT_SIZE
+ * bytes) given the slot's address; returns 0, or -1 with *why set. */
+static int relocate(struct bpset *b, const uint8_t *code, uint64_t addr,
+		    uint64_t slot, uint8_t *out, bool *needs_near,
+		    const char **why)
+{
+	cs_insn *insn;
+	size_t n = cs_disasm(b->cs, code, 16, addr, 1, &insn);
+	int rc = -1;
+
+	if (n != 1) {
+		*why = "cannot decode the first instruction";
+		return -1;
+	}
+	const cs_x86 *x = &insn->detail->x86;
+	bool rip_rel = false, rel_branch = false;
+	for (int i = 0; i < x->op_count; i++)
+		if (x->operands[i].type == X86_OP_MEM && x->operands[i].mem.base == X86_REG_RIP)
+			rip_rel = true;
+	if (cs_insn_group(b->cs, insn, CS_GRP_BRANCH_RELATIVE) ||
+	    ((cs_insn_group(b->cs, insn, CS_GRP_JUMP) || cs_insn_group(b->cs, insn, CS_GRP_CALL)) &&
+	     x->op_count == 1 && x->operands[0].type == X86_OP_IMM))
+		rel_branch = true;
+	*needs_near = rip_rel;
+	memset(out, 0xcc, SLOT_SIZE);
+	if (code[0] == 0xcc) {
+		*why = "an int3 is there already (another debugger?)";
+	} else if (rel_branch) {
+		if (insn->id != X86_INS_JMP) {
+			*why = "the first instruction is a relative call or conditional jump";
+		} else {
+			put_abs_jump(out, (uint64_t)x->operands[0].imm);
+			rc = 0;
+		}
+	} else {
+		memcpy(out, code, insn->size);
+		if (rip_rel) {
+			int32_t disp;
+			uint8_t off = x->encoding.disp_offset;
+			memcpy(&disp, code + off, 4);
+			int64_t nd = (int64_t)disp + (int64_t)(addr - slot);
+			if (off == 0 || x->encoding.disp_size != 4 ||
+			    nd != (int32_t)nd) {
+				*why = "RIP-relative operand out of reach";
+				goto out;
+			}
+			disp = (int32_t)nd;
+			memcpy(out + off, &disp, 4);
+		}
+		put_abs_jump(out + insn->size, addr + insn->size);
+		rc = 0;
+	}
+out:
+	cs_free(insn, n);
+	return rc;
+}
+
+int bp_add(struct bpset *b, struct thread *t, uint64_t addr,
+	   enum site_kind kind, int call, unsigned generation)
+{
+	struct process *p = t->proc;
+	struct site *s = bp_find(b, addr);
+	uint8_t code[16], slot_code[SLOT_SIZE], int3 = 0xcc;
+	bool needs_near = false;
+	const char *why = NULL;
+
+	if (s) {
+		s->generation = generation;
+		return 0;
+	}
+	if (proc_read(p, addr, code, sizeof(code)) < 0) {
+		error("cannot read code at 0x%" PRIx64 ": %s", addr, strerror(errno));
+		return -1;
+	}
+	/* Decode once to learn whether the slot must be near. */
+	if (relocate(b, code, addr, addr, slot_code, &needs_near, &why) < 0 && !needs_near)
+		goto unsupported;
+	struct code_page *pg = page_for(b, t, addr, needs_near);
+	if (!pg) {
+		why = "no code page could be mapped within reach";
+		goto unsupported;
+	}
+	uint64_t slot = pg->base + pg->used;
+	if (relocate(b, code, addr, slot, slot_code, &needs_near, &why) < 0)
+		goto unsupported;
+	if (proc_write(p, slot, slot_code, sizeof(slot_code)) < 0 ||
+	    proc_write(p, addr, &int3, 1) < 0) {
+		error("cannot write breakpoint at 0x%" PRIx64 ": %s", addr, strerror(errno));
+		return -1;
+	}
+	pg->used += SLOT_SIZE;
+	if (b->n_sites == b->cap_sites) {
+		b->cap_sites = b->cap_sites ? 2 * b->cap_sites : 32;
+		b->sites = xrealloc(b->sites, b->cap_sites * sizeof(*b->sites));
+	}
+	b->sites[b->n_sites++] = (struct site){
+		.addr = addr, .slot = slot, .orig = code[0], .kind = kind,
+		.call = call, .generation = generation,
+	};
+	debug("site 0x%" PRIx64 " kind %d call %d slot 0x%" PRIx64, addr, kind, call, slot);
+	return 0;
+unsupported:
+	error("cannot hook 0x%" PRIx64 ": %s", addr, why);
+	return -1;
+}
+
+void bp_prune(struct bpset *b, unsigned generation)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < b->n_sites; i++)
+		if (b->sites[i].generation >= generation || b->sites[i].kind == SITE_RBRK)
+			b->sites[k++] = b->sites[i];
+	b->n_sites = k;
+}
+
+struct site *bp_find(struct bpset *b, uint64_t addr)
+{
+	/* A handful of sites: a linear scan beats any table here. */
+	for (size_t i = 0; i < b->n_sites; i++)
+		if (b->sites[i].addr == addr)
+			return &b->sites[i];
+	return NULL;
+}
+
+int bp_restore_in(struct bpset *b, struct process *p)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < b->n_sites; i++)
+		if (proc_write(p, b->sites[i].addr, &b->sites[i].orig, 1) < 0)
+			rc = -1;
+	return rc;
+}

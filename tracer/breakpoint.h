@@ -1,0 +1,79 @@
+#ifndef PTLEAK_BREAKPOINT_H
+#define PTLEAK_BREAKPOINT_H
+/*
+ * breakpoint: int3 sites that are never removed while the program runs,
+ * stepped over out of line.
+ *
+ * For each site, a slot in a code page ptleak maps into the tracee holds
+ * the site's first instruction, relocated (RIP-relative displacements
+ * re-encoded, relative jumps made absolute), followed by an absolute jump
+ * back to the next instruction. A thread that hits the int3 is handled
+ * and then resumed at the slot: one stop, no single-step, and the int3
+ * stays armed for every other thread. Instructions are decoded with
+ * capstone.
+ *
+ * Each code page starts with a `syscall; int3` gadget, used to run mmap
+ * inside the tracee later, and an int3 trampoline: allocator calls return
+ * there (their return address is redirected) and ptleak takes the result.
+ *
+ * The slot of a RIP-relative instruction must lie within +-2 GiB of the
+ * site: pages are mapped near the code that needs them.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+
+struct process;
+struct thread;
+
+enum site_kind {
+	SITE_ALLOC,		/* an allocator entry point; ->call says which */
+	SITE_RBRK,		/* the dynamic linker's r_brk (module list changed) */
+};
+
+struct site {
+	uint64_t addr;
+	uint64_t slot;		/* where the thread resumes */
+	uint8_t orig;		/* the byte the int3 replaced */
+	enum site_kind kind;
+	int call;		/* enum alloc_call for SITE_ALLOC */
+	unsigned generation;	/* last refresh that still found it */
+};
+
+struct bpset;
+
+struct bpset *bp_new(void);
+void bp_free(struct bpset *b);
+
+/*
+ * Map the first code page while thread T is stopped at an exec and is the
+ * only thread: a syscall instruction is written over the code at rip for
+ * the duration of one single-step. 0 or -1 (message printed).
+ */
+int bp_init_at_exec(struct bpset *b, struct thread *t);
+
+/* The return trampoline's address (an int3), and rip after hitting it. */
+uint64_t bp_trampoline(const struct bpset *b);
+
+/*
+ * Arm a site at ADDR. T is a stopped thread of the process, used to map a
+ * new code page near ADDR if needed. Arming an address that is armed
+ * already only refreshes its generation. 0, or -1 with a message printed
+ * (the site is left unarmed: an instruction that cannot be relocated).
+ */
+int bp_add(struct bpset *b, struct thread *t, uint64_t addr,
+	   enum site_kind kind, int call, unsigned generation);
+
+/* Forget sites whose generation is older than GENERATION (their module
+ * was unmapped); their bytes are gone with it. */
+void bp_prune(struct bpset *b, unsigned generation);
+
+/* The site whose int3 is at ADDR, or NULL. */
+struct site *bp_find(struct bpset *b, uint64_t addr);
+
+/*
+ * Write the original bytes back at every site in process P's memory
+ * (a forked child's copy). 0 or -1.
+ */
+int bp_restore_in(struct bpset *b, struct process *p);
+
+#endif

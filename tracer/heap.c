@@ -1,0 +1,251 @@
+/*
+ * heap: live blocks in an open-addressing hash table keyed by address
+ * (linear probing, backward-shift deletion, so no tombstones pile up in a
+ * program that allocates and frees millions of times).
+ *
+ * Pending reallocs (between REALLOC_ENTER and REALLOC_EXIT) are held in a
+ * small list per call: the old block is out of the table, so a malloc in
+ * another thread returning the same address is recorded correctly, and it
+ * comes back if realloc fails.
+ */
+#include "tracer/heap.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tracer/util.h"
+
+struct pending {
+	pid_t tid;
+	struct block b;
+};
+
+struct heap {
+	struct block *slots;	/* ptr == 0: empty */
+	size_t mask;		/* capacity - 1 */
+	size_t used;
+	struct pending *pending;
+	size_t n_pending, cap_pending;
+	struct heap_stats st;
+};
+
+static const char *const call_names[CALL__COUNT] = {
+	[CALL_MALLOC] = "malloc",
+	[CALL_CALLOC] = "calloc",
+	[CALL_REALLOC] = "realloc",
+	[CALL_REALLOCARRAY] = "reallocarray",
+	[CALL_FREE] = "free",
+	[CALL_POSIX_MEMALIGN] = "posix_memalign",
+	[CALL_ALIGNED_ALLOC] = "aligned_alloc",
+	[CALL_MEMALIGN] = "memalign",
+	[CALL_VALLOC] = "valloc",
+	[CALL_PVALLOC] = "pvalloc",
+};
+
+const char *alloc_call_name(enum alloc_call call)
+{
+	return call < CALL__COUNT ? call_names[call] : "?";
+}
+
+static size_t slot_of(uint64_t ptr, size_t mask)
+{
+	/* Fibonacci hashing: allocator addresses share their low bits. */
+	return (size_t)((ptr * 0x9E3779B97F4A7C15ull) >> 20) & mask;
+}
+
+struct heap *heap_new(void)
+{
+	struct heap *h = xcalloc(1, sizeof(*h));
+
+	h->mask = 1023;
+	h->slots = xcalloc(h->mask + 1, sizeof(*h->slots));
+	return h;
+}
+
+void heap_free(struct heap *h)
+{
+	if (!h)
+		return;
+	free(h->slots);
+	free(h->pending);
+	free(h);
+}
+
+void heap_clear(struct heap *h)
+{
+	memset(h->slots, 0, (h->mask + 1) * sizeof(*h->slots));
+	h->used = 0;
+	h->n_pending = 0;
+	memset(&h->st, 0, sizeof(h->st));
+}
+
+static void grow(struct heap *h)
+{
+	struct block *old = h->slots;
+	size_t old_cap = h->mask + 1;
+
+	h->mask = old_cap * 2 - 1;
+	h->slots = xcalloc(h->mask + 1, sizeof(*h->slots));
+	for (size_t i = 0; i < old_cap; i++) {
+		if (!old[i].ptr)
+			continue;
+		size_t j = slot_of(old[i].ptr, h->mask);
+		while (h->slots[j].ptr)
+			j = (j + 1) & h->mask;
+		h->slots[j] = old[i];
+	}
+	free(old);
+}
+
+static void insert(struct heap *h, const struct block *b)
+{
+	if ((h->used + 1) * 2 > h->mask + 1)
+		grow(h);
+	size_t i = slot_of(b->ptr, h->mask);
+	while (h->slots[i].ptr && h->slots[i].ptr != b->ptr)
+		i = (i + 1) & h->mask;
+	if (h->slots[i].ptr) {
+		/* Same address live twice: a free we never saw (an allocator
+		 * entry point we do not hook). The old block is gone. */
+		h->st.live_bytes -= h->slots[i].size;
+		h->st.live_blocks--;
+	} else {
+		h->used++;
+	}
+	h->slots[i] = *b;
+	h->st.live_bytes += b->size;
+	h->st.live_blocks++;
+	if (h->st.live_bytes > h->st.peak_bytes)
+		h->st.peak_bytes = h->st.live_bytes;
+}
+
+/* Remove PTR; copy it to *out. Returns false if PTR is not live. */
+static bool take(struct heap *h, uint64_t ptr, struct block *out)
+{
+	size_t i = slot_of(ptr, h->mask);
+
+	while (h->slots[i].ptr != ptr) {
+		if (!h->slots[i].ptr)
+			return false;
+		i = (i + 1) & h->mask;
+	}
+	*out = h->slots[i];
+	h->st.live_bytes -= out->size;
+	h->st.live_blocks--;
+	h->used--;
+	/* Backward-shift deletion: pull later members of the run into the
+	 * hole when their home slot is at or before it. */
+	size_t hole = i;
+	for (size_t j = (i + 1) & h->mask; h->slots[j].ptr; j = (j + 1) & h->mask) {
+		size_t home = slot_of(h->slots[j].ptr, h->mask);
+		if (((j - home) & h->mask) >= ((j - hole) & h->mask)) {
+			h->slots[hole] = h->slots[j];
+			hole = j;
+		}
+	}
+	h->slots[hole].ptr = 0;
+	return true;
+}
+
+static void add_alloc(struct heap *h, const struct alloc_event *ev)
+{
+	struct block b = {
+		.ptr = ev->ptr, .size = ev->size,
+		.stack_id = ev->stack_id, .time_ns = ev->time_ns,
+	};
+	h->st.allocations++;
+	h->st.bytes_allocated += ev->size;
+	insert(h, &b);
+}
+
+static void do_free(struct heap *h, uint64_t ptr)
+{
+	struct block b;
+
+	if (!ptr)
+		return;
+	if (take(h, ptr, &b))
+		h->st.frees++;
+	else
+		h->st.unknown_frees++;
+}
+
+static void realloc_enter(struct heap *h, const struct alloc_event *ev)
+{
+	struct pending p = { .tid = ev->tid };
+
+	if (!ev->old_ptr || !take(h, ev->old_ptr, &p.b))
+		return;
+	if (h->n_pending == h->cap_pending) {
+		h->cap_pending = h->cap_pending ? 2 * h->cap_pending : 8;
+		h->pending = xrealloc(h->pending, h->cap_pending * sizeof(*h->pending));
+	}
+	h->pending[h->n_pending++] = p;
+}
+
+static void realloc_exit(struct heap *h, const struct alloc_event *ev)
+{
+	struct pending *p = NULL;
+
+	for (size_t i = 0; i < h->n_pending; i++) {
+		if (h->pending[i].tid == ev->tid && h->pending[i].b.ptr == ev->old_ptr) {
+			p = &h->pending[i];
+			break;
+		}
+	}
+	if (ev->ptr) {
+		if (p)
+			h->st.frees++;
+		add_alloc(h, ev);
+	} else if (p && ev->size != 0) {
+		insert(h, &p->b);	/* failed: the old block is still there */
+	} else if (p) {
+		h->st.frees++;		/* realloc(p, 0) freed it */
+	}
+	if (p)
+		*p = h->pending[--h->n_pending];
+}
+
+void heap_record(struct heap *h, const struct alloc_event *ev)
+{
+	switch (ev->op) {
+	case OP_ALLOC:
+		if (ev->ptr)
+			add_alloc(h, ev);
+		break;
+	case OP_FREE:
+		do_free(h, ev->ptr);
+		break;
+	case OP_REALLOC_ENTER:
+		realloc_enter(h, ev);
+		break;
+	case OP_REALLOC_EXIT:
+		realloc_exit(h, ev);
+		break;
+	}
+}
+
+const struct heap_stats *heap_stats(const struct heap *h)
+{
+	return &h->st;
+}
+
+static int by_address(const void *a, const void *b)
+{
+	const struct block *x = a, *y = b;
+
+	return x->ptr < y->ptr ? -1 : x->ptr > y->ptr;
+}
+
+struct block *heap_snapshot(const struct heap *h, size_t *n)
+{
+	struct block *v = xmalloc((h->st.live_blocks + 1) * sizeof(*v));
+	size_t k = 0;
+
+	for (size_t i = 0; i <= h->mask; i++)
+		if (h->slots[i].ptr)
+			v[k++] = h->slots[i];
+	qsort(v, k, sizeof(*v), by_address);
+	*n = k;
+	return v;
+}

@@ -1,0 +1,84 @@
+#ifndef PTLEAK_HEAP_H
+#define PTLEAK_HEAP_H
+/*
+ * heap: the table of live blocks, and the one narrow interface through
+ * which allocation events reach it, whatever produced them (the ptrace
+ * breakpoints today, a probe ring written by code injected into the
+ * tracee tomorrow).
+ *
+ * A producer fills a struct alloc_event and calls heap_record(). Events
+ * must arrive in the order the allocator performed them; for realloc that
+ * means two events: REALLOC_ENTER when the call starts (the old block
+ * stops being the program's: another thread may get its address from
+ * malloc before this realloc returns) and REALLOC_EXIT with the result
+ * (success: the new block; failure: the old block comes back).
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum alloc_call {
+	CALL_MALLOC,
+	CALL_CALLOC,
+	CALL_REALLOC,
+	CALL_REALLOCARRAY,
+	CALL_FREE,
+	CALL_POSIX_MEMALIGN,
+	CALL_ALIGNED_ALLOC,
+	CALL_MEMALIGN,
+	CALL_VALLOC,
+	CALL_PVALLOC,
+	CALL__COUNT
+};
+
+/* "malloc", "calloc", ... */
+const char *alloc_call_name(enum alloc_call call);
+
+enum alloc_op {
+	OP_ALLOC,		/* ptr (non-NULL), size, stack */
+	OP_FREE,		/* ptr (NULL and unknown pointers are ignored) */
+	OP_REALLOC_ENTER,	/* old_ptr (may be NULL) */
+	OP_REALLOC_EXIT,	/* old_ptr, ptr (NULL: failed or freed), size, stack */
+};
+
+struct alloc_event {
+	enum alloc_op op;
+	enum alloc_call call;
+	pid_t tid;
+	uint64_t ptr;
+	uint64_t old_ptr;
+	uint64_t size;
+	uint32_t stack_id;	/* from stacks_intern(); 0: no stack */
+	uint64_t time_ns;	/* CLOCK_MONOTONIC */
+};
+
+struct block {
+	uint64_t ptr;
+	uint64_t size;
+	uint32_t stack_id;
+	uint64_t time_ns;
+};
+
+struct heap_stats {
+	uint64_t allocations, frees;
+	uint64_t bytes_allocated;
+	uint64_t live_bytes, live_blocks, peak_bytes;
+	uint64_t unknown_frees;	/* frees of blocks allocated before tracing */
+};
+
+struct heap;
+
+struct heap *heap_new(void);	/* aborts on out of memory */
+void heap_free(struct heap *h);
+void heap_clear(struct heap *h);	/* exec: a new program, a new heap */
+
+void heap_record(struct heap *h, const struct alloc_event *ev);
+
+const struct heap_stats *heap_stats(const struct heap *h);
+
+/* All live blocks sorted by address, in a new array (caller frees); *n
+ * gets the count. */
+struct block *heap_snapshot(const struct heap *h, size_t *n);
+
+#endif

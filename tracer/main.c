@@ -1,0 +1,24 @@
+/*
+ * ptleak: an out-of-process leak finder. Set up, run the event loop,
+ * report. See README.md and doc/internals.md.
+ */
+#include <stdlib.h>
+
+#include "tracer/options.h"
+#include "tracer/report.h"
+#include "tracer/tracer.h"
+#include "tracer/util.h"
+
+int main(int argc, char **argv)
+{
+	struct options opts;
+	struct event ev;
+
+	debug_enabled = getenv("PTLEAK_DEBUG") != NULL;
+	options_parse(&opts, argc, argv);
+	report_open(&opts);
+	struct tracer *tr = tracer_launch(&opts);
+	while (tracer_next_event(tr, &ev))
+		tracer_dispatch(tr, &ev);
+	return tracer_finish(tr);
+}

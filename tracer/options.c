@@ -1,0 +1,164 @@
+/*
+ * options: command-line parsing by hand (getopt would permute PROGRAM's
+ * own options into ours).
+ */
+#include "tracer/options.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tracer/util.h"
+#include "tracer/version.h"
+
+static const char usage[] =
+"usage: ptleak [OPTIONS] [--] PROGRAM [ARGS...]\n"
+"\n"
+"Run PROGRAM under ptrace, record every allocation and free, and report\n"
+"the blocks it never freed when it exits. No LD_PRELOAD, no recompiling.\n"
+"\n"
+"options:\n"
+"  -o, --output=FILE           write the text report to FILE (default stderr)\n"
+"      --json=FILE             also write the report as JSON to FILE\n"
+"      --error-exitcode=N      exit with N (1-255) if leaks were found\n"
+"      --show-leak-kinds=K     loss records to show: definite,indirect,possible,\n"
+"                              reachable, all or none (default definite,possible)\n"
+"      --errors-for-leak-kinds=K  kinds that count for --error-exitcode\n"
+"                              (default definite)\n"
+"      --num-callers=N         frames per stack, 1-64 (default 12)\n"
+"      --show-below-main       keep the frames below main\n"
+"  -q, --quiet                 no banner, only the report\n"
+"  -h, --help                  show this help\n"
+"      --version               show the version\n"
+"\n"
+"exit status:\n"
+"  PROGRAM's own exit status, or 128+S if it was killed by signal S;\n"
+"  N    with --error-exitcode=N, when leaks of the counted kinds were found;\n"
+"  125  ptleak itself failed (bad option, report file not writable, ptrace\n"
+"       not permitted, ...);\n"
+"  126  PROGRAM was found but could not be executed;\n"
+"  127  PROGRAM was not found.\n";
+
+static noreturn __attribute__((format(printf, 1, 2))) void bad(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "ptleak: %s (try 'ptleak --help')\n", msg);
+	exit(EXIT_PTLEAK_FAILURE);
+}
+
+static long parse_int(const char *opt, const char *s, long lo, long hi)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi)
+		bad("%s: '%s' is not a number from %ld to %ld", opt, s, lo, hi);
+	return v;
+}
+
+static unsigned parse_kinds(const char *opt, const char *s)
+{
+	static const struct { const char *name; unsigned flags; } names[] = {
+		{ "definite", KIND_DEFINITE }, { "indirect", KIND_INDIRECT },
+		{ "possible", KIND_POSSIBLE }, { "reachable", KIND_REACHABLE },
+		{ "all", KIND_DEFINITE | KIND_INDIRECT | KIND_POSSIBLE | KIND_REACHABLE },
+		{ "none", 0 },
+	};
+	unsigned flags = 0;
+	char *copy = xstrdup(s), *save = NULL;
+
+	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		size_t i;
+		for (i = 0; i < ARRAY_SIZE(names); i++)
+			if (!strcmp(tok, names[i].name))
+				break;
+		if (i == ARRAY_SIZE(names))
+			bad("%s: unknown leak kind '%s'", opt, tok);
+		flags |= names[i].flags;
+	}
+	free(copy);
+	return flags;
+}
+
+/* If ARG is --NAME=VALUE or --NAME VALUE, return VALUE (advancing *I). */
+static const char *value_of(const char *name, int argc, char **argv, int *i)
+{
+	const char *arg = argv[*i];
+	size_t n = strlen(name);
+
+	if (strncmp(arg, name, n))
+		return NULL;
+	if (arg[n] == '=')
+		return arg + n + 1;
+	if (arg[n] != '\0')
+		return NULL;
+	if (*i + 1 >= argc)
+		bad("option '%s' needs a value", name);
+	return argv[++*i];
+}
+
+void options_parse(struct options *o, int argc, char **argv)
+{
+	const char *v;
+	int i;
+
+	memset(o, 0, sizeof(*o));
+	o->show_kinds = KIND_DEFINITE | KIND_POSSIBLE;
+	o->error_kinds = KIND_DEFINITE;
+	o->num_callers = 12;
+
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (a[0] != '-' || a[1] == '\0')
+			break;	/* PROGRAM */
+		if (!strcmp(a, "--")) {
+			i++;
+			break;
+		}
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			fputs(usage, stdout);
+			exit(0);
+		} else if (!strcmp(a, "--version")) {
+			printf("ptleak %s\n", PTLEAK_VERSION);
+			exit(0);
+		} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+			o->quiet = true;
+		} else if (!strcmp(a, "--show-below-main")) {
+			o->show_below_main = true;
+		} else if (!strcmp(a, "-o")) {
+			if (i + 1 >= argc)
+				bad("option '%s' needs a value", a);
+			o->output = argv[++i];
+		} else if (!strncmp(a, "-o", 2) && a[2] != '-') {
+			o->output = a + 2;
+		} else if ((v = value_of("--output", argc, argv, &i))) {
+			o->output = v;
+		} else if ((v = value_of("--json", argc, argv, &i))) {
+			o->json = v;
+		} else if ((v = value_of("--error-exitcode", argc, argv, &i))) {
+			o->error_exitcode = (int)parse_int("--error-exitcode", v, 1, 255);
+		} else if ((v = value_of("--num-callers", argc, argv, &i))) {
+			o->num_callers = (int)parse_int("--num-callers", v, 1, 64);
+		} else if ((v = value_of("--show-leak-kinds", argc, argv, &i))) {
+			o->show_kinds = parse_kinds("--show-leak-kinds", v);
+		} else if ((v = value_of("--errors-for-leak-kinds", argc, argv, &i))) {
+			o->error_kinds = parse_kinds("--errors-for-leak-kinds", v);
+		} else {
+			bad("unknown option '%s'", a);
+		}
+	}
+	if (i >= argc) {
+		fputs("ptleak: no program given (try 'ptleak --help')\n", stderr);
+		exit(EXIT_PTLEAK_FAILURE);
+	}
+	o->argv = argv + i;
+}

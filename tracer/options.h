@@ -1,0 +1,35 @@
+#ifndef PTLEAK_OPTIONS_H
+#define PTLEAK_OPTIONS_H
+/*
+ * options: ptleak's command line. Options end at PROGRAM: everything after
+ * it is PROGRAM's, with or without `--`.
+ */
+#include <stdbool.h>
+
+/* Leak kinds as flags, for --show-leak-kinds and --errors-for-leak-kinds. */
+enum leak_kind_flag {
+	KIND_DEFINITE = 1 << 0,
+	KIND_INDIRECT = 1 << 1,
+	KIND_POSSIBLE = 1 << 2,
+	KIND_REACHABLE = 1 << 3,
+};
+
+struct options {
+	const char *output;	/* -o: text report file, NULL = stderr */
+	const char *json;	/* --json: JSON file, NULL = none */
+	int error_exitcode;	/* 0 = off */
+	unsigned show_kinds;
+	unsigned error_kinds;
+	int num_callers;
+	bool show_below_main;
+	bool quiet;
+	char **argv;		/* PROGRAM and its arguments */
+};
+
+/*
+ * Parse ARGV into O. Prints usage/version and exits 0 for -h/--version;
+ * on bad input prints a one-line error and exits 125.
+ */
+void options_parse(struct options *o, int argc, char **argv);
+
+#endif

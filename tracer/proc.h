@@ -1,0 +1,111 @@
+#ifndef PTLEAK_PROC_H
+#define PTLEAK_PROC_H
+/*
+ * proc: traced processes and their threads, and the primitive ptrace
+ * operations on them: registers, memory, resuming, and running one
+ * syscall inside the tracee.
+ *
+ * Memory is read with process_vm_readv (one syscall for any length) and
+ * written through /proc/PID/mem, which can write read-only code mappings
+ * (process_vm_writev cannot).
+ *
+ * Errors: -1 with errno set, unless said otherwise.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include "tracer/heap.h"
+
+struct stacks;
+struct symbols;
+struct unwinder;
+struct bpset;
+
+/* One outermost allocator call in flight on a thread: its return address
+ * on the stack was replaced by the trampoline's. */
+struct shadow {
+	uint64_t rsp;		/* where the return address lives */
+	uint64_t ret;		/* the real return address */
+	enum alloc_call call;
+	uint64_t args[3];
+	uint32_t stack_id;
+};
+
+struct process;
+
+struct thread {
+	pid_t tid;
+	struct process *proc;
+	struct shadow *shadow;
+	size_t n_shadow, cap_shadow;
+	int pending_sig;	/* to deliver at the next resume */
+	bool exiting;		/* reached PTRACE_EVENT_EXIT */
+	bool stopped;		/* in a ptrace stop we have not resumed */
+};
+
+enum proc_role {
+	ROLE_TRACED,		/* the program: allocations recorded */
+	ROLE_VFORK_CHILD,	/* shares the parent's memory until exec/exit */
+	ROLE_DETACH,		/* forked child, cleaned, detach at first stop */
+};
+
+struct process {
+	pid_t pid;
+	enum proc_role role;
+	int memfd;		/* /proc/PID/mem, -1 if not open */
+	struct process *parent;	/* for ROLE_VFORK_CHILD: whose memory it shares */
+	size_t n_threads;	/* known, not yet reaped */
+	bool exec_seen;		/* the program image is the one to trace */
+	bool dynamic;		/* has a dynamic linker */
+	uint64_t r_debug;	/* address of ld.so's _r_debug, 0 if unknown */
+	unsigned generation;	/* of the module list the sites were armed for */
+	/* what we know of the program being traced */
+	char **argv;
+	struct heap *heap;
+	struct stacks *stacks;
+	struct symbols *syms;
+	struct unwinder *unw;
+	struct bpset *bp;
+	int exit_status;	/* wait status when reaped, -1 before */
+	bool scanned;
+	void *scan_result;	/* struct scan_result *, owned */
+};
+
+/* Thread registry across all processes. */
+struct thread *thread_find(pid_t tid);
+struct thread *thread_add(struct process *p, pid_t tid);
+void thread_remove(struct thread *t);
+/* Call fn for every thread of P. */
+void thread_foreach(struct process *p, void (*fn)(struct thread *, void *), void *arg);
+
+struct process *process_new(pid_t pid, enum proc_role role);
+void process_free(struct process *p);
+/* (Re)open /proc/PID/mem; after an exec the old descriptor is useless. */
+int process_open_mem(struct process *p);
+
+int proc_read(struct process *p, uint64_t addr, void *buf, size_t len);
+int proc_write(struct process *p, uint64_t addr, const void *buf, size_t len);
+int proc_read_u64(struct process *p, uint64_t addr, uint64_t *out);
+
+int thread_getregs(pid_t tid, struct user_regs_struct *regs);
+int thread_setregs(pid_t tid, const struct user_regs_struct *regs);
+/* PTRACE_CONT with the thread's pending signal (then cleared) or SIG. */
+int thread_resume(struct thread *t, int sig);
+
+/*
+ * Run syscall NR with ARGS in thread TID, which is in a ptrace stop, by
+ * pointing its rip at GADGET (a `syscall; int3` sequence in the tracee)
+ * and restoring every register afterwards. Signals arriving meanwhile are
+ * kept in the thread's pending_sig. Returns the syscall's return value
+ * in *RET (a -errno value on failure). -1 if the thread vanished.
+ */
+int thread_inject_syscall(struct thread *t, uint64_t gadget, long nr,
+			  const uint64_t args[6], int64_t *ret);
+
+/* Push/pop a shadow frame of T. */
+struct shadow *thread_push_shadow(struct thread *t);
+
+#endif

@@ -1,0 +1,532 @@
+/*
+ * scan: the reachability scan behind leak kinds (see scan.h).
+ *
+ * Memory is read with process_vm_readv in large pieces: roots in 1 MiB
+ * windows, reached blocks in batches of up to IOV_MAX blocks per call, so
+ * a heap of a million blocks costs about a thousand syscalls.
+ *
+ * glibc specifics, each recognised from the memory itself and skipped
+ * when it does not match (musl, jemalloc):
+ *  - a block whose chunk size word (ptr - 8) has NON_MAIN_ARENA set lives
+ *    in a thread arena heap: 64 MiB aligned, heap_info at its start. Its
+ *    free chunks hold stale pointers, so the whole heap is not a root.
+ *  - main_arena (struct malloc_state, 2200 bytes in glibc 2.27 and later)
+ *    sits in libc's data. Its bins point at chunk headers, which can lie
+ *    inside the last bytes of a live neighbour. It is found by its shape:
+ *    empty bins point at themselves minus 16, and its `next` list of
+ *    arenas leads back to it.
+ */
+#include "tracer/scan.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "tracer/proc.h"
+#include "tracer/util.h"
+
+#define WINDOW (1u << 20)
+#define BATCH_BYTES (8u << 20)
+#define ARENA_HEAP_SIZE (64ull << 20)	/* glibc HEAP_MAX_SIZE on 64-bit */
+#define MALLOC_STATE_SIZE 2200u
+#define MALLOC_STATE_BINS 112u		/* offset of bins[] */
+#define MALLOC_STATE_NEXT 2168u		/* offset of next */
+#define NBINS_PAIRS 127u
+
+enum mark { UNREACHED, REACHABLE, POSSIBLE, INDIRECT };
+
+struct interval {
+	uint64_t start, end;
+};
+
+struct scan {
+	struct process *p;
+	struct block *b;
+	size_t n;
+	uint8_t *state;
+	size_t *clique;		/* leader of an INDIRECT block's clique */
+	size_t *stack;
+	size_t n_stack, cap_stack;
+	uint64_t lo, hi;	/* address range of all blocks */
+	struct interval *ex;	/* excluded from roots, sorted */
+	size_t n_ex, cap_ex;
+	uint8_t *buf;
+	uint64_t words;
+	/* clique phase */
+	size_t leader;
+	bool in_clique;
+};
+
+static const char *const kind_names[LEAK__COUNT] = {
+	[LEAK_DEFINITE] = "definitely_lost",
+	[LEAK_INDIRECT] = "indirectly_lost",
+	[LEAK_POSSIBLE] = "possibly_lost",
+	[LEAK_REACHABLE] = "still_reachable",
+};
+
+const char *leak_kind_name(enum leak_kind k)
+{
+	return k < LEAK__COUNT ? kind_names[k] : "?";
+}
+
+void scan_result_free(void *r)
+{
+	struct scan_result *res = r;
+
+	if (!res)
+		return;
+	free(res->blocks);
+	free(res->kind);
+	free(res->leader);
+	free(res);
+}
+
+/* Index of the block containing address A, or -1. */
+static ssize_t find_block(const struct scan *s, uint64_t a)
+{
+	size_t lo = 0, hi = s->n;
+
+	if (a < s->lo || a >= s->hi)
+		return -1;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->b[mid].ptr <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return -1;
+	const struct block *b = &s->b[lo - 1];
+	if (a == b->ptr || a - b->ptr < b->size)
+		return (ssize_t)(lo - 1);
+	return -1;
+}
+
+static void push(struct scan *s, size_t i)
+{
+	if (s->n_stack == s->cap_stack) {
+		s->cap_stack = s->cap_stack ? s->cap_stack * 2 : 1024;
+		s->stack = xrealloc(s->stack, s->cap_stack * sizeof(*s->stack));
+	}
+	s->stack[s->n_stack++] = i;
+}
+
+/* One word W found in memory reached with certainty DEFINITE. */
+static void consider(struct scan *s, uint64_t w, bool definite)
+{
+	ssize_t j = find_block(s, w);
+
+	if (j < 0)
+		return;
+	size_t i = (size_t)j;
+	if (s->in_clique) {
+		/* valgrind's clique rule: any pointer from the clique claims an
+		 * unreached block; a former clique leader joins with its own. */
+		if (i != s->leader && s->state[i] == UNREACHED) {
+			s->state[i] = INDIRECT;
+			s->clique[i] = s->leader;
+			push(s, i);
+		}
+		return;
+	}
+	uint8_t m = definite && w == s->b[i].ptr ? REACHABLE : POSSIBLE;
+	if (s->state[i] == UNREACHED || (s->state[i] == POSSIBLE && m == REACHABLE)) {
+		s->state[i] = m;
+		push(s, i);
+	}
+}
+
+static void scan_words(struct scan *s, uint64_t addr, const uint8_t *data, size_t len,
+		       bool definite)
+{
+	size_t skip = (8 - (addr & 7)) & 7;
+
+	for (size_t off = skip; off + 8 <= len; off += 8) {
+		uint64_t w;
+		memcpy(&w, data + off, 8);
+		if (w >= s->lo && w < s->hi)
+			consider(s, w, definite);
+	}
+	s->words += len / 8;
+}
+
+/* Scan remote range [a, e) as a root, reading it in windows. */
+static void scan_remote(struct scan *s, uint64_t a, uint64_t e)
+{
+	a = (a + 7) & ~7ull;
+	while (a < e) {
+		size_t len = e - a > WINDOW ? WINDOW : (size_t)(e - a);
+		if (proc_read(s->p, a, s->buf, len) == 0) {
+			scan_words(s, a, s->buf, len, true);
+		} else if (len > 4096) {
+			/* Something unreadable inside: go page by page. */
+			uint64_t pe = a + len;
+			for (uint64_t q = a; q < pe;) {
+				uint64_t next = (q & ~4095ull) + 4096;
+				if (next > pe)
+					next = pe;
+				if (proc_read(s->p, q, s->buf, next - q) == 0)
+					scan_words(s, q, s->buf, next - q, true);
+				q = next;
+			}
+		}
+		a += len;
+	}
+}
+
+/* Where a block stops covering memory (a 0-byte block covers its start). */
+static uint64_t block_end(const struct block *b)
+{
+	return b->ptr + (b->size ? b->size : 1);
+}
+
+/* First block ending after A (blocks do not overlap: ends are sorted). */
+static size_t first_block_after(const struct scan *s, uint64_t a)
+{
+	size_t lo = 0, hi = s->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (block_end(&s->b[mid]) <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Scan [a, e) as a root, skipping live blocks and excluded intervals. */
+static void scan_root(struct scan *s, uint64_t a, uint64_t e)
+{
+	size_t bi = first_block_after(s, a), xi = 0;
+
+	while (xi < s->n_ex && s->ex[xi].end <= a)
+		xi++;
+	while (a < e) {
+		uint64_t stop = e, resume_at = e;
+		if (bi < s->n && s->b[bi].ptr < stop) {
+			stop = s->b[bi].ptr;
+			resume_at = block_end(&s->b[bi]);
+		}
+		if (xi < s->n_ex && s->ex[xi].start < stop) {
+			stop = s->ex[xi].start;
+			resume_at = s->ex[xi].end;
+		}
+		if (stop > a)
+			scan_remote(s, a, stop);
+		if (resume_at <= a)
+			resume_at = a + 1;
+		a = resume_at;
+		while (bi < s->n && block_end(&s->b[bi]) <= a)
+			bi++;
+		while (xi < s->n_ex && s->ex[xi].end <= a)
+			xi++;
+	}
+}
+
+/* Scan the contents of the blocks on the mark stack until it is empty. */
+static void drain(struct scan *s)
+{
+	struct iovec local[IOV_MAX], remote[IOV_MAX];
+	size_t idx[IOV_MAX];
+
+	while (s->n_stack) {
+		size_t k = 0, total = 0;
+		while (s->n_stack && k < IOV_MAX) {
+			size_t i = s->stack[s->n_stack - 1];
+			uint64_t size = s->b[i].size;
+			if (size > BATCH_BYTES) {
+				/* A huge block on its own, window by window. */
+				if (k)
+					break;
+				s->n_stack--;
+				bool definite = s->state[i] == REACHABLE;
+				for (uint64_t off = 0; off < size; off += WINDOW) {
+					size_t len = size - off > WINDOW ? WINDOW : (size_t)(size - off);
+					if (proc_read(s->p, s->b[i].ptr + off, s->buf, len) == 0)
+						scan_words(s, s->b[i].ptr + off, s->buf, len, definite);
+				}
+				continue;
+			}
+			if (total + size > BATCH_BYTES)
+				break;
+			s->n_stack--;
+			local[k] = (struct iovec){ s->buf + total, size };
+			remote[k] = (struct iovec){ (void *)(uintptr_t)s->b[i].ptr, size };
+			idx[k++] = i;
+			total += size;
+		}
+		if (!k)
+			continue;
+		ssize_t got = process_vm_readv(s->p->pid, local, k, remote, k, 0);
+		for (size_t j = 0; j < k; j++) {
+			size_t i = idx[j];
+			bool definite = s->state[i] == REACHABLE && !s->in_clique;
+			uint8_t *data = local[j].iov_base;
+			size_t off = (size_t)(data - s->buf);
+			if (got < 0 || (size_t)got < off + local[j].iov_len) {
+				/* Partial read: this one on its own. */
+				if (proc_read(s->p, s->b[i].ptr, data, local[j].iov_len) < 0)
+					continue;
+			}
+			scan_words(s, s->b[i].ptr, data, local[j].iov_len, definite);
+		}
+	}
+}
+
+static void exclude(struct scan *s, uint64_t start, uint64_t end)
+{
+	if (s->n_ex == s->cap_ex) {
+		s->cap_ex = s->cap_ex ? s->cap_ex * 2 : 16;
+		s->ex = xrealloc(s->ex, s->cap_ex * sizeof(*s->ex));
+	}
+	s->ex[s->n_ex++] = (struct interval){ start, end };
+}
+
+static int by_start(const void *a, const void *b)
+{
+	const struct interval *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* glibc thread arenas: heaps of blocks whose chunk says NON_MAIN_ARENA. */
+static void exclude_arena_heaps(struct scan *s)
+{
+	uint64_t last = 0;
+
+	for (size_t i = 0; i < s->n; i++) {
+		uint64_t ptr = s->b[i].ptr, sizeword, heap_size;
+		uint64_t h = ptr & ~(ARENA_HEAP_SIZE - 1);
+		if (h == last || ptr < 16)
+			continue;
+		if (proc_read_u64(s->p, ptr - 8, &sizeword) < 0)
+			continue;
+		/* NON_MAIN_ARENA (4) set, IS_MMAPPED (2) clear, a sane size */
+		if ((sizeword & 6) != 4 || (sizeword & ~7ull) < s->b[i].size)
+			continue;
+		if (proc_read_u64(s->p, h + 16, &heap_size) < 0 ||
+		    heap_size > ARENA_HEAP_SIZE || h + heap_size < ptr + s->b[i].size)
+			continue;
+		exclude(s, h, h + ARENA_HEAP_SIZE);
+		last = h;
+	}
+}
+
+/* Does the arena list starting at NEXT lead back to A? */
+static bool arena_ring(struct scan *s, uint64_t a, uint64_t next)
+{
+	for (int hop = 0; hop < 64; hop++) {
+		if (next == a)
+			return true;
+		if (!next || proc_read_u64(s->p, next + MALLOC_STATE_NEXT, &next) < 0)
+			return false;
+	}
+	return false;
+}
+
+/* Empty bins of a malloc_state at A, whose bytes start at DATA + (A - START). */
+static unsigned empty_bins(uint64_t a, uint64_t start, const uint8_t *data)
+{
+	unsigned n = 0;
+
+	for (uint64_t k = 0; k < NBINS_PAIRS; k++) {
+		uint64_t x = a + MALLOC_STATE_BINS + 16 * k, fd, bk;
+		memcpy(&fd, data + (x - start), 8);
+		memcpy(&bk, data + (x - start) + 8, 8);
+		n += fd == x - 16 && bk == x - 16;
+	}
+	return n;
+}
+
+/* Is the malloc_state candidate at A (bytes in DATA) shaped like glibc's
+ * main_arena? fastbinsY[] and top point into heaps, never into libc's own
+ * data (a candidate shifted onto the bins would see bin pointers there);
+ * next is NULL (glibc 2.36 sets it with the second arena), itself, or a
+ * ring of arenas back to it. */
+static bool looks_like_main_arena(struct scan *s, uint64_t a, uint64_t start,
+				  const uint8_t *data, size_t len)
+{
+	uint64_t w, next;
+
+	for (uint64_t off = 16; off <= 104; off += 8) {	/* fastbinsY, top, last_remainder */
+		memcpy(&w, data + (a - start) + off, 8);
+		if (w - start < len)
+			return false;
+		if (off == 96 && !w)
+			return false;	/* top: set once malloc ran */
+	}
+	if (empty_bins(a, start, data) < 8)
+		return false;
+	memcpy(&next, data + (a - start) + MALLOC_STATE_NEXT, 8);
+	return !next || next == a || arena_ring(s, a, next);
+}
+
+/* Look for glibc's main_arena in the data mapping [start, start+len),
+ * whose contents are in DATA. */
+static void exclude_main_arena(struct scan *s, uint64_t start, const uint8_t *data, size_t len)
+{
+	for (size_t x = 0; x + 16 <= len; x += 8) {
+		uint64_t fd, bk, X = start + x;
+		memcpy(&fd, data + x, 8);
+		memcpy(&bk, data + x + 8, 8);
+		if (fd != X - 16 || bk != X - 16)
+			continue;
+		/* An empty bin: which one? Try each place the arena could start. */
+		for (uint64_t k = 0; k < NBINS_PAIRS; k++) {
+			uint64_t a = X - MALLOC_STATE_BINS - 16 * k;
+			if (a < start || a + MALLOC_STATE_SIZE > start + len)
+				continue;
+			if (looks_like_main_arena(s, a, start, data, len)) {
+				debug("main_arena at 0x%" PRIx64, a);
+				exclude(s, a, a + MALLOC_STATE_SIZE);
+				return;
+			}
+		}
+	}
+}
+
+struct region {
+	uint64_t start, end;
+	bool file, heap, stack;
+};
+
+static size_t read_maps(pid_t pid, struct region **out)
+{
+	char path[64], line[4096];
+	struct region *v = NULL;
+	size_t n = 0, cap = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		uint64_t a, e, off;
+		char perms[8], name[4096] = "";
+		unsigned long inode;
+		if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %7s %" SCNx64 " %*s %lu %4095[^\n]",
+			   &a, &e, perms, &off, &inode, name) < 5)
+			continue;
+		if (perms[0] != 'r' || perms[1] != 'w')
+			continue;
+		const char *nm = name;
+		while (*nm == ' ')
+			nm++;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		v[n++] = (struct region){
+			.start = a, .end = e, .file = inode != 0,
+			.heap = !strcmp(nm, "[heap]"), .stack = !strcmp(nm, "[stack]"),
+		};
+	}
+	fclose(f);
+	*out = v;
+	return n;
+}
+
+static void scan_registers(struct scan *s, const struct user_regs_struct *regs)
+{
+	scan_words(s, 0, (const uint8_t *)regs, sizeof(*regs), true);
+}
+
+struct scan_result *scan_process(struct process *p, const struct user_regs_struct *regs)
+{
+	struct scan_result *res = xcalloc(1, sizeof(*res));
+	uint64_t t0 = now_ns();
+
+	res->blocks = heap_snapshot(p->heap, &res->n);
+	res->kind = xcalloc(res->n + 1, 1);
+	res->leader = xcalloc(res->n + 1, sizeof(*res->leader));
+	if (!regs) {
+		for (size_t i = 0; i < res->n; i++)
+			res->kind[i] = LEAK_DEFINITE;
+		return res;
+	}
+
+	struct scan s = { .p = p, .b = res->blocks, .n = res->n };
+	s.state = xcalloc(s.n + 1, 1);
+	s.clique = xcalloc(s.n + 1, sizeof(*s.clique));
+	s.buf = xmalloc(BATCH_BYTES > WINDOW ? BATCH_BYTES : WINDOW);
+	if (s.n) {
+		s.lo = s.b[0].ptr;
+		const struct block *last = &s.b[s.n - 1];
+		s.hi = last->ptr + (last->size ? last->size : 1);
+	}
+
+	struct region *r = NULL;
+	size_t nr = read_maps(p->pid, &r);
+
+	/* Exclusions first: allocator state that is not the program's. */
+	exclude_arena_heaps(&s);
+	for (size_t i = 0; i < nr; i++) {
+		size_t len = r[i].end - r[i].start;
+		if (!r[i].file || len > (64u << 20))
+			continue;
+		uint8_t *data = xmalloc(len);
+		if (proc_read(p, r[i].start, data, len) == 0)
+			exclude_main_arena(&s, r[i].start, data, len);
+		free(data);
+	}
+	qsort(s.ex, s.n_ex, sizeof(*s.ex), by_start);
+
+	/* Mark from the roots. */
+	scan_registers(&s, regs);
+	drain(&s);
+	for (size_t i = 0; i < nr; i++) {
+		uint64_t a = r[i].start;
+		if (r[i].heap)
+			continue;
+		if (r[i].stack && regs->rsp >= a && regs->rsp < r[i].end)
+			a = regs->rsp;
+		scan_root(&s, a, r[i].end);
+		drain(&s);
+	}
+
+	/* Cliques among the unreached, in address order as valgrind does. */
+	s.in_clique = true;
+	for (size_t i = 0; i < s.n; i++) {
+		if (s.state[i] != UNREACHED)
+			continue;
+		s.leader = i;
+		push(&s, i);
+		drain(&s);
+	}
+
+	for (size_t i = 0; i < s.n; i++) {
+		switch (s.state[i]) {
+		case REACHABLE: res->kind[i] = LEAK_REACHABLE; break;
+		case POSSIBLE: res->kind[i] = LEAK_POSSIBLE; break;
+		case INDIRECT: {
+			/* A leader claimed later passed its clique on. */
+			size_t l = s.clique[i];
+			while (s.state[l] == INDIRECT)
+				l = s.clique[l];
+			res->kind[i] = LEAK_INDIRECT;
+			res->leader[i] = l;
+			break;
+		}
+		default: res->kind[i] = LEAK_DEFINITE; break;
+		}
+	}
+	res->scanned = true;
+	res->words_scanned = s.words;
+	res->ns = now_ns() - t0;
+	debug("scan: %zu blocks, %" PRIu64 " words, %zu exclusions, %.3f ms",
+	      s.n, s.words, s.n_ex, res->ns / 1e6);
+	free(r);
+	free(s.state);
+	free(s.clique);
+	free(s.stack);
+	free(s.ex);
+	free(s.buf);
+	return res;
+}
