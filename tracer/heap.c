@@ -155,6 +155,8 @@ static void add_alloc(struct heap *h, const struct alloc_event *ev)
 	};
 	h->st.allocations++;
 	h->st.bytes_allocated += ev->size;
+	if (!h->st.min_ptr || ev->ptr < h->st.min_ptr)
+		h->st.min_ptr = ev->ptr;
 	insert(h, &b);
 }
 

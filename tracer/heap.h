@@ -65,6 +65,7 @@ struct heap_stats {
 	uint64_t bytes_allocated;
 	uint64_t live_bytes, live_blocks, peak_bytes;
 	uint64_t unknown_frees;	/* frees of blocks allocated before tracing */
+	uint64_t min_ptr;	/* lowest block address ever allocated, 0: none */
 };
 
 struct heap;

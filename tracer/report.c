@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 
 #include "symbols/symbols.h"
+#include "tracer/breakpoint.h"
 #include "tracer/heap.h"
 #include "tracer/options.h"
 #include "tracer/proc.h"
@@ -142,6 +143,11 @@ static size_t get_frames(struct process *p, const struct options *o, uint32_t id
 	for (size_t i = 0; i < n; i++) {
 		out[i].pc = pcs[i];
 		symbols_describe(p->syms, pcs[i], i > 0, &out[i].si);
+		/* The entry point by the name it was called by, not an alias
+		 * (__libc_malloc). */
+		struct site *s = i == 0 && p->bp ? bp_find(p->bp, pcs[0]) : NULL;
+		if (s && s->kind == SITE_ALLOC)
+			out[i].si.function = alloc_call_name((enum alloc_call)s->call);
 		if (!o->show_below_main && out[i].si.function &&
 		    !strcmp(out[i].si.function, "main"))
 			return i + 1;

@@ -394,39 +394,62 @@ static void exclude_main_arena(struct scan *s, uint64_t start, const uint8_t *da
 struct region {
 	uint64_t start, end;
 	bool file, heap, stack;
+	bool relro;		/* read-only, written before it was protected */
 };
 
+/*
+ * The root candidates from /proc/PID/smaps: every readable, writable
+ * mapping, plus read-only private file mappings the program wrote to
+ * before protecting them (RELRO: .data.rel.ro and the GOT, which in a
+ * static binary hold pointers to blocks malloc'ed during startup); those
+ * pages show as anonymous (copied on write).
+ */
 static size_t read_maps(pid_t pid, struct region **out)
 {
 	char path[64], line[4096];
-	struct region *v = NULL;
+	struct region *v = NULL, cur = { 0 };
+	bool keep = false;	/* cur is a root candidate */
 	size_t n = 0, cap = 0;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	snprintf(path, sizeof(path), "/proc/%d/smaps", pid);
 	f = fopen(path, "re");
 	if (!f)
 		return 0;
-	while (fgets(line, sizeof(line), f)) {
+	for (;;) {
+		bool eof = !fgets(line, sizeof(line), f);
 		uint64_t a, e, off;
 		char perms[8], name[4096] = "";
-		unsigned long inode;
-		if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %7s %" SCNx64 " %*s %lu %4095[^\n]",
-			   &a, &e, perms, &off, &inode, name) < 5)
+		unsigned long inode, anon_kb;
+
+		if (!eof && cur.relro && sscanf(line, "Anonymous: %lu kB", &anon_kb) == 1) {
+			keep = anon_kb > 0;
 			continue;
-		if (perms[0] != 'r' || perms[1] != 'w')
-			continue;
+		}
+		if (!eof && sscanf(line, "%" SCNx64 "-%" SCNx64 " %7s %" SCNx64 " %*s %lu %4095[^\n]",
+				   &a, &e, perms, &off, &inode, name) < 5)
+			continue;	/* another smaps field */
+		if (keep) {
+			if (n == cap) {
+				cap = cap ? cap * 2 : 64;
+				v = xrealloc(v, cap * sizeof(*v));
+			}
+			v[n++] = cur;
+		}
+		if (eof)
+			break;
 		const char *nm = name;
 		while (*nm == ' ')
 			nm++;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 64;
-			v = xrealloc(v, cap * sizeof(*v));
-		}
-		v[n++] = (struct region){
+		bool readable = perms[0] == 'r', writable = perms[1] == 'w';
+		cur = (struct region){
 			.start = a, .end = e, .file = inode != 0,
 			.heap = !strcmp(nm, "[heap]"), .stack = !strcmp(nm, "[stack]"),
+			/* read-only private data of a file: kept if written */
+			.relro = readable && !writable && perms[2] != 'x' &&
+				 perms[3] == 'p' && inode != 0,
 		};
+		keep = readable && writable;
 	}
 	fclose(f);
 	*out = v;
@@ -481,13 +504,18 @@ struct scan_result *scan_process(struct process *p, const struct user_regs_struc
 	/* Mark from the roots. */
 	scan_registers(&s, regs);
 	drain(&s);
+	uint64_t first_chunk = heap_stats(p->heap)->min_ptr - 16;
 	for (size_t i = 0; i < nr; i++) {
-		uint64_t a = r[i].start;
-		if (r[i].heap)
-			continue;
+		uint64_t a = r[i].start, e = r[i].end;
+		if (r[i].heap) {
+			/* The brk heap is the allocator's from its first chunk on;
+			 * what was sbrk'd before (a static binary's TLS) is a root. */
+			if (first_chunk < e)
+				e = first_chunk > a ? first_chunk : a;
+		}
 		if (r[i].stack && regs->rsp >= a && regs->rsp < r[i].end)
 			a = regs->rsp;
-		scan_root(&s, a, r[i].end);
+		scan_root(&s, a, e);
 		drain(&s);
 	}
 

@@ -7,7 +7,8 @@
  * Roots: the registers of the exiting thread, the main stack above its
  * stack pointer, and every other readable, writable mapping (data, bss,
  * anonymous memory such as other threads' stacks, TLS, a Go or Python
- * runtime's own heaps), minus allocator-owned memory: the brk heap,
+ * runtime's own heaps), minus allocator-owned memory: the brk heap from
+ * the lowest block ever allocated on (below it: a static binary's TLS),
  * live blocks themselves (they count only when reached), and glibc's own
  * state (arena heaps, mmapped chunk headers, main_arena's bins, whose
  * pointers to chunk headers can fall inside a live neighbour's last
