@@ -1,0 +1,1366 @@
+#!/usr/bin/env python3
+"""ptleak's test suite: real programs run under ptleak, exact numbers compared.
+
+    python3 tests/run.py --ptleak build/ptleak --asan build/ptleak-asan \
+        --build build [-k SUBSTRING]... [-v]
+
+How it works
+  * Every fixture in fixtures/ is built on demand into BUILD/fixtures
+    (gcc/g++ -g -O0 -fno-omit-frame-pointer, never with sanitizers; static
+    ones with -static, -static-pie and musl-gcc -static; Go with go build).
+  * LEAKS below is the table of expectations: per test, the command, the
+    LEAK SUMMARY per kind (bytes, blocks; None = not checked because it is
+    libc's, libstdc++'s, Python's or the Go runtime's business), the heap
+    totals where they are exact, and the loss records of the checked kinds,
+    largest first, each with its stack as function names (optionally
+    @file basename), innermost first. A stack matches when frame 0 is the
+    first name and the other names follow in order, frames in between
+    allowed (libstdc++'s operator new, libffi, ...). Addresses are never
+    compared. "main" as the last name must also be the last frame (frames
+    below main are dropped by default).
+  * Each LEAKS test runs PROGRAM alone first (its stdout, masked 0x...
+    pointers, and exit status are the reference), then under ptleak with
+    --json, and compares: exit status, stdout, JSON summary/heap/records,
+    the text report's LEAK SUMMARY lines (with thousands separators) and its
+    "in loss record K of N" lines against the JSON records.
+  * valgrind:NAME tests run the same command under valgrind --leak-check=full
+    (the oracle): its definitely/indirectly lost bytes and blocks must equal
+    the table, and the ptleak test then also compares itself with them.
+  * The other tests (CLI, exit statuses, bad input, options, static builds
+    alike, the ASan build) are small functions at the end of the file.
+  * Every run has a hard time limit; on expiry the whole process group is
+    killed. After each run no process of its session may be left.
+
+Output: one line per test, "ok NAME", "FAIL NAME: reason" (+ indented
+details) or "skip NAME: reason", then exactly "N passed, N failed".
+Exit status 1 if anything failed.
+
+Adding a test: add a fixture that states what it leaks in its header
+comment, a BUILDS entry if it is not a plain C file, and a LEAKS entry.
+Run one test: python3 tests/run.py --ptleak build/ptleak --build build -k NAME
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(ROOT, "fixtures")
+
+CFLAGS = ["-g", "-O0", "-fno-omit-frame-pointer"]
+DEFAULT_TIMEOUT = 60
+
+# --------------------------------------------------------------------------
+# Builds: name -> how. kind: c, cxx, so (shared library), go. Output file is
+# BUILD/fixtures/NAME (liballoc_*.so for the libraries).
+# --------------------------------------------------------------------------
+BUILDS = {
+    "valgrind_kinds": {"kind": "c", "src": ["valgrind_kinds.c"]},
+    "list_no_head": {"kind": "c", "src": ["list_no_head.c"]},
+    "possibly_lost": {"kind": "c", "src": ["possibly_lost.c"]},
+    "leak_1000": {"kind": "c", "src": ["leak_1000.c"]},
+    "good_1000": {"kind": "c", "src": ["good_1000.c"]},
+    "hello": {"kind": "c", "src": ["hello.c"]},
+    "leak_100": {"kind": "c", "src": ["leak_100.c"]},
+    "jemalloc_demo": {"kind": "c", "src": ["jemalloc_demo.c"]},
+    "student": {"kind": "c", "src": ["student.c"]},
+    "student_cpp": {"kind": "cxx", "src": ["student.cpp"]},
+    "producer_consumer": {"kind": "cxx", "src": ["producer_consumer.cpp"]},
+    "alloc_entry_points": {"kind": "c", "src": ["alloc_entry_points.c"]},
+    "deep_chain": {"kind": "c",
+                   "src": ["deep_main.c", "deep_a.c", "deep_b.c"]},
+    "leak_static_dynamic": {"kind": "c", "src": ["leak_static.c"]},
+    "leak_static_glibc": {"kind": "c", "src": ["leak_static.c"],
+                          "flags": ["-static"]},
+    "leak_static_pie": {"kind": "c", "src": ["leak_static.c"],
+                        "flags": ["-static-pie"]},
+    "leak_static_musl": {"kind": "c", "src": ["leak_static.c"],
+                         "cc": "musl-gcc", "flags": ["-static"]},
+    "threads_stress": {"kind": "c", "src": ["threads_stress.c"],
+                       "flags": ["-pthread"]},
+    "liballoc_only.so": {"kind": "so", "src": ["alloc_only.c"]},
+    "liballoc_free.so": {"kind": "so", "src": ["alloc_free.c"]},
+    "cgo_leak": {"kind": "go", "src": ["cgo_leak.go"]},
+    "cgo_good": {"kind": "go", "src": ["cgo_good.go"]},
+    "cgo_noop": {"kind": "go", "src": ["cgo_noop.go"]},
+    "exit_code": {"kind": "c", "src": ["exit_code.c"]},
+    "kill_self": {"kind": "c", "src": ["kill_self.c"]},
+    "echo_stdin": {"kind": "c", "src": ["echo_stdin.c"]},
+}
+
+KINDS = ["definitely_lost", "indirectly_lost", "possibly_lost",
+         "still_reachable"]
+KIND_TEXT = {"definitely_lost": "definitely lost",
+             "indirectly_lost": "indirectly lost",
+             "possibly_lost": "possibly lost",
+             "still_reachable": "still reachable"}
+
+
+def S(d=None, i=None, p=None, r=None):
+    """A LEAK SUMMARY expectation: (bytes, blocks) per kind, None = any."""
+    return {"definitely_lost": d, "indirectly_lost": i, "possibly_lost": p,
+            "still_reachable": r}
+
+
+def R(kind, nbytes, blocks, stack):
+    """One loss record: kind, bytes, blocks, stack names innermost first."""
+    return {"kind": kind, "bytes": nbytes, "blocks": blocks, "stack": stack}
+
+
+D, I, P, RE = ("definitely_lost", "indirectly_lost", "possibly_lost",
+               "still_reachable")
+Z = (0, 0)
+ECHO_INPUT = b"".join(b"line %05d of the standard input test\n" % n
+                      for n in range(3000))
+
+# --------------------------------------------------------------------------
+# The table. cmd: "@NAME" = built fixture NAME, "@python" = the Python
+# interpreter, "%F" = fixtures/ (sources). "N" in a summary or record means
+# (N * per_block bytes, N blocks) with N read from the program's stdout by
+# the "count" regex. heap: exact totals (subset of allocations, frees,
+# bytes_allocated, peak_bytes). valgrind: run the oracle on this command.
+# --------------------------------------------------------------------------
+LEAKS = [
+    {"name": "valgrind_kinds", "cmd": ["@valgrind_kinds"],
+     "summary": S(d=(60, 2), i=Z, p=Z, r=(100, 1)),
+     "heap": {"allocations": 3, "frees": 0, "bytes_allocated": 160,
+              "peak_bytes": 160},
+     "records": [R(RE, 100, 1, ["malloc", "main@valgrind_kinds.c"]),
+                 R(D, 50, 1, ["malloc", "main@valgrind_kinds.c"]),
+                 R(D, 10, 1, ["malloc", "main@valgrind_kinds.c"])],
+     "valgrind": True},
+    {"name": "list_no_head", "cmd": ["@list_no_head"],
+     "summary": S(d=(16, 1), i=(144, 9), p=Z, r=Z),
+     "heap": {"allocations": 10, "frees": 0, "bytes_allocated": 160,
+              "peak_bytes": 160},
+     "records": [R(I, 144, 9, ["malloc", "case_ll_with_no_head", "main"]),
+                 R(D, 16, 1, ["malloc", "case_ll_with_no_head", "main"])],
+     "valgrind": True},
+    {"name": "possibly_lost", "cmd": ["@possibly_lost"],
+     "summary": S(d=Z, i=Z, p=(160, 1)),
+     "records": [R(P, 160, 1, ["malloc", "case_ll_array@possibly_lost.c",
+                               "main"])],
+     "valgrind": True},
+    {"name": "leak_1000", "cmd": ["@leak_1000"],
+     "summary": S(d=(1000, 1), i=Z, p=Z),
+     "heap": {"allocations": 2, "bytes_allocated": 5096},
+     "records": [R(D, 1000, 1, ["malloc", "do_leak@leak_1000.c", "main"])],
+     "valgrind": True},
+    {"name": "good_1000", "cmd": ["@good_1000"],
+     "summary": S(d=Z, i=Z, p=Z),
+     "heap": {"allocations": 2, "bytes_allocated": 5096},
+     "records": [], "valgrind": True},
+    # stdout is a pipe here, so glibc's stdout buffer is 4096 bytes.
+    {"name": "hello", "cmd": ["@hello"],
+     "summary": S(d=Z, i=Z, p=Z, r=(4096, 1)),
+     "heap": {"allocations": 1, "bytes_allocated": 4096},
+     "records": [R(RE, 4096, 1, ["malloc", "main@hello.c"])],
+     "valgrind": True},
+    {"name": "leak_100", "cmd": ["@leak_100"],
+     "summary": S(d=(25600, 100), i=Z, p=Z),
+     "heap": {"allocations": 101, "bytes_allocated": 29696},
+     "records": [R(D, 25600, 100, ["malloc", "leak_one@leak_100.c", "main"])],
+     "text": ["25,600 bytes in 100 blocks are definitely lost in loss "
+              "record 1 of "],
+     "valgrind": True},
+    {"name": "jemalloc_demo", "cmd": ["@jemalloc_demo"],
+     "summary": S(d=(6430720, 120), i=Z, p=Z, r=Z),
+     "heap": {"allocations": 120, "frees": 0, "bytes_allocated": 6430720,
+              "peak_bytes": 6430720},
+     "records": [R(D, 3235840, 80, ["malloc", "do_something", "main"]),
+                 R(D, 3194880, 40, ["malloc", "do_something_else", "main"])],
+     "text": ["3,235,840 bytes in 80 blocks are definitely lost in loss "
+              "record 1 of 2",
+              "3,194,880 bytes in 40 blocks are definitely lost in loss "
+              "record 2 of 2",
+              "definitely lost: 6,430,720 bytes in 120 blocks"],
+     "valgrind": True},
+    {"name": "student_c", "cmd": ["@student"],
+     "summary": S(d=(148, 1), i=Z, p=Z),
+     "heap": {"allocations": 3, "bytes_allocated": 4392},
+     "records": [R(D, 148, 1, ["malloc", "student_create@student.c", "lab",
+                               "main"])],
+     "valgrind": True},
+    # 72,704 = libstdc++'s emergency exception pool, allocated by a library
+    # constructor before main: ptleak hooks malloc before constructors run.
+    {"name": "student_cpp", "cmd": ["@student_cpp"],
+     "summary": S(d=(72, 1), i=Z, p=Z),
+     "heap": {"allocations": 4, "bytes_allocated": 76944},
+     "records": [R(D, 72, 1, ["malloc", "operator new",
+                              "enroll@student.cpp", "lab", "main"])],
+     "valgrind": True},
+    {"name": "producer_consumer", "cmd": ["@producer_consumer"],
+     "count": r"leaked (\d+) items", "per_block": 8,
+     "summary": S(d="N", i=Z, p=Z),
+     "records": [R(D, "N", "N", ["malloc", "operator new",
+                                 "Producer::produce", "run", "main"])],
+     "valgrind": True},
+    {"name": "alloc_entry_points", "cmd": ["@alloc_entry_points"],
+     "summary": S(d=(14864, 10), i=Z, p=Z, r=Z),
+     "heap": {"allocations": 24, "frees": 14, "bytes_allocated": 21328,
+              "peak_bytes": 14864},
+     "records": [
+         R(D, 8192, 1, ["pvalloc", "leak_pvalloc", "main"]),
+         R(D, 3001, 1, ["realloc", "leak_realloc_grow", "main"]),
+         R(D, 806, 1, ["valloc", "leak_valloc", "main"]),
+         R(D, 705, 1, ["memalign", "leak_memalign", "main"]),
+         R(D, 640, 1, ["aligned_alloc|memalign", "leak_aligned_alloc",
+                       "main"]),
+         R(D, 503, 1, ["posix_memalign", "leak_posix_memalign", "main"]),
+         R(D, 413, 1, ["reallocarray", "leak_reallocarray", "main"]),
+         R(D, 302, 1, ["realloc", "leak_realloc_null", "main"]),
+         R(D, 201, 1, ["calloc", "leak_calloc", "main"]),
+         R(D, 101, 1, ["malloc", "leak_malloc", "main"])]},
+    # The same without pvalloc, which valgrind 3.19 cannot run.
+    {"name": "alloc_entry_points_no_pvalloc",
+     "cmd": ["@alloc_entry_points", "no-pvalloc"],
+     "summary": S(d=(6672, 9), i=Z, p=Z, r=Z),
+     "heap": {"allocations": 22, "frees": 13, "bytes_allocated": 9040,
+              "peak_bytes": 6672},
+     "records": [
+         R(D, 3001, 1, ["realloc", "leak_realloc_grow", "main"]),
+         R(D, 806, 1, ["valloc", "leak_valloc", "main"]),
+         R(D, 705, 1, ["memalign", "leak_memalign", "main"]),
+         R(D, 640, 1, ["aligned_alloc|memalign", "leak_aligned_alloc",
+                       "main"]),
+         R(D, 503, 1, ["posix_memalign", "leak_posix_memalign", "main"]),
+         R(D, 413, 1, ["reallocarray", "leak_reallocarray", "main"]),
+         R(D, 302, 1, ["realloc", "leak_realloc_null", "main"]),
+         R(D, 201, 1, ["calloc", "leak_calloc", "main"]),
+         R(D, 101, 1, ["malloc", "leak_malloc", "main"])],
+     "valgrind": True},
+    {"name": "deep_chain", "cmd": ["@deep_chain"],
+     "summary": S(d=(333, 1), i=Z, p=Z, r=Z),
+     "heap": {"allocations": 1, "frees": 0, "bytes_allocated": 333,
+              "peak_bytes": 333},
+     "records": [R(D, 333, 1, ["malloc", "f3@deep_b.c", "f2@deep_a.c",
+                               "f1@deep_main.c", "main@deep_main.c"])],
+     "valgrind": True},
+    # leak_static.c, dynamically linked: valgrind checks the numbers that
+    # the three static builds below must give too.
+    {"name": "leak_static_dynamic", "cmd": ["@leak_static_dynamic"],
+     "summary": S(d=(4203, 3), i=Z, p=Z, r=Z),
+     "heap": {"allocations": 3, "frees": 0, "bytes_allocated": 4203,
+              "peak_bytes": 4203},
+     "records": [R(D, 4096, 1, ["malloc", "leak_three@leak_static.c",
+                                "main"]),
+                 R(D, 100, 1, ["malloc", "leak_three", "main"]),
+                 R(D, 7, 1, ["malloc", "leak_three", "main"])],
+     "valgrind": True},
+    # Static: glibc's static startup mallocs 5 blocks of its own (still
+    # reachable; two of them only from RELRO memory, read-only by exit),
+    # musl's none.
+    {"name": "leak_static_glibc", "cmd": ["@leak_static_glibc"],
+     "summary": S(d=(4203, 3), i=Z, p=Z),
+     "records": [R(D, 4096, 1, ["malloc", "leak_three@leak_static.c",
+                                "main"]),
+                 R(D, 100, 1, ["malloc", "leak_three", "main"]),
+                 R(D, 7, 1, ["malloc", "leak_three", "main"])]},
+    {"name": "leak_static_pie", "cmd": ["@leak_static_pie"],
+     "summary": S(d=(4203, 3), i=Z, p=Z),
+     "records": [R(D, 4096, 1, ["malloc", "leak_three@leak_static.c",
+                                "main"]),
+                 R(D, 100, 1, ["malloc", "leak_three", "main"]),
+                 R(D, 7, 1, ["malloc", "leak_three", "main"])]},
+    {"name": "leak_static_musl", "cmd": ["@leak_static_musl"],
+     "summary": S(d=(4203, 3), i=Z, p=Z, r=Z),
+     "heap": {"allocations": 3, "frees": 0, "bytes_allocated": 4203,
+              "peak_bytes": 4203},
+     "records": [R(D, 4096, 1, ["malloc", "leak_three@leak_static.c",
+                                "main"]),
+                 R(D, 100, 1, ["malloc", "leak_three", "main"]),
+                 R(D, 7, 1, ["malloc", "leak_three", "main"])]},
+    # possibly lost: glibc's cached thread stacks keep their DTVs (calloc'ed
+    # by pthread_create) through dtv+1; valgrind frees them at exit.
+    {"name": "threads_stress", "cmd": ["@threads_stress"], "timeout": 180,
+     "summary": S(d=(10020, 10), i=Z),
+     "records": [R(D, 10020, 10, ["malloc", "leak_blocks@threads_stress.c",
+                                  "worker"])],
+     "valgrind": True},
+    {"name": "py_alloc_only",
+     "cmd": ["@python", "%F/py_alloc_only.py", "@liballoc_only.so"],
+     "count": r"^(\d+)$", "per_block": 8, "timeout": 120,
+     "summary": S(d="N"),
+     "records": [R(D, "N", "N", ["malloc", "do_alloc@alloc_only.c"])],
+     "valgrind": True},
+    {"name": "py_alloc_free",
+     "cmd": ["@python", "%F/py_alloc_free.py", "@liballoc_free.so"],
+     "count": r"^(\d+)$", "per_block": 32, "timeout": 120,
+     "summary": S(d="N"),
+     "records": [R(D, "N", "N", ["malloc", "do_alloc@alloc_free.c"])],
+     "valgrind": True},
+    # Go: valgrind is no oracle (seed 000). The runtime's own C-side blocks
+    # (pthread DTVs, ...) are possibly lost / still reachable: not checked.
+    {"name": "cgo_leak", "cmd": ["@cgo_leak"], "timeout": 120,
+     "summary": S(d=(1000, 1), i=Z),
+     "records": [R(D, 1000, 1, ["malloc", "hello"])]},
+    {"name": "cgo_good", "cmd": ["@cgo_good"], "timeout": 120,
+     "summary": S(d=Z, i=Z), "records": []},
+    {"name": "cgo_noop", "cmd": ["@cgo_noop"], "timeout": 120,
+     "summary": S(d=Z, i=Z), "records": []},
+    {"name": "kill_self", "cmd": ["@kill_self"], "status": 143,
+     "json_exit": {"signal": 15},
+     "summary": S(d=(123, 1), i=Z, p=Z, r=Z),
+     "heap": {"allocations": 1, "frees": 0, "bytes_allocated": 123},
+     "records": [R(D, 123, 1, ["malloc", "leak_before_dying", "main"])],
+     "valgrind": True},
+    {"name": "echo_stdin", "cmd": ["@echo_stdin"], "stdin": ECHO_INPUT,
+     "stdout": ECHO_INPUT,
+     "summary": S(d=(64, 1), i=Z, p=Z, r=Z),
+     "heap": {"allocations": 1, "frees": 0, "bytes_allocated": 64},
+     "records": [R(D, 64, 1, ["malloc", "leak_once@echo_stdin.c", "main"])],
+     "valgrind": True},
+    {"name": "exit_code_3", "cmd": ["@exit_code", "3"], "status": 3,
+     "json_exit": {"code": 3},
+     "summary": S(d=Z, i=Z, p=Z, r=Z),
+     "heap": {"allocations": 0, "frees": 0, "bytes_allocated": 0},
+     "records": [], "valgrind": True},
+    {"name": "exit_code_3_leak", "cmd": ["@exit_code", "3", "42"],
+     "status": 3,
+     "summary": S(d=(42, 1), i=Z, p=Z, r=Z),
+     "heap": {"allocations": 1, "frees": 0, "bytes_allocated": 42},
+     "records": [R(D, 42, 1, ["malloc", "leak_some@exit_code.c", "main"])],
+     "valgrind": True},
+]
+
+# The ASan build of ptleak runs these too (fast, and between them every
+# entry point, indirect loss, a deep stack and a signal death).
+ASAN_SUBSET = ["valgrind_kinds", "list_no_head", "alloc_entry_points",
+               "deep_chain", "kill_self"]
+
+
+class Fail(Exception):
+    """A test failure: message plus optional detail lines."""
+
+    def __init__(self, msg, details=()):
+        super().__init__(msg)
+        self.details = list(details)
+
+
+class Skip(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------
+# Running things
+# --------------------------------------------------------------------------
+class Result:
+    def __init__(self, cmd, status, stdout, stderr, elapsed):
+        self.cmd, self.status = cmd, status
+        self.stdout, self.stderr, self.elapsed = stdout, stderr, elapsed
+
+
+def session_processes(sid):
+    """PIDs (with state) of live processes whose session id is SID."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d, "rb") as f:
+                stat = f.read().decode("ascii", "replace")
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp session ...: comm may hold spaces.
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 3 and int(fields[3]) == sid:
+            found.append((int(d), fields[0],
+                          stat[stat.find("(") + 1:stat.rfind(")")]))
+    return found
+
+
+def run(cmd, timeout, stdin=None, cwd=None, env=None, check_leftovers=True):
+    """Run CMD in its own session, with a hard time limit.
+
+    On expiry the whole process group is killed (SIGKILL) and Fail raised.
+    Afterwards no process of the session may be alive (zombies are given
+    two seconds to be reaped): a leftover is killed and is a failure.
+    """
+    start = time.monotonic()
+    try:
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin is not None
+                             else subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             cwd=cwd, env=env, start_new_session=True)
+    except OSError as e:
+        raise Fail("cannot run %s: %s" % (cmd[0], e))
+    try:
+        out, err = p.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_session(p.pid)
+        out, err = p.communicate()
+        raise Fail("timed out after %d s: %s" % (timeout, shell_quote(cmd)),
+                   tail(err))
+    res = Result(cmd, p.returncode, out, err, time.monotonic() - start)
+    if check_leftovers:
+        left = []
+        deadline = time.monotonic() + 2.0
+        while True:
+            left = [x for x in session_processes(p.pid) if x[1] != "Z"]
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        if left:
+            kill_session(p.pid)
+            raise Fail("processes left running after %s" % shell_quote(cmd),
+                       ["pid %d state %s (%s)" % x for x in left])
+    return res
+
+
+def kill_session(sid):
+    try:
+        os.killpg(sid, signal.SIGKILL)
+    except OSError:
+        pass
+    # Anything that left the process group but not the session.
+    for pid, _, _ in session_processes(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def shell_quote(cmd):
+    return " ".join(a if re.fullmatch(r"[\w@%+=:,./-]+", a) else repr(a)
+                    for a in cmd)
+
+
+def tail(data, n=15):
+    lines = data.decode("utf-8", "replace").splitlines()
+    return ["| " + l for l in lines[-n:]]
+
+
+def mask(data):
+    """Program output with pointers masked: ASLR differs between runs."""
+    return re.sub(rb"0x[0-9a-fA-F]+", b"0xADDR", data)
+
+
+def exit_status(returncode):
+    """The shell's view: 128+S for a signal death."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+# --------------------------------------------------------------------------
+# Building fixtures
+# --------------------------------------------------------------------------
+class Builder:
+    def __init__(self, build_dir, verbose):
+        self.out_dir = os.path.join(os.path.abspath(build_dir), "fixtures")
+        os.makedirs(self.out_dir, exist_ok=True)
+        self.verbose = verbose
+        self.done = {}
+
+    def path(self, name):
+        return os.path.join(self.out_dir, name)
+
+    def get(self, name):
+        """Path of built fixture NAME; Fail or Skip if it cannot be built."""
+        if name not in self.done:
+            try:
+                self.done[name] = ("ok", self._build(name))
+            except (Fail, Skip) as e:
+                self.done[name] = ("err", e)
+        state, val = self.done[name]
+        if state == "err":
+            raise val
+        return val
+
+    def _build(self, name):
+        spec = BUILDS[name]
+        out = self.path(name)
+        srcs = [os.path.join(FIXTURES, s) for s in spec["src"]]
+        kind = spec["kind"]
+        env = None
+        cwd = None
+        if kind == "go":
+            tool = "go"
+            gobase = os.path.join(self.out_dir, "go")
+            env = dict(os.environ, GOCACHE=os.path.join(gobase, "cache"),
+                       GOPATH=os.path.join(gobase, "path"), GOENV="off",
+                       GOFLAGS="-buildvcs=false", GOPROXY="off",
+                       CGO_ENABLED="1", CGO_CFLAGS="-g -O0")
+            cmd = ["go", "build", "-o", out] + spec["src"]
+            cwd = FIXTURES
+        else:
+            tool = spec.get("cc") or ("g++" if kind == "cxx" else "gcc")
+            cmd = [tool] + CFLAGS + spec.get("flags", [])
+            if kind == "so":
+                cmd += ["-shared", "-fPIC"]
+            cmd += ["-o", out] + srcs
+        if shutil.which(tool) is None:
+            raise Skip("%s not installed (make test-deps installs it)" % tool)
+        deps = srcs + [os.path.join(FIXTURES, "scrub.h")]
+        stamp = out + ".cmd"
+        key = shell_quote(cmd)
+        if (os.path.exists(out) and os.path.exists(stamp)
+                and open(stamp).read() == key
+                and os.path.getmtime(out) >= max(os.path.getmtime(d)
+                                                 for d in deps)):
+            return out
+        if self.verbose:
+            print("  BUILD   " + key, flush=True)
+        try:
+            res = run(cmd, 600, cwd=cwd, env=env)
+        except Fail as e:
+            raise Fail("cannot build %s: %s" % (name, e), e.details)
+        if res.status != 0:
+            raise Fail("cannot build %s (%s exited %d)" % (name, tool,
+                                                          res.status),
+                       tail(res.stderr, 30))
+        with open(stamp, "w") as f:
+            f.write(key)
+        return out
+
+
+# --------------------------------------------------------------------------
+# Parsing ptleak's and valgrind's reports
+# --------------------------------------------------------------------------
+SUMMARY_RE = re.compile(
+    r"^==(\d+)==\s+(definitely lost|indirectly lost|possibly lost|"
+    r"still reachable|suppressed): ([\d,]+) bytes in ([\d,]+) blocks?\s*$")
+
+
+def parse_summary_text(text):
+    """{kind: (bytes, blocks)} from the LEAK SUMMARY lines of a report."""
+    out = {}
+    for line in text.splitlines():
+        m = SUMMARY_RE.match(line)
+        if m:
+            kind = m.group(2).replace(" ", "_")
+            out[kind] = (int(m.group(3).replace(",", "")),
+                         int(m.group(4).replace(",", "")))
+    return out
+
+
+def parse_valgrind(text):
+    """valgrind's leak summary and heap totals, as ptleak's JSON names."""
+    summary = {k: (0, 0) for k in KINDS}
+    if "All heap blocks were freed" not in text:
+        got = parse_summary_text(text)
+        if "definitely_lost" not in got:
+            return None
+        summary.update({k: got.get(k, (0, 0)) for k in KINDS})
+    heap = {}
+    m = re.search(r"total heap usage: ([\d,]+) allocs, ([\d,]+) frees, "
+                  r"([\d,]+) bytes allocated", text)
+    if m:
+        heap = {"allocations": int(m.group(1).replace(",", "")),
+                "frees": int(m.group(2).replace(",", "")),
+                "bytes_allocated": int(m.group(3).replace(",", ""))}
+    return {"summary": summary, "heap": heap}
+
+
+def fmt(n):
+    return format(n, ",")
+
+
+def name_matches(want, frame):
+    """WANT = 'f' or 'f|g' optionally '@file.c'; matches a JSON frame."""
+    func, _, fname = want.partition("@")
+    got = frame.get("function") or ""
+    base = got.split("(")[0].strip() if "(" in got else got
+    if not any(got == f or base == f for f in func.split("|")):
+        return False
+    if fname and os.path.basename(frame.get("file") or "") != fname:
+        return False
+    return True
+
+
+def stack_matches(want, stack, below_main=False):
+    """Frame 0 is want[0]; the rest of WANT follow in order, gaps allowed.
+    A final 'main' must be the last frame unless BELOW_MAIN."""
+    if not want:
+        return True
+    if not stack or not name_matches(want[0], stack[0]):
+        return False
+    i = 1
+    last = 0
+    for w in want[1:]:
+        while i < len(stack) and not name_matches(w, stack[i]):
+            i += 1
+        if i >= len(stack):
+            return False
+        last = i
+        i += 1
+    if want[-1].split("@")[0] == "main" and not below_main:
+        return last == len(stack) - 1
+    return True
+
+
+def show_stack(stack):
+    return " <- ".join("%s%s" % (f.get("function") or "???",
+                                 "@%s" % f["file"] if f.get("file") else "")
+                       for f in stack)
+
+
+def show_record(r):
+    """A JSON loss record on one line."""
+    return "%s %s bytes in %s blocks: %s" % (
+        r.get("kind"), r.get("bytes"), r.get("blocks"),
+        show_stack(r.get("stack") or []))
+
+
+# --------------------------------------------------------------------------
+# The suite
+# --------------------------------------------------------------------------
+class Suite:
+    def __init__(self, args):
+        self.args = args
+        self.verbose = args.verbose
+        self.builder = Builder(args.build, args.verbose)
+        self.tmp = tempfile.mkdtemp(prefix="ptleak-tests-")
+        self.passed = self.failed = self.skipped = 0
+        self.native_cache = {}
+        self.valgrind_cache = {}
+        self.ptleak = os.path.abspath(args.ptleak)
+        self.asan = os.path.abspath(args.asan) if args.asan else None
+        self.python = ("/usr/bin/python3" if os.access("/usr/bin/python3",
+                                                       os.X_OK)
+                       else sys.executable)
+        self.env = {k: v for k, v in os.environ.items()
+                    if k not in ("LD_PRELOAD", "MALLOC_CHECK_",
+                                 "MALLOC_PERTURB_", "GLIBC_TUNABLES",
+                                 "PYTHONMALLOC")}
+        self.counter = 0
+
+    # -- helpers ----------------------------------------------------------
+    def resolve(self, cmd):
+        out = []
+        for a in cmd:
+            if a == "@python":
+                out.append(self.python)
+            elif a.startswith("@"):
+                out.append(self.builder.get(a[1:]))
+            else:
+                out.append(a.replace("%F", FIXTURES))
+        return out
+
+    def tmpfile(self, stem):
+        self.counter += 1
+        return os.path.join(self.tmp, "%s.%d" % (stem, self.counter))
+
+    def native(self, cmd, stdin, timeout):
+        key = (tuple(cmd), stdin)
+        if key not in self.native_cache:
+            self.native_cache[key] = run(cmd, timeout, stdin=stdin,
+                                         env=self.env)
+        return self.native_cache[key]
+
+    def ptleak_run(self, opts, cmd, timeout=DEFAULT_TIMEOUT, stdin=None,
+                   binary=None, cwd=None, json_file=True, env=None):
+        """Run ptleak OPTS CMD; returns (Result, json document or None)."""
+        jpath = self.tmpfile("report.json") if json_file else None
+        full = [binary or self.ptleak] + (["--json=" + jpath] if jpath
+                                          else []) + opts + cmd
+        if self.verbose:
+            print("  RUN     " + shell_quote(full), flush=True)
+        res = run(full, timeout, stdin=stdin, cwd=cwd, env=env or self.env)
+        doc = None
+        if jpath and os.path.exists(jpath):
+            with open(jpath, "rb") as f:
+                raw = f.read()
+            try:
+                doc = json.loads(raw)
+            except ValueError as e:
+                raise Fail("--json file is not valid JSON: %s" % e,
+                           tail(raw))
+        return res, doc
+
+    def process(self, doc, res):
+        if doc is None:
+            raise Fail("no JSON report written (ptleak exited %d)"
+                       % exit_status(res.status), tail(res.stderr))
+        try:
+            procs = doc["processes"]
+            assert doc.get("tool") == "ptleak"
+            return procs[0]
+        except (KeyError, IndexError, TypeError, AssertionError):
+            raise Fail("JSON report lacks tool/processes[0]",
+                       [json.dumps(doc)[:300]])
+
+    def valgrind(self, cmd, stdin, timeout):
+        key = (tuple(cmd), stdin)
+        if key in self.valgrind_cache:
+            return self.valgrind_cache[key]
+        if shutil.which("valgrind") is None:
+            raise Skip("valgrind not installed: oracle not run "
+                       "(make test-deps installs it)")
+        log = self.tmpfile("valgrind.log")
+        vcmd = ["valgrind", "--leak-check=full", "--show-leak-kinds=all",
+                "--log-file=" + log] + cmd
+        run(vcmd, max(timeout, 120), stdin=stdin, env=self.env)
+        text = open(log, encoding="utf-8", errors="replace").read()
+        got = parse_valgrind(text)
+        if got is None:
+            raise Fail("no LEAK SUMMARY in valgrind's log",
+                       ["| " + l for l in text.splitlines()[-15:]])
+        self.valgrind_cache[key] = got
+        return got
+
+    # -- checks -----------------------------------------------------------
+    @staticmethod
+    def expand(t, n):
+        """Expected summary/records with "N" replaced by the count."""
+        def one(v, per):
+            return n * per if v == "N" else v
+        per = t.get("per_block", 1)
+        summary = {}
+        for k, v in t["summary"].items():
+            summary[k] = ((n * per, n) if v == "N" else v)
+        records = [dict(r, bytes=one(r["bytes"], per),
+                        blocks=one(r["blocks"], 1))
+                   for r in t.get("records", [])]
+        return summary, records
+
+    def check_leaks(self, t, proc, res, native_out, below_main=False):
+        """Compare one JSON process entry (and the text) with table T."""
+        errors = []
+        n = None
+        if "count" in t:
+            m = re.search(t["count"], native_out.decode("utf-8", "replace"),
+                          re.M)
+            if not m:
+                raise Fail("program did not print its count (%s)" % t["count"],
+                           tail(native_out))
+            n = int(m.group(1))
+        summary, records = self.expand(t, n)
+
+        got_sum = proc.get("summary") or {}
+        for k in KINDS:
+            want = summary.get(k)
+            if want is None:
+                continue
+            g = got_sum.get(k) or {}
+            got = (g.get("bytes"), g.get("blocks"))
+            if got != tuple(want):
+                errors.append("summary %s: want %s bytes in %s blocks, got "
+                              "%s bytes in %s blocks" % (k, fmt(want[0]),
+                                                         fmt(want[1]), *got))
+        for k, want in t.get("heap", {}).items():
+            if got_sum.get(k) != want:
+                errors.append("summary %s: want %s, got %s"
+                              % (k, want, got_sum.get(k)))
+
+        # Loss records of the checked kinds, in order, largest first.
+        checked = [k for k in KINDS if summary.get(k) is not None]
+        leaks = proc.get("leaks") or []
+        got_recs = [r for r in leaks if r.get("kind") in checked]
+        if len(got_recs) != len(records):
+            errors.append("want %d loss records of kinds %s, got %d"
+                          % (len(records), ",".join(checked), len(got_recs)))
+        for idx, (w, g) in enumerate(zip(records, got_recs)):
+            if (g.get("kind"), g.get("bytes"), g.get("blocks")) != (
+                    w["kind"], w["bytes"], w["blocks"]):
+                errors.append("record %d: want %s %s bytes in %s blocks, "
+                              "got %s %s bytes in %s blocks"
+                              % (idx + 1, w["kind"], w["bytes"], w["blocks"],
+                                 g.get("kind"), g.get("bytes"),
+                                 g.get("blocks")))
+            if not stack_matches(w["stack"], g.get("stack") or [],
+                                 below_main):
+                errors.append("record %d (%s bytes) stack: want %s, got %s"
+                              % (idx + 1, w["bytes"],
+                                 " <- ".join(w["stack"]),
+                                 show_stack(g.get("stack") or [])))
+        if errors:
+            errors += ["got records:"] + ["  " + show_record(r)
+                                          for r in leaks[:12]]
+        # Records are largest first across all kinds.
+        sizes = [r.get("bytes", 0) for r in leaks]
+        if sizes != sorted(sizes, reverse=True):
+            errors.append("JSON leaks not largest first: %s" % sizes[:20])
+        errors += self.check_text(t, summary, leaks, res.stderr)
+        return errors
+
+    def check_text(self, t, summary, leaks, stderr, shown=("definitely_lost",
+                                                          "possibly_lost")):
+        """The text report on stderr against the JSON and the table."""
+        errors = []
+        text = stderr.decode("utf-8", "replace")
+        got = parse_summary_text(text)
+        if "definitely_lost" not in got:
+            return ["no LEAK SUMMARY in the text report on stderr"] + \
+                tail(stderr)
+        for k in KINDS:
+            want = summary.get(k)
+            if want is not None and got.get(k) != tuple(want):
+                errors.append("text summary %s: want %s bytes in %s blocks, "
+                              "got %s" % (KIND_TEXT[k], fmt(want[0]),
+                                          fmt(want[1]), got.get(k)))
+        # Each shown JSON record appears as "in loss record K of N".
+        for k, r in enumerate(leaks, 1):
+            if r.get("kind") not in shown:
+                continue
+            b, n = r.get("bytes", 0), r.get("blocks", 0)
+            pat = (r"^==\d+== (%s|[\d,]+ \(%s direct, [\d,]+ indirect\)) "
+                   r"bytes in %s blocks? are %s in loss record %d of %d$"
+                   % (re.escape(fmt(b)), re.escape(fmt(b)), re.escape(fmt(n)),
+                      KIND_TEXT[r["kind"]], k, len(leaks)))
+            if not re.search(pat, text, re.M):
+                errors.append("text lacks \"%s bytes in %s blocks are %s in "
+                              "loss record %d of %d\"" % (
+                                  fmt(b), fmt(n), KIND_TEXT[r["kind"]], k,
+                                  len(leaks)))
+        for s in t.get("text", []):
+            if s not in text:
+                errors.append("text lacks %r" % s)
+        for line in text.splitlines():
+            if SUMMARY_RE.match(line) and not re.match(r"^==\d+== ", line):
+                errors.append("report line without ==PID==: %r" % line)
+        return errors
+
+    # -- test kinds -------------------------------------------------------
+    def leak_test(self, t, binary=None, extra_checks=None):
+        cmd = self.resolve(t["cmd"])
+        timeout = t.get("timeout", DEFAULT_TIMEOUT)
+        stdin = t.get("stdin")
+        nat = self.native(cmd, stdin, timeout)
+        want_status = t.get("status", 0)
+        if exit_status(nat.status) != want_status:
+            raise Fail("the fixture alone exited %d, the table says %d"
+                       % (exit_status(nat.status), want_status),
+                       tail(nat.stderr))
+        res, doc = self.ptleak_run([], cmd, timeout, stdin=stdin,
+                                   binary=binary)
+        errors = []
+        if exit_status(res.status) != want_status:
+            errors.append("exit status: want %d, got %d"
+                          % (want_status, exit_status(res.status)))
+        want_out = t.get("stdout", nat.stdout)
+        if mask(res.stdout) != mask(want_out):
+            errors.append("program's stdout changed under ptleak")
+            errors += ["  want: " + l for l in
+                       mask(want_out).decode("utf-8", "replace")
+                       .splitlines()[:5]]
+            errors += ["  got:  " + l for l in
+                       mask(res.stdout).decode("utf-8", "replace")
+                       .splitlines()[:5]]
+        proc = self.process(doc, res)
+        if proc.get("command") != cmd:
+            errors.append("JSON command: want %s, got %s"
+                          % (cmd, proc.get("command")))
+        want_exit = t.get("json_exit", {"code": want_status})
+        if proc.get("exit") != want_exit:
+            errors.append("JSON exit: want %s, got %s"
+                          % (want_exit, proc.get("exit")))
+        errors += self.check_leaks(t, proc, res, nat.stdout)
+        # ptleak == valgrind, when the oracle ran on the same command.
+        vg = self.valgrind_cache.get((tuple(cmd), stdin))
+        if vg:
+            for k in ("definitely_lost", "indirectly_lost"):
+                if t["summary"].get(k) is None:
+                    continue
+                g = (proc.get("summary") or {}).get(k) or {}
+                if (g.get("bytes"), g.get("blocks")) != vg["summary"][k]:
+                    errors.append("%s differs from valgrind's: valgrind %s "
+                                  "bytes in %s blocks, ptleak %s in %s"
+                                  % (k, *vg["summary"][k], g.get("bytes"),
+                                     g.get("blocks")))
+        if binary and binary == self.asan:
+            errors += sanitizer_errors(res.stderr)
+        if extra_checks:
+            errors += extra_checks(res, proc)
+        if errors:
+            raise Fail(errors[0], errors[1:] + (tail(res.stderr)
+                                                if self.verbose else []))
+
+    def valgrind_test(self, t):
+        cmd = self.resolve(t["cmd"])
+        timeout = t.get("timeout", DEFAULT_TIMEOUT)
+        stdin = t.get("stdin")
+        vg = self.valgrind(cmd, stdin, timeout)
+        n = None
+        if "count" in t:
+            nat = self.native(cmd, stdin, timeout)
+            m = re.search(t["count"], nat.stdout.decode("utf-8", "replace"),
+                          re.M)
+            if not m:
+                raise Fail("program did not print its count")
+            n = int(m.group(1))
+        summary, _ = self.expand(t, n)
+        errors = []
+        for k in ("definitely_lost", "indirectly_lost"):
+            want = summary.get(k)
+            if want is not None and vg["summary"][k] != tuple(want):
+                errors.append("valgrind %s: %s bytes in %s blocks, the table "
+                              "says %s in %s" % (k, *vg["summary"][k], *want))
+        for k in ("allocations", "frees", "bytes_allocated"):
+            want = t.get("heap", {}).get(k)
+            # valgrind frees libc's own blocks at exit (__libc_freeres):
+            # its frees count is only comparable without stdio.
+            if want is None or k not in vg["heap"]:
+                continue
+            if vg["heap"][k] != want:
+                errors.append("valgrind %s: %s, the table says %s"
+                              % (k, vg["heap"][k], want))
+        if errors:
+            raise Fail("fixture's table entry disagrees with valgrind: "
+                       + errors[0], errors[1:])
+
+
+def sanitizer_errors(stderr):
+    text = stderr.decode("utf-8", "replace")
+    for pat in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer"):
+        if pat in text:
+            lines = text.splitlines()
+            i = next(n for n, l in enumerate(lines) if pat in l)
+            return ["sanitizer report from ptleak-asan: " + pat] + \
+                ["| " + l for l in lines[i:i + 12]]
+    return []
+
+
+# --------------------------------------------------------------------------
+# Hand-written tests: CLI contract, exit statuses, options, bad input.
+# Each takes the suite and raises Fail/Skip.
+# --------------------------------------------------------------------------
+def expect_status(res, want, what=""):
+    got = exit_status(res.status)
+    if got != want:
+        raise Fail("%sexit status: want %d, got %d" % (what, want, got),
+                   tail(res.stderr))
+
+
+def t_exit_status_200(s):
+    res, doc = s.ptleak_run([], [s.builder.get("exit_code"), "200"])
+    expect_status(res, 200)
+    proc = s.process(doc, res)
+    if proc.get("exit") != {"code": 200}:
+        raise Fail("JSON exit: want {'code': 200}, got %s" % proc.get("exit"))
+
+
+def t_error_exitcode_leak(s):
+    res, _ = s.ptleak_run(["--error-exitcode=7"], [s.builder.get("leak_1000")])
+    expect_status(res, 7, "definite leak with --error-exitcode=7: ")
+
+
+def t_error_exitcode_no_leak(s):
+    res, _ = s.ptleak_run(["--error-exitcode=7"],
+                          [s.builder.get("exit_code"), "3"])
+    expect_status(res, 3, "no leak with --error-exitcode=7: ")
+
+
+def t_error_exitcode_leak_nonzero(s):
+    res, _ = s.ptleak_run(["--error-exitcode=7"],
+                          [s.builder.get("exit_code"), "3", "42"])
+    expect_status(res, 7, "leak and status 3 with --error-exitcode=7: ")
+
+
+def t_error_exitcode_kinds(s):
+    hello = [s.builder.get("hello")]
+    res, _ = s.ptleak_run(["--error-exitcode=7"], hello)
+    expect_status(res, 0, "hello (only reachable blocks): ")
+    res, _ = s.ptleak_run(["--error-exitcode=7",
+                           "--errors-for-leak-kinds=reachable"], hello)
+    expect_status(res, 7, "hello, --errors-for-leak-kinds=reachable: ")
+    pl = [s.builder.get("possibly_lost")]
+    res, _ = s.ptleak_run(["--error-exitcode=9"], pl)
+    expect_status(res, 0, "possibly_lost, default kinds (definite): ")
+    res, _ = s.ptleak_run(["--error-exitcode=9",
+                           "--errors-for-leak-kinds=definite,possible"], pl)
+    expect_status(res, 9, "possibly_lost, definite,possible: ")
+
+
+def t_stdin_passthrough(s):
+    data = bytes(range(256)) * 400  # binary, 100 KiB
+    res, doc = s.ptleak_run([], [s.builder.get("echo_stdin")], stdin=data)
+    expect_status(res, 0)
+    if res.stdout != data:
+        raise Fail("stdin did not pass through unchanged (%d bytes in, %d out)"
+                   % (len(data), len(res.stdout)))
+
+
+def t_output_file(s):
+    out = s.tmpfile("report.txt")
+    res, _ = s.ptleak_run(["-o", out], [s.builder.get("leak_1000")],
+                          json_file=False)
+    expect_status(res, 0)
+    if not os.path.exists(out):
+        raise Fail("-o FILE: no report file")
+    text = open(out, encoding="utf-8", errors="replace").read()
+    got = parse_summary_text(text)
+    if got.get("definitely_lost") != (1000, 1):
+        raise Fail("-o FILE: want 'definitely lost: 1,000 bytes in 1 blocks'",
+                   ["| " + l for l in text.splitlines()[-12:]])
+    if re.search(rb"^==\d+== ", res.stderr, re.M):
+        raise Fail("-o FILE: report lines still on stderr", tail(res.stderr))
+    res, _ = s.ptleak_run(["--output=" + out + "2"],
+                          [s.builder.get("leak_1000")], json_file=False)
+    if not os.path.exists(out + "2"):
+        raise Fail("--output=FILE: no report file")
+
+
+def t_json_space_form(s):
+    j = s.tmpfile("report.json")
+    res, _ = s.ptleak_run(["--json", j], [s.builder.get("exit_code"), "3",
+                                          "42"], json_file=False)
+    expect_status(res, 3)
+    try:
+        doc = json.load(open(j))
+        d = doc["processes"][0]["summary"]["definitely_lost"]
+    except (OSError, ValueError, KeyError, IndexError) as e:
+        raise Fail("--json FILE (two arguments): %s" % e)
+    if (d.get("bytes"), d.get("blocks")) != (42, 1):
+        raise Fail("--json FILE: want 42 bytes in 1 blocks, got %s" % d)
+
+
+def t_quiet(s):
+    res, _ = s.ptleak_run(["-q"], [s.builder.get("leak_1000")])
+    text = res.stderr.decode("utf-8", "replace")
+    if "ptleak-" in text or "Command:" in text:
+        raise Fail("-q: banner still printed", tail(res.stderr))
+    if parse_summary_text(text).get("definitely_lost") != (1000, 1):
+        raise Fail("-q: no LEAK SUMMARY with the leak", tail(res.stderr))
+    res, _ = s.ptleak_run([], [s.builder.get("leak_1000")])
+    text = res.stderr.decode("utf-8", "replace")
+    if not re.search(r"^==\d+== ptleak-", text, re.M) or \
+            not re.search(r"^==\d+== Command: ", text, re.M):
+        raise Fail("default: no banner (==PID== ptleak-... / Command:)",
+                   tail(res.stderr))
+
+
+def deep_record(s, opts):
+    res, doc = s.ptleak_run(opts, [s.builder.get("deep_chain")])
+    expect_status(res, 0)
+    proc = s.process(doc, res)
+    recs = [r for r in proc.get("leaks") or []
+            if r.get("kind") == "definitely_lost"]
+    if len(recs) != 1 or recs[0].get("bytes") != 333:
+        raise Fail("want one definitely lost record of 333 bytes, got %s"
+                   % [show_record(r) for r in recs])
+    return recs[0]["stack"]
+
+
+def t_num_callers(s):
+    stack = deep_record(s, ["--num-callers=2"])
+    if not stack_matches(["malloc", "f3@deep_b.c"], stack) or len(stack) != 2:
+        raise Fail("--num-callers=2: want malloc <- f3, got %s"
+                   % show_stack(stack))
+
+
+def t_show_below_main(s):
+    stack = deep_record(s, ["--show-below-main"])
+    names = [f.get("function") for f in stack]
+    if "main" not in names or names.index("main") == len(names) - 1:
+        raise Fail("--show-below-main: want frames after main, got %s"
+                   % show_stack(stack))
+    stack = deep_record(s, [])
+    names = [f.get("function") for f in stack]
+    if not names or names[-1] != "main":
+        raise Fail("default: want main as the last frame, got %s"
+                   % show_stack(stack))
+
+
+def t_show_leak_kinds(s):
+    exe = [s.builder.get("valgrind_kinds")]
+    res, doc = s.ptleak_run(["--show-leak-kinds=all"], exe)
+    text = res.stderr.decode("utf-8", "replace")
+    for line in ("100 bytes in 1 blocks are still reachable in loss record "
+                 "1 of 3",
+                 "50 bytes in 1 blocks are definitely lost in loss record "
+                 "2 of 3",
+                 "10 bytes in 1 blocks are definitely lost in loss record "
+                 "3 of 3"):
+        if line not in text:
+            raise Fail("--show-leak-kinds=all: text lacks %r" % line,
+                       tail(res.stderr))
+    res, doc = s.ptleak_run([], exe)
+    text = res.stderr.decode("utf-8", "replace")
+    if "still reachable in loss record" in text:
+        raise Fail("default --show-leak-kinds: a still reachable record "
+                   "was shown", tail(res.stderr))
+    if "50 bytes in 1 blocks are definitely lost in loss record 2 of 3" \
+            not in text:
+        raise Fail("default: text lacks the 50-byte record", tail(res.stderr))
+    res, doc = s.ptleak_run(["--show-leak-kinds=none"], exe)
+    text = res.stderr.decode("utf-8", "replace")
+    if "in loss record" in text:
+        raise Fail("--show-leak-kinds=none: records shown", tail(res.stderr))
+    proc = s.process(doc, res)
+    if len(proc.get("leaks") or []) != 3:
+        raise Fail("--show-leak-kinds=none: JSON must still hold all 3 "
+                   "records, got %d" % len(proc.get("leaks") or []))
+    res, doc = s.ptleak_run(["--show-leak-kinds=definite,reachable"], exe)
+    text = res.stderr.decode("utf-8", "replace")
+    if "100 bytes in 1 blocks are still reachable in loss record 1 of 3" \
+            not in text:
+        raise Fail("--show-leak-kinds=definite,reachable: no reachable "
+                   "record", tail(res.stderr))
+
+
+def t_help(s):
+    res, _ = s.ptleak_run(["--help"], [], json_file=False)
+    expect_status(res, 0, "--help: ")
+    text = (res.stdout + res.stderr).decode("utf-8", "replace")
+    missing = [w for w in ("125", "126", "127", "--json", "--error-exitcode")
+               if w not in text]
+    if missing or "usage" not in text.lower():
+        raise Fail("--help lacks %s" % (missing or ["usage"]),
+                   tail(res.stdout + res.stderr))
+    res2, _ = s.ptleak_run(["-h"], [], json_file=False)
+    expect_status(res2, 0, "-h: ")
+
+
+def t_version(s):
+    res, _ = s.ptleak_run(["--version"], [], json_file=False)
+    expect_status(res, 0, "--version: ")
+    text = (res.stdout + res.stderr).decode("utf-8", "replace")
+    if "0.1" not in text:
+        raise Fail("--version does not say 0.1", tail(res.stdout))
+
+
+def t_double_dash(s):
+    res, doc = s.ptleak_run(["--"], [s.builder.get("exit_code"), "4"])
+    expect_status(res, 4, "-- PROGRAM: ")
+
+
+def t_options_after_program(s):
+    hello = s.builder.get("hello")
+    res, doc = s.ptleak_run([], [hello, "--version", "-q", "--json=/x"])
+    expect_status(res, 0)
+    if res.stdout != b"hello, world\n":
+        raise Fail("options after PROGRAM must go to it: stdout %r"
+                   % res.stdout[:80])
+    proc = s.process(doc, res)
+    if proc.get("command") != [hello, "--version", "-q", "--json=/x"]:
+        raise Fail("JSON command: got %s" % proc.get("command"))
+
+
+def one_line_naming(res, name):
+    lines = [l for l in res.stderr.decode("utf-8", "replace").splitlines()
+             if l.strip()]
+    if len(lines) != 1 or name not in lines[0]:
+        raise Fail("want one line on stderr naming %r, got %d" % (name,
+                                                                  len(lines)),
+                   tail(res.stderr))
+
+
+def t_bad_missing_path(s):
+    name = "/nonexistent/ptleak-no-such-program"
+    res, _ = s.ptleak_run([], [name], json_file=False)
+    expect_status(res, 127)
+    one_line_naming(res, name)
+
+
+def t_bad_missing_in_path(s):
+    name = "ptleak-no-such-command"
+    res, _ = s.ptleak_run([], [name], json_file=False)
+    expect_status(res, 127)
+    one_line_naming(res, name)
+
+
+def t_bad_directory(s):
+    res, _ = s.ptleak_run([], [s.builder.out_dir], json_file=False)
+    expect_status(res, 126)
+
+
+def t_bad_not_executable(s):
+    path = os.path.join(s.tmp, "not-executable")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\nexit 0\n")
+    os.chmod(path, 0o644)
+    res, _ = s.ptleak_run([], [path], json_file=False)
+    expect_status(res, 126)
+
+
+def t_bad_format(s):
+    path = os.path.join(s.tmp, "bad-format")
+    with open(path, "wb") as f:
+        f.write(b"\x7fELF\x00garbage, not a program\n" + bytes(64))
+    os.chmod(path, 0o755)
+    res, _ = s.ptleak_run([], [path], json_file=False)
+    expect_status(res, 126)
+
+
+def t_bad_no_args(s):
+    res, _ = s.ptleak_run([], [], json_file=False)
+    expect_status(res, 125)
+    if b"usage" not in res.stderr.lower():
+        raise Fail("no arguments: want usage on stderr", tail(res.stderr))
+
+
+def t_bad_unknown_option(s):
+    res, _ = s.ptleak_run(["--no-such-option"], [s.builder.get("hello")],
+                          json_file=False)
+    expect_status(res, 125)
+    if res.stdout:
+        raise Fail("unknown option: the program must not run",
+                   tail(res.stdout))
+
+
+def t_bad_option_values(s):
+    hello = [s.builder.get("hello")]
+    for opt in ("--num-callers=0", "--num-callers=65", "--error-exitcode=0",
+                "--error-exitcode=256", "--show-leak-kinds=bogus",
+                "--errors-for-leak-kinds=bogus"):
+        res, _ = s.ptleak_run([opt], hello, json_file=False)
+        expect_status(res, 125, opt + ": ")
+
+
+def t_bad_output_path(s):
+    res, _ = s.ptleak_run(["-o", "/nonexistent-dir/report.txt"],
+                          [s.builder.get("hello")], json_file=False)
+    expect_status(res, 125, "unwritable -o path: ")
+    res, _ = s.ptleak_run(["--json=/nonexistent-dir/report.json"],
+                          [s.builder.get("hello")], json_file=False)
+    expect_status(res, 125, "unwritable --json path: ")
+
+
+def t_shebang_script(s):
+    # A script is traced as its interpreter (/bin/sh), which execs the
+    # fixture: only the exit status and "no hang" are asserted.
+    s.builder.get("leak_1000")
+    path = os.path.join(s.builder.out_dir, "run_leak_1000.sh")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\nexec ./leak_1000\n")
+    os.chmod(path, 0o755)
+    res, _ = s.ptleak_run([], ["./run_leak_1000.sh"], cwd=s.builder.out_dir,
+                          json_file=False)
+    expect_status(res, 0, "shebang script: ")
+    if b"calling malloc()" not in res.stdout:
+        raise Fail("shebang script: the fixture's output is missing",
+                   tail(res.stdout))
+
+
+def t_static_identical(s):
+    got = {}
+    for name in ("leak_static_glibc", "leak_static_pie", "leak_static_musl"):
+        res, doc = s.ptleak_run([], [s.builder.get(name)])
+        proc = s.process(doc, res)
+        summ = proc.get("summary") or {}
+        recs = [(r.get("kind"), r.get("bytes"), r.get("blocks"),
+                 tuple(f.get("function") for f in r.get("stack") or []))
+                for r in proc.get("leaks") or []
+                if r.get("kind") != "still_reachable"]
+        got[name] = ([(k, (summ.get(k) or {}).get("bytes"),
+                       (summ.get(k) or {}).get("blocks"))
+                      for k in KINDS[:3]], recs)
+    ref = got["leak_static_musl"]
+    diff = [n for n, v in got.items() if v != ref]
+    if diff:
+        raise Fail("static builds differ from musl's: %s" % ", ".join(diff),
+                   ["%s: %s" % (n, v) for n, v in got.items()])
+
+
+def t_no_hang_on_child_exit_codes(s):
+    # Several quick runs in a row: each must end and leave nothing behind.
+    for code in ("0", "1", "255"):
+        res, _ = s.ptleak_run([], [s.builder.get("exit_code"), code])
+        expect_status(res, int(code))
+
+
+SPECIAL = [
+    ("exit_status_200", t_exit_status_200),
+    ("exit_status_series", t_no_hang_on_child_exit_codes),
+    ("error_exitcode_leak", t_error_exitcode_leak),
+    ("error_exitcode_no_leak", t_error_exitcode_no_leak),
+    ("error_exitcode_leak_nonzero", t_error_exitcode_leak_nonzero),
+    ("error_exitcode_kinds", t_error_exitcode_kinds),
+    ("stdin_passthrough", t_stdin_passthrough),
+    ("option_output_file", t_output_file),
+    ("option_json_space_form", t_json_space_form),
+    ("option_quiet", t_quiet),
+    ("option_num_callers", t_num_callers),
+    ("option_show_below_main", t_show_below_main),
+    ("option_show_leak_kinds", t_show_leak_kinds),
+    ("option_help", t_help),
+    ("option_version", t_version),
+    ("option_double_dash", t_double_dash),
+    ("options_after_program", t_options_after_program),
+    ("bad_missing_path", t_bad_missing_path),
+    ("bad_missing_in_path", t_bad_missing_in_path),
+    ("bad_directory", t_bad_directory),
+    ("bad_not_executable", t_bad_not_executable),
+    ("bad_format", t_bad_format),
+    ("bad_no_args", t_bad_no_args),
+    ("bad_unknown_option", t_bad_unknown_option),
+    ("bad_option_values", t_bad_option_values),
+    ("bad_output_path", t_bad_output_path),
+    ("shebang_script", t_shebang_script),
+    ("static_identical", t_static_identical),
+]
+
+
+def all_tests(suite):
+    """(name, callable) in run order."""
+    tests = []
+    for t in LEAKS:
+        if t.get("valgrind"):
+            tests.append(("valgrind:" + t["name"],
+                          lambda t=t: suite.valgrind_test(t)))
+        tests.append((t["name"], lambda t=t: suite.leak_test(t)))
+    tests += [(n, lambda f=f: f(suite)) for n, f in SPECIAL]
+    by_name = {t["name"]: t for t in LEAKS}
+    for n in ASAN_SUBSET:
+        tests.append(("asan:" + n, lambda t=by_name[n]: asan_test(suite, t)))
+    return tests
+
+
+def asan_test(suite, t):
+    if not suite.asan or not os.access(suite.asan, os.X_OK):
+        raise Skip("no ASan build of ptleak (%s)" % (suite.asan or "--asan"))
+    env = dict(suite.env,
+               ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=99",
+               UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+    saved = suite.env
+    suite.env = env
+    try:
+        suite.leak_test(t, binary=suite.asan)
+    finally:
+        suite.env = saved
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ptleak", required=True, help="ptleak binary to test")
+    ap.add_argument("--asan", help="ASan/UBSan build of ptleak (optional)")
+    ap.add_argument("--build", default="build",
+                    help="build directory (fixtures go to BUILD/fixtures)")
+    ap.add_argument("-k", action="append", default=[], metavar="SUBSTRING",
+                    help="run only tests whose name contains SUBSTRING "
+                    "(repeatable)")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+
+    suite = Suite(args)
+    if not os.access(suite.ptleak, os.X_OK):
+        print("warning: %s is not an executable: every test will fail"
+              % suite.ptleak, flush=True)
+    tests = [(n, f) for n, f in all_tests(suite)
+             if not args.k or any(k in n for k in args.k)]
+    start = time.monotonic()
+    try:
+        for name, fn in tests:
+            t0 = time.monotonic()
+            try:
+                fn()
+            except Skip as e:
+                suite.skipped += 1
+                print("skip %s: %s" % (name, e), flush=True)
+                continue
+            except Fail as e:
+                suite.failed += 1
+                print("FAIL %s: %s" % (name, e), flush=True)
+                for d in e.details:
+                    print("    " + d, flush=True)
+                continue
+            suite.passed += 1
+            print("ok %s%s" % (name, " (%.1f s)" % (time.monotonic() - t0)
+                               if args.verbose else ""), flush=True)
+    finally:
+        shutil.rmtree(suite.tmp, ignore_errors=True)
+    if args.verbose or suite.skipped:
+        print("(%d skipped, %.0f s)" % (suite.skipped,
+                                        time.monotonic() - start))
+    print("%d passed, %d failed" % (suite.passed, suite.failed))
+    return 1 if suite.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
