@@ -241,6 +241,7 @@ static void write_json(FILE *f, struct process *p, const struct options *o,
 		       const struct record *rec, size_t n, const struct totals *t)
 {
 	const struct heap_stats *st = heap_stats(p->heap);
+	const struct scan_result *r = p->scan_result;
 	struct frame fr[64];
 	int status = p->exit_status;
 
@@ -262,9 +263,9 @@ static void write_json(FILE *f, struct process *p, const struct options *o,
 			leak_kind_name((enum leak_kind)k), t->bytes[k], t->blocks[k]);
 	fprintf(f, "\"allocations\":%" PRIu64 ",\"frees\":%" PRIu64
 		",\"bytes_allocated\":%" PRIu64 ",\"peak_bytes\":%" PRIu64
-		",\"scanned\":%s},\"leaks\":[",
+		",\"scanned\":%s,\"scan_ms\":%.3f},\"leaks\":[",
 		st->allocations, st->frees, st->bytes_allocated, st->peak_bytes,
-		p->scan_result && ((struct scan_result *)p->scan_result)->scanned ? "true" : "false");
+		r->scanned ? "true" : "false", r->ns / 1e6);
 	for (size_t i = 0; i < n; i++) {
 		fprintf(f, "%s{\"kind\":\"%s\",\"bytes\":%" PRIu64 ",\"blocks\":%" PRIu64
 			",\"indirect_bytes\":%" PRIu64 ",\"stack\":[",

@@ -31,6 +31,9 @@
 
 #define WINDOW (1u << 20)
 #define BATCH_BYTES (8u << 20)
+#define CACHE_WINDOW (256u << 10)
+#define CACHE_SLOTS 16
+#define FEW 64			/* mark stack this short: read through the cache */
 #define ARENA_HEAP_SIZE (64ull << 20)	/* glibc HEAP_MAX_SIZE on 64-bit */
 #define MALLOC_STATE_SIZE 2200u
 #define MALLOC_STATE_BINS 112u		/* offset of bins[] */
@@ -56,6 +59,14 @@ struct scan {
 	size_t n_ex, cap_ex;
 	uint8_t *buf;
 	uint64_t words;
+	/* Windows of tracee memory, for walking a chain of blocks (a linked
+	 * list keeps one block at a time on the mark stack). */
+	struct {
+		uint64_t start;
+		size_t len;	/* 0: empty */
+		uint8_t *data;
+	} cache[CACHE_SLOTS];
+	unsigned cache_next;
 	/* clique phase */
 	size_t leader;
 	bool in_clique;
@@ -229,6 +240,38 @@ static void scan_root(struct scan *s, uint64_t a, uint64_t e)
 	}
 }
 
+/* The bytes of block I, from a cached window when they fit in one; NULL
+ * if unreadable. */
+static const uint8_t *block_bytes(struct scan *s, size_t i)
+{
+	uint64_t ptr = s->b[i].ptr, size = s->b[i].size;
+
+	if (size > CACHE_WINDOW / 2)
+		return NULL;
+	for (unsigned k = 0; k < CACHE_SLOTS; k++)
+		if (s->cache[k].len && ptr >= s->cache[k].start &&
+		    ptr + size <= s->cache[k].start + s->cache[k].len)
+			return s->cache[k].data + (ptr - s->cache[k].start);
+	unsigned k = s->cache_next++ % CACHE_SLOTS;
+	if (!s->cache[k].data)
+		s->cache[k].data = xmalloc(CACHE_WINDOW);
+	/* An aligned window catches the neighbours on both sides; if its
+	 * start is not mapped, start at the block itself. */
+	uint64_t starts[2] = { ptr & ~(uint64_t)(CACHE_WINDOW - 1), ptr };
+	for (int t = 0; t < 2; t++) {
+		struct iovec l = { s->cache[k].data, CACHE_WINDOW };
+		struct iovec r = { (void *)(uintptr_t)starts[t], CACHE_WINDOW };
+		ssize_t got = process_vm_readv(s->p->pid, &l, 1, &r, 1, 0);
+		if (got > 0 && starts[t] + (uint64_t)got >= ptr + size) {
+			s->cache[k].start = starts[t];
+			s->cache[k].len = (size_t)got;
+			return s->cache[k].data + (ptr - starts[t]);
+		}
+	}
+	s->cache[k].len = 0;
+	return NULL;
+}
+
 /* Scan the contents of the blocks on the mark stack until it is empty. */
 static void drain(struct scan *s)
 {
@@ -236,6 +279,16 @@ static void drain(struct scan *s)
 	size_t idx[IOV_MAX];
 
 	while (s->n_stack) {
+		if (s->n_stack < FEW) {
+			size_t i = s->stack[--s->n_stack];
+			const uint8_t *data = block_bytes(s, i);
+			bool definite = s->state[i] == REACHABLE && !s->in_clique;
+			if (data) {
+				scan_words(s, s->b[i].ptr, data, s->b[i].size, definite);
+				continue;
+			}
+			s->stack[s->n_stack++] = i;	/* too big: the batch path */
+		}
 		size_t k = 0, total = 0;
 		while (s->n_stack && k < IOV_MAX) {
 			size_t i = s->stack[s->n_stack - 1];
@@ -295,16 +348,19 @@ static int by_start(const void *a, const void *b)
 	return x->start < y->start ? -1 : x->start > y->start;
 }
 
-/* glibc thread arenas: heaps of blocks whose chunk says NON_MAIN_ARENA. */
+/* glibc thread arenas: heaps of blocks whose chunk says NON_MAIN_ARENA.
+ * An arena heap reserves its whole aligned 64 MiB, so the first block of
+ * each such range tells for all of them. */
 static void exclude_arena_heaps(struct scan *s)
 {
-	uint64_t last = 0;
+	uint64_t last = UINT64_MAX;
 
 	for (size_t i = 0; i < s->n; i++) {
 		uint64_t ptr = s->b[i].ptr, sizeword, heap_size;
 		uint64_t h = ptr & ~(ARENA_HEAP_SIZE - 1);
 		if (h == last || ptr < 16)
 			continue;
+		last = h;
 		if (proc_read_u64(s->p, ptr - 8, &sizeword) < 0)
 			continue;
 		/* NON_MAIN_ARENA (4) set, IS_MMAPPED (2) clear, a sane size */
@@ -314,7 +370,6 @@ static void exclude_arena_heaps(struct scan *s)
 		    heap_size > ARENA_HEAP_SIZE || h + heap_size < ptr + s->b[i].size)
 			continue;
 		exclude(s, h, h + ARENA_HEAP_SIZE);
-		last = h;
 	}
 }
 
@@ -556,5 +611,7 @@ struct scan_result *scan_process(struct process *p, const struct user_regs_struc
 	free(s.stack);
 	free(s.ex);
 	free(s.buf);
+	for (unsigned k = 0; k < CACHE_SLOTS; k++)
+		free(s.cache[k].data);
 	return res;
 }

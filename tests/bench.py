@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""ptleak's benchmarks (`make bench`). Not tests: these machines are shared
+and noisy, so nothing here passes or fails on a number. Every figure is a
+median of REPEAT runs, and the programs compared are run side by side,
+interleaved, in the same invocation.
+
+Prints:
+  - the bare int3 round trip of a ptrace tracer on this machine (the floor);
+  - ptleak's cost per traced allocator event on an allocation-heavy loop
+    (3 stops per malloc/free pair), and its ratio to the floor;
+  - slowdowns against the untraced program: allocation-heavy loop, and a
+    compute-heavy program; valgrind memcheck on the same loop for scale;
+  - the reachability scan of a heap of 1 GiB in a million live blocks.
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def build(src, out):
+    subprocess.run(["cc", "-O2", "-g", "-o", out, os.path.join(HERE, "bench", src)],
+                   check=True)
+
+
+def timed(cmd, **kw):
+    t = time.monotonic()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=1800, **kw)
+    return time.monotonic() - t
+
+
+def median_of(repeat, fns):
+    """Run each fn in turn, REPEAT rounds interleaved; medians per fn."""
+    results = [[] for _ in fns]
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            results[i].append(fn())
+    return [statistics.median(r) for r in results]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ptleak", required=True)
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--pairs", type=int, default=200000)
+    ap.add_argument("--scan-blocks", type=int, default=1000000)
+    ap.add_argument("--scan-mb", type=int, default=1024)
+    a = ap.parse_args()
+    ptleak = os.path.abspath(a.ptleak)
+    bdir = os.path.join(a.build, "bench")
+    os.makedirs(bdir, exist_ok=True)
+    exe = {}
+    for name in ("trap_roundtrip", "alloc_loop", "compute", "big_heap"):
+        exe[name] = os.path.join(bdir, name)
+        build(name + ".c", exe[name])
+    tmp = tempfile.mkdtemp(prefix="ptleak-bench-")
+    rep = a.repeat
+    print(f"ptleak benchmarks: medians of {rep} runs, {os.cpu_count()} CPUs")
+
+    # 1. The floor: one int3 stop handled by a minimal tracer.
+    def trap():
+        out = subprocess.run([exe["trap_roundtrip"], "100000"], check=True,
+                             capture_output=True, text=True).stdout
+        return float(out)
+
+    def trap_one_cpu():
+        out = subprocess.run(["taskset", "-c", "0", exe["trap_roundtrip"], "100000"],
+                             check=True, capture_output=True, text=True).stdout
+        return float(out)
+    floor, floor1 = median_of(rep, [trap, trap_one_cpu])
+    print(f"bare int3 round trip (waitpid+GETREGS+CONT): {floor:.2f} us "
+          f"(tracer and tracee on one CPU: {floor1:.2f} us)")
+
+    # 2. Allocation-heavy loop: native vs ptleak vs valgrind.
+    n = a.pairs
+    loop = [exe["alloc_loop"], str(n)]
+    fns = [lambda: timed(loop),
+           lambda: timed([ptleak, "-q", "-o", os.devnull] + loop)]
+    have_vg = shutil.which("valgrind") is not None
+    if have_vg:
+        fns.append(lambda: timed(["valgrind", "-q", "--leak-check=full"] + loop))
+    res = median_of(rep, fns)
+    native, traced = res[0], res[1]
+    events = 3 * n
+    per_event = (traced - native) / events * 1e6
+    print(f"alloc loop, {n} malloc/free pairs ({events} traced events):")
+    print(f"  native {native:.3f} s, ptleak {traced:.3f} s "
+          f"(slowdown {traced / native:.0f}x)" +
+          (f", valgrind {res[2]:.3f} s (slowdown {res[2] / native:.0f}x)" if have_vg else ""))
+    print(f"  ptleak per traced event: {per_event:.2f} us = {per_event / floor:.2f}x "
+          f"the bare round trip (target: <= 1.5x)")
+
+    # 3. Compute-heavy program.
+    comp = [exe["compute"], "20"]
+    native_c, traced_c = median_of(rep, [lambda: timed(comp),
+                                         lambda: timed([ptleak, "-q", "-o", os.devnull] + comp)])
+    print(f"compute-heavy program: native {native_c:.3f} s, ptleak {traced_c:.3f} s "
+          f"(slowdown {traced_c / native_c:.2f}x)")
+
+    # 4. The reachability scan at exit (one run: it takes a while to build).
+    js = os.path.join(tmp, "scan.json")
+    t = timed([ptleak, "-q", "-o", os.devnull, "--json=" + js,
+               exe["big_heap"], str(a.scan_blocks), str(a.scan_mb)])
+    with open(js) as f:
+        summ = json.load(f)["processes"][0]["summary"]
+    print(f"scan of {a.scan_mb} MiB in {a.scan_blocks} live blocks: "
+          f"{summ['scan_ms'] / 1000:.2f} s (target: < 2 s; whole run {t:.1f} s); "
+          f"still reachable {summ['still_reachable']['blocks']} blocks")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
