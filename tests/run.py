@@ -116,6 +116,9 @@ def R(kind, nbytes, blocks, stack):
 D, I, P, RE = ("definitely_lost", "indirectly_lost", "possibly_lost",
                "still_reachable")
 Z = (0, 0)
+# glibc 2.36: aligned_alloc and memalign are one function at one address;
+# frame 0 is named by whichever name the symbol table gives first.
+MEMALIGN = "memalign|aligned_alloc"
 ECHO_INPUT = b"".join(b"line %05d of the standard input test\n" % n
                       for n in range(3000))
 
@@ -139,8 +142,10 @@ LEAKS = [
      "summary": S(d=(16, 1), i=(144, 9), p=Z, r=Z),
      "heap": {"allocations": 10, "frees": 0, "bytes_allocated": 160,
               "peak_bytes": 160},
-     "records": [R(I, 144, 9, ["malloc", "case_ll_with_no_head", "main"]),
-                 R(D, 16, 1, ["malloc", "case_ll_with_no_head", "main"])],
+     # Largest first as valgrind orders them: the definite record counts
+     # with the 144 indirect bytes it holds ("160 (16 direct, 144 indirect)").
+     "records": [R(D, 16, 1, ["malloc", "case_ll_with_no_head", "main"]),
+                 R(I, 144, 9, ["malloc", "case_ll_with_no_head", "main"])],
      "valgrind": True},
     {"name": "possibly_lost", "cmd": ["@possibly_lost"],
      "summary": S(d=Z, i=Z, p=(160, 1)),
@@ -209,9 +214,8 @@ LEAKS = [
          R(D, 8192, 1, ["pvalloc", "leak_pvalloc", "main"]),
          R(D, 3001, 1, ["realloc", "leak_realloc_grow", "main"]),
          R(D, 806, 1, ["valloc", "leak_valloc", "main"]),
-         R(D, 705, 1, ["memalign", "leak_memalign", "main"]),
-         R(D, 640, 1, ["aligned_alloc|memalign", "leak_aligned_alloc",
-                       "main"]),
+         R(D, 705, 1, [MEMALIGN, "leak_memalign", "main"]),
+         R(D, 640, 1, [MEMALIGN, "leak_aligned_alloc", "main"]),
          R(D, 503, 1, ["posix_memalign", "leak_posix_memalign", "main"]),
          R(D, 413, 1, ["reallocarray", "leak_reallocarray", "main"]),
          R(D, 302, 1, ["realloc", "leak_realloc_null", "main"]),
@@ -226,9 +230,8 @@ LEAKS = [
      "records": [
          R(D, 3001, 1, ["realloc", "leak_realloc_grow", "main"]),
          R(D, 806, 1, ["valloc", "leak_valloc", "main"]),
-         R(D, 705, 1, ["memalign", "leak_memalign", "main"]),
-         R(D, 640, 1, ["aligned_alloc|memalign", "leak_aligned_alloc",
-                       "main"]),
+         R(D, 705, 1, [MEMALIGN, "leak_memalign", "main"]),
+         R(D, 640, 1, [MEMALIGN, "leak_aligned_alloc", "main"]),
          R(D, 503, 1, ["posix_memalign", "leak_posix_memalign", "main"]),
          R(D, 413, 1, ["reallocarray", "leak_reallocarray", "main"]),
          R(D, 302, 1, ["realloc", "leak_realloc_null", "main"]),
@@ -661,6 +664,10 @@ class Suite:
         if self.verbose:
             print("  RUN     " + shell_quote(full), flush=True)
         res = run(full, timeout, stdin=stdin, cwd=cwd, env=env or self.env)
+        if binary and binary == self.asan:
+            errors = sanitizer_errors(res.stderr)
+            if errors:
+                raise Fail(errors[0], errors[1:])
         doc = None
         if jpath and os.path.exists(jpath):
             with open(jpath, "rb") as f:
@@ -771,9 +778,12 @@ class Suite:
         if errors:
             errors += ["got records:"] + ["  " + show_record(r)
                                           for r in leaks[:12]]
-        # Records are largest first across all kinds.
+        # Records are largest first across all kinds (a definite record
+        # ranks with the indirect bytes it holds, which the JSON does not
+        # give: checked only without indirect records).
         sizes = [r.get("bytes", 0) for r in leaks]
-        if sizes != sorted(sizes, reverse=True):
+        if sizes != sorted(sizes, reverse=True) and not any(
+                r.get("kind") == "indirectly_lost" for r in leaks):
             errors.append("JSON leaks not largest first: %s" % sizes[:20])
         errors += self.check_text(t, summary, leaks, res.stderr)
         return errors
@@ -862,8 +872,6 @@ class Suite:
                                   "bytes in %s blocks, ptleak %s in %s"
                                   % (k, *vg["summary"][k], g.get("bytes"),
                                      g.get("blocks")))
-        if binary and binary == self.asan:
-            errors += sanitizer_errors(res.stderr)
         if extra_checks:
             errors += extra_checks(res, proc)
         if errors:
