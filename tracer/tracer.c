@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -389,22 +390,31 @@ static void on_trap(struct tracer *tr, struct thread *t)
 	resume(t, 0);
 }
 
-/* The program is about to leave (PTRACE_EVENT_EXIT). When no other thread
- * can still run, its memory is final and still mapped: scan it now. */
+/*
+ * A thread is about to leave (PTRACE_EVENT_EXIT); the memory is still
+ * mapped. The process's memory is final when this exit ends the whole
+ * process: exit_group (exit(), return from main) or a fatal signal kill
+ * every thread at once, and the others may never stop at their own exit
+ * event. Only a lone thread's SYS_exit (pthread_exit) leaves the others
+ * running, unless it is the last one.
+ */
 static void on_exit_stop(struct tracer *tr, struct thread *t)
 {
 	struct process *p = t->proc;
+	struct user_regs_struct regs;
 
 	t->exiting = true;
-	if (p->role == ROLE_TRACED && p->exec_seen && p->heap && !p->scanned) {
-		struct others o = { .self = t };
-		thread_foreach(p, check_other, &o);
-		if (!o.alive) {
-			struct user_regs_struct regs;
-			if (thread_getregs(t->tid, &regs) == 0) {
-				p->scan_result = scan_process(p, &regs);
-				p->scanned = p->scan_result != NULL;
-			}
+	if (p->role == ROLE_TRACED && p->exec_seen && p->heap && !p->scanned &&
+	    thread_getregs(t->tid, &regs) == 0) {
+		bool whole_process = regs.orig_rax != SYS_exit;
+		if (!whole_process) {
+			struct others o = { .self = t };
+			thread_foreach(p, check_other, &o);
+			whole_process = !o.alive;
+		}
+		if (whole_process) {
+			p->scan_result = scan_process(p, &regs);
+			p->scanned = true;
 		}
 	}
 	resume(t, 0);
