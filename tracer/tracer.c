@@ -571,7 +571,7 @@ void tracer_dispatch(struct tracer *tr, const struct event *ev)
 	}
 }
 
-int tracer_finish(struct tracer *tr)
+static int finish_status(struct tracer *tr)
 {
 	struct process *p = tr->main;
 	int status = p->exit_status, rc;
@@ -591,5 +591,21 @@ int tracer_finish(struct tracer *tr)
 		return EXIT_PTLEAK_FAILURE;
 	if (leaks > 0 && tr->o->error_exitcode)
 		return tr->o->error_exitcode;
+	return rc;
+}
+
+int tracer_finish(struct tracer *tr)
+{
+	int rc = finish_status(tr);
+
+	/* Everything is released, so that the sanitizer build's leak check
+	 * of ptleak itself stays meaningful. */
+	reset_image(tr->main);
+	process_free(tr->main);
+	for (size_t i = 0; i < tr->n_procs; i++)
+		if (tr->procs[i] != tr->main)
+			process_free(tr->procs[i]);
+	free(tr->procs);
+	free(tr);
 	return rc;
 }
