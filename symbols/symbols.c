@@ -1,0 +1,741 @@
+/*
+ * symbols: the tracee's modules and their symbols, through libdwfl.
+ *
+ * One "live" Dwfl mirrors /proc/PID/maps: dwfl_linux_proc_report fills it
+ * and computes every load bias, symbols_refresh re-reports it (modules
+ * that did not change keep their loaded ELF and DWARF, so a refresh after
+ * dlopen costs one read of the maps file).
+ *
+ * The report is written long after the allocations it describes, and the
+ * library that allocated may have been dlclose'd since. So every module
+ * the live Dwfl ever held is remembered as (path, start, end, bias) in
+ * s->known, and an address that no live module covers is looked up in
+ * the remembered modules: the one last seen at that address gets a Dwfl
+ * of its own (dwfl_report_elf of the same file at the same bias), made on
+ * first use. One Dwfl per dead module, not one shared, because two
+ * libraries unmapped at different times may have used the same addresses.
+ *
+ * Answers are cached by (pc, is_return_address) in an open-addressing
+ * hash, and every string handed out is interned in s, so a symbol_info
+ * stays valid until symbols_free whatever is refreshed or unmapped.
+ */
+#include "symbols/symbols.h"
+
+#include <dwarf.h>
+#include <elfutils/libdwfl.h>
+#include <errno.h>
+#include <gelf.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* From libstdc++ (the program links -lstdc++); no C header declares it. */
+char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
+
+struct known_module {
+	const char *path;	/* interned */
+	uint64_t start, end;
+	uint64_t bias;
+	bool bias_known;	/* bias read from the live ELF, else from start */
+	uint64_t last_seen;	/* s->generation of the last report holding it */
+	Dwfl *dead;		/* this module alone, once it is unmapped */
+	bool dead_failed;	/* dwfl_report_elf failed: do not retry */
+};
+
+struct desc_entry {
+	uint64_t pc;
+	bool used;
+	bool is_ret;
+	struct symbol_info info;
+};
+
+struct symbols {
+	pid_t pid;
+	Dwfl *dwfl;
+	uint64_t generation;	/* bumped by every report */
+
+	struct known_module *known;
+	size_t n_known, cap_known;
+
+	struct desc_entry *desc;	/* capacity a power of two */
+	size_t n_desc, cap_desc;
+
+	char **strs;		/* interned strings, capacity a power of two */
+	size_t n_strs, cap_strs;
+
+	char err[512];		/* as big as new_error */
+};
+
+static const Dwfl_Callbacks proc_callbacks = {
+	.find_elf = dwfl_linux_proc_find_elf,
+	.find_debuginfo = dwfl_standard_find_debuginfo,
+};
+
+static const Dwfl_Callbacks dead_callbacks = {
+	.find_elf = dwfl_build_id_find_elf,
+	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.section_address = dwfl_offline_section_address,
+};
+
+/* Why the last symbols_new failed, for symbols_errmsg(NULL). */
+static char new_error[512];
+
+__attribute__((format(printf, 2, 3)))
+static void set_error(struct symbols *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(s ? s->err : new_error, sizeof(new_error), fmt, ap);
+	va_end(ap);
+}
+
+const char *symbols_errmsg(const struct symbols *s)
+{
+	if (!s)
+		return new_error[0] ? new_error : "no error";
+	return s->err[0] ? s->err : "no error";
+}
+
+/* ---- interned strings ---- */
+
+static uint64_t hash_str(const char *p)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;	/* FNV-1a */
+
+	for (; *p; p++)
+		h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+	return h;
+}
+
+static uint64_t hash_u64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	return x;
+}
+
+static int strs_grow(struct symbols *s)
+{
+	size_t cap = s->cap_strs ? s->cap_strs * 2 : 256;
+	char **t = calloc(cap, sizeof(*t));
+
+	if (!t)
+		return -1;
+	for (size_t i = 0; i < s->cap_strs; i++) {
+		char *p = s->strs[i];
+		size_t j;
+
+		if (!p)
+			continue;
+		for (j = hash_str(p) & (cap - 1); t[j]; j = (j + 1) & (cap - 1))
+			;
+		t[j] = p;
+	}
+	free(s->strs);
+	s->strs = t;
+	s->cap_strs = cap;
+	return 0;
+}
+
+/* The one copy of STR owned by S; NULL for NULL or when out of memory. */
+static const char *intern(struct symbols *s, const char *str)
+{
+	size_t i;
+
+	if (!str)
+		return NULL;
+	if ((s->n_strs + 1) * 2 > s->cap_strs && strs_grow(s) < 0)
+		return NULL;
+	for (i = hash_str(str) & (s->cap_strs - 1); s->strs[i];
+	     i = (i + 1) & (s->cap_strs - 1))
+		if (!strcmp(s->strs[i], str))
+			return s->strs[i];
+	if (!(s->strs[i] = strdup(str)))
+		return NULL;
+	s->n_strs++;
+	return s->strs[i];
+}
+
+/* ---- remembered modules ---- */
+
+static struct known_module *known_of(struct symbols *s, Dwfl_Module *mod)
+{
+	void **userdata;
+
+	dwfl_module_info(mod, &userdata, NULL, NULL, NULL, NULL, NULL, NULL);
+	if (!*userdata)
+		return NULL;
+	return &s->known[(uintptr_t)*userdata - 1];
+}
+
+static int remember_module(Dwfl_Module *mod, void **userdata, const char *name,
+			   Dwarf_Addr start, void *arg)
+{
+	struct symbols *s = arg;
+	struct known_module *km;
+	Dwarf_Addr end;
+	size_t i;
+
+	/* A module kept across a re-report keeps its userdata. */
+	if (*userdata) {
+		s->known[(uintptr_t)*userdata - 1].last_seen = s->generation;
+		return DWARF_CB_OK;
+	}
+	dwfl_module_info(mod, NULL, NULL, &end, NULL, NULL, NULL, NULL);
+	for (i = 0; i < s->n_known; i++) {
+		km = &s->known[i];
+		if (km->start == start && km->end == end &&
+		    !strcmp(km->path, name))
+			goto found;
+	}
+	if (s->n_known == s->cap_known) {
+		size_t cap = s->cap_known ? s->cap_known * 2 : 32;
+		struct known_module *t = realloc(s->known, cap * sizeof(*t));
+
+		if (!t)
+			return DWARF_CB_ABORT;
+		s->known = t;
+		s->cap_known = cap;
+	}
+	km = &s->known[s->n_known];
+	memset(km, 0, sizeof(*km));
+	if (!(km->path = intern(s, name)))
+		return DWARF_CB_ABORT;
+	km->start = start;
+	km->end = end;
+	s->n_known++;
+found:
+	km->last_seen = s->generation;
+	*userdata = (void *)(uintptr_t)(i + 1);
+	return DWARF_CB_OK;
+}
+
+/* Bias of MOD, loading its ELF; remembered for the day it is unmapped. */
+static bool module_bias(struct symbols *s, Dwfl_Module *mod, uint64_t *bias)
+{
+	struct known_module *km = known_of(s, mod);
+	Dwarf_Addr b;
+
+	if (!dwfl_module_getelf(mod, &b))
+		return false;
+	if (km) {
+		km->bias = b;
+		km->bias_known = true;
+	}
+	*bias = b;
+	return true;
+}
+
+/* The module last seen at ADDR among those no longer mapped, with its
+ * private Dwfl made on first use; NULL if none. */
+static Dwfl_Module *dead_module_at(struct symbols *s, uint64_t addr,
+				   struct known_module **kmp)
+{
+	struct known_module *best = NULL;
+	Dwfl_Module *mod;
+
+	for (size_t i = 0; i < s->n_known; i++) {
+		struct known_module *km = &s->known[i];
+
+		if (addr >= km->start && addr < km->end &&
+		    (!best || km->last_seen > best->last_seen))
+			best = km;
+	}
+	*kmp = best;
+	if (!best || best->dead_failed)
+		return NULL;
+	if (!best->dead) {
+		if (!(best->dead = dwfl_begin(&dead_callbacks)))
+			goto fail;
+		dwfl_report_begin(best->dead);
+		/* Same bias as when it was mapped: from its ELF if that was
+		 * loaded then, else from the start of its first mapping. */
+		mod = best->bias_known
+			? dwfl_report_elf(best->dead, best->path, best->path, -1,
+					  best->bias, true)
+			: dwfl_report_elf(best->dead, best->path, best->path, -1,
+					  best->start, false);
+		if (dwfl_report_end(best->dead, NULL, NULL) != 0 || !mod)
+			goto fail;
+	}
+	return dwfl_addrmodule(best->dead, addr);
+fail:
+	if (best->dead)
+		dwfl_end(best->dead);
+	best->dead = NULL;
+	best->dead_failed = true;
+	return NULL;
+}
+
+/* ---- reporting ---- */
+
+static int report(struct symbols *s)
+{
+	int r;
+
+	dwfl_report_begin(s->dwfl);
+	r = dwfl_linux_proc_report(s->dwfl, s->pid);
+	/* Reporting must be ended even when it failed half way. */
+	if (dwfl_report_end(s->dwfl, NULL, NULL) != 0 && r == 0)
+		r = -1;
+	if (r > 0) {
+		set_error(s, "cannot read modules of process %d: %s", (int)s->pid,
+			  strerror(r));
+		errno = r;
+		return -1;
+	}
+	if (r < 0) {
+		set_error(s, "cannot read modules of process %d: %s", (int)s->pid,
+			  dwfl_errmsg(-1));
+		errno = EINVAL;
+		return -1;
+	}
+	s->generation++;
+	if (dwfl_getmodules(s->dwfl, remember_module, s, 0) != 0) {
+		set_error(s, "cannot remember modules of process %d: out of memory",
+			  (int)s->pid);
+		errno = ENOMEM;
+		return -1;
+	}
+	return 0;
+}
+
+struct symbols *symbols_new(pid_t pid)
+{
+	struct symbols *s = calloc(1, sizeof(*s));
+
+	if (!s) {
+		set_error(NULL, "cannot allocate symbols: %s", strerror(errno));
+		return NULL;
+	}
+	s->pid = pid;
+	if (!(s->dwfl = dwfl_begin(&proc_callbacks))) {
+		set_error(NULL, "cannot start libdwfl: %s", dwfl_errmsg(-1));
+		free(s);
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (report(s) < 0) {
+		int e = errno;
+
+		memcpy(new_error, s->err, sizeof(new_error));
+		symbols_free(s);
+		errno = e;
+		return NULL;
+	}
+	return s;
+}
+
+int symbols_refresh(struct symbols *s)
+{
+	return report(s);
+}
+
+void symbols_free(struct symbols *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n_known; i++)
+		if (s->known[i].dead)
+			dwfl_end(s->known[i].dead);
+	if (s->dwfl)
+		dwfl_end(s->dwfl);
+	for (size_t i = 0; i < s->cap_strs; i++)
+		free(s->strs[i]);
+	free(s->strs);
+	free(s->known);
+	free(s->desc);
+	free(s);
+}
+
+/* ---- symbol search ---- */
+
+/* NAME without a "@VERSION" or "@@VERSION" suffix: its length. */
+static size_t unversioned_len(const char *name)
+{
+	const char *at = strchr(name, '@');
+
+	return at ? (size_t)(at - name) : strlen(name);
+}
+
+static bool name_is(const char *symname, const char *want)
+{
+	size_t n = unversioned_len(symname);
+
+	return strlen(want) == n && !memcmp(symname, want, n);
+}
+
+struct match {
+	uint64_t addr;
+	size_t name_idx;
+};
+
+static int match_cmp(const void *pa, const void *pb)
+{
+	const struct match *a = pa, *b = pb;
+
+	if (a->addr != b->addr)
+		return a->addr < b->addr ? -1 : 1;
+	return a->name_idx < b->name_idx ? -1 : a->name_idx > b->name_idx;
+}
+
+struct find_ctx {
+	struct symbols *s;
+	const char *const *names;
+	size_t n_names;
+	symbols_func_cb cb;
+	void *arg;
+	int calls;
+	bool oom;
+};
+
+static int find_in_module(Dwfl_Module *mod, void **userdata, const char *name,
+			  Dwarf_Addr start, void *arg)
+{
+	struct find_ctx *f = arg;
+	struct known_module *km = known_of(f->s, mod);
+	struct match *m = NULL;
+	size_t n_m = 0, cap_m = 0;
+	int nsyms = dwfl_module_getsymtab(mod);
+
+	for (int i = 1; i < nsyms; i++) {
+		GElf_Sym sym;
+		GElf_Addr addr;
+		GElf_Word shndx;
+		const char *sname = dwfl_module_getsym_info(mod, i, &sym, &addr,
+							    &shndx, NULL, NULL);
+
+		if (!sname || GELF_ST_TYPE(sym.st_info) != STT_FUNC ||
+		    sym.st_shndx == SHN_UNDEF)
+			continue;
+		for (size_t j = 0; j < f->n_names; j++) {
+			if (!name_is(sname, f->names[j]))
+				continue;
+			if (n_m == cap_m) {
+				struct match *t;
+
+				cap_m = cap_m ? cap_m * 2 : 8;
+				if (!(t = realloc(m, cap_m * sizeof(*t)))) {
+					free(m);
+					f->oom = true;
+					return DWARF_CB_ABORT;
+				}
+				m = t;
+			}
+			m[n_m].addr = addr;
+			m[n_m].name_idx = j;
+			n_m++;
+			break;
+		}
+	}
+	/* One call per address, with the name first in the caller's order. */
+	if (n_m > 1)
+		qsort(m, n_m, sizeof(*m), match_cmp);
+	for (size_t i = 0; i < n_m; i++) {
+		if (i > 0 && m[i].addr == m[i - 1].addr)
+			continue;
+		f->cb(f->arg, f->names[m[i].name_idx], m[i].addr,
+		      km ? km->path : name);
+		f->calls++;
+	}
+	free(m);
+	return DWARF_CB_OK;
+}
+
+int symbols_find_functions(struct symbols *s, const char *const *names,
+			   size_t n_names, symbols_func_cb cb, void *arg)
+{
+	struct find_ctx f = { s, names, n_names, cb, arg, 0, false };
+
+	if (dwfl_getmodules(s->dwfl, find_in_module, &f, 0) != 0) {
+		if (f.oom)
+			set_error(s, "cannot search symbols: out of memory");
+		else
+			set_error(s, "cannot search symbols: %s", dwfl_errmsg(-1));
+		return -1;
+	}
+	return f.calls;
+}
+
+struct lookup_ctx {
+	const char *prefix, *name;
+	uint64_t addr;
+};
+
+static int lookup_in_module(Dwfl_Module *mod, void **userdata,
+			    const char *mname, Dwarf_Addr start, void *arg)
+{
+	struct lookup_ctx *l = arg;
+	const char *base = strrchr(mname, '/');
+	int nsyms;
+
+	base = base ? base + 1 : mname;
+	if (strncmp(base, l->prefix, strlen(l->prefix)))
+		return DWARF_CB_OK;
+	nsyms = dwfl_module_getsymtab(mod);
+	for (int i = 1; i < nsyms; i++) {
+		GElf_Sym sym;
+		GElf_Addr addr;
+		const char *sname = dwfl_module_getsym_info(mod, i, &sym, &addr,
+							    NULL, NULL, NULL);
+
+		if (sname && sym.st_shndx != SHN_UNDEF && name_is(sname, l->name)) {
+			l->addr = addr;
+			return DWARF_CB_ABORT;
+		}
+	}
+	return DWARF_CB_OK;
+}
+
+uint64_t symbols_lookup_name(struct symbols *s, const char *module_prefix,
+			     const char *name)
+{
+	struct lookup_ctx l = { module_prefix, name, 0 };
+
+	dwfl_getmodules(s->dwfl, lookup_in_module, &l, 0);
+	if (!l.addr)
+		set_error(s, "no symbol '%s' in a module named '%s*'", name,
+			  module_prefix);
+	return l.addr;
+}
+
+/* ---- describing addresses ---- */
+
+static struct desc_entry *desc_slot(struct symbols *s, uint64_t pc, bool is_ret)
+{
+	size_t mask = s->cap_desc - 1;
+	size_t i = hash_u64(pc * 2 + is_ret) & mask;
+
+	for (; s->desc[i].used; i = (i + 1) & mask)
+		if (s->desc[i].pc == pc && s->desc[i].is_ret == is_ret)
+			break;
+	return &s->desc[i];
+}
+
+static int desc_grow(struct symbols *s)
+{
+	struct desc_entry *old = s->desc;
+	size_t old_cap = s->cap_desc;
+	size_t cap = old_cap ? old_cap * 2 : 1024;
+
+	if (!(s->desc = calloc(cap, sizeof(*s->desc)))) {
+		s->desc = old;
+		return -1;
+	}
+	s->cap_desc = cap;
+	for (size_t i = 0; i < old_cap; i++)
+		if (old[i].used)
+			*desc_slot(s, old[i].pc, old[i].is_ret) = old[i];
+	free(old);
+	return 0;
+}
+
+/* RAW demangled, without a version suffix ("__libc_start_main@@GLIBC_2.34"
+ * comes from .symtab that way), interned. */
+static const char *function_name(struct symbols *s, const char *raw)
+{
+	size_t len = unversioned_len(raw);
+	char *plain = strndup(raw, len), *demangled = NULL;
+	const char *name;
+	int status;
+
+	if (!plain)
+		return NULL;
+	if (plain[0] == '_' && plain[1] == 'Z')
+		demangled = __cxa_demangle(plain, NULL, NULL, &status);
+	name = intern(s, demangled && status == 0 ? demangled : plain);
+	free(demangled);
+	free(plain);
+	return name;
+}
+
+/*
+ * At a function's first byte (the allocator frame of every stack) glibc
+ * has several names: malloc and __libc_malloc. libdwfl returns whichever
+ * its table lists first; prefer the one a user calls, without a leading
+ * underscore. A scan of the symbol table, but only for such addresses.
+ */
+static const char *public_alias(Dwfl_Module *mod, uint64_t addr,
+				const char *name)
+{
+	int n = dwfl_module_getsymtab(mod);
+
+	for (int i = 1; i < n; i++) {
+		GElf_Sym sym;
+		GElf_Addr a;
+		const char *alias = dwfl_module_getsym_info(mod, i, &sym, &a,
+							    NULL, NULL, NULL);
+
+		if (alias && a == addr && alias[0] != '_' &&
+		    GELF_ST_TYPE(sym.st_info) == STT_FUNC &&
+		    GELF_ST_BIND(sym.st_info) != STB_LOCAL)
+			return alias;
+	}
+	return name;
+}
+
+/*
+ * File and line of ADDR in MOD; false if unknown. libdwfl finds the CU by
+ * .debug_aranges, which has two gaps: an address after a CU's last range
+ * (_start from crt1.o, no DWARF) gets that CU and its last line, so the
+ * CU's own ranges are checked; and Go binaries have no .debug_aranges at
+ * all, so then the CUs are searched one by one (answers are cached by pc).
+ */
+static bool source_of(Dwfl_Module *mod, uint64_t addr, const char **file,
+		      int *line)
+{
+	Dwarf_Addr bias;
+	Dwarf_Die *cu = dwfl_module_addrdie(mod, addr, &bias);
+	Dwarf_Aranges *aranges;
+	size_t n_aranges;
+	Dwarf_Line *dl;
+	Dwarf *dw;
+
+	if (cu) {
+		Dwfl_Line *l;
+
+		if (dwarf_haspc(cu, addr - bias) <= 0 &&
+		    (dwarf_hasattr(cu, DW_AT_ranges) ||
+		     dwarf_hasattr(cu, DW_AT_high_pc)))
+			return false;
+		if (!(l = dwfl_module_getsrc(mod, addr)))
+			return false;
+		*file = dwfl_lineinfo(l, NULL, line, NULL, NULL, NULL);
+		return *file != NULL;
+	}
+	if (!(dw = dwfl_module_getdwarf(mod, &bias)) ||
+	    (dwarf_getaranges(dw, &aranges, &n_aranges) == 0 && n_aranges > 0))
+		return false;	/* no DWARF, or aranges that do not cover ADDR */
+	while ((cu = dwfl_module_nextcu(mod, cu, &bias)))
+		if (dwarf_haspc(cu, addr - bias) > 0)
+			break;
+	if (!cu || !(dl = dwarf_getsrc_die(cu, addr - bias)))
+		return false;
+	*file = dwarf_linesrc(dl, NULL, NULL);
+	return *file && dwarf_lineno(dl, line) == 0;
+}
+
+static void describe_uncached(struct symbols *s, uint64_t pc, bool is_ret,
+			      struct symbol_info *out)
+{
+	/* A return address may be the first byte after a call to a noreturn
+	 * function, i.e. the next function: look at the call itself. */
+	uint64_t addr = is_ret ? pc - 1 : pc;
+	struct known_module *km = NULL;
+	Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, addr);
+	GElf_Off off;
+	GElf_Sym sym;
+	Dwarf_Addr bias;
+	const char *name, *file;
+	int lineno = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (mod) {
+		km = known_of(s, mod);
+		if (module_bias(s, mod, &bias))
+			out->module_offset = pc - bias;
+		else if (km)
+			out->module_offset = pc - km->start;
+	} else if ((mod = dead_module_at(s, addr, &km))) {
+		if (dwfl_module_getelf(mod, &bias))
+			out->module_offset = pc - bias;
+		else
+			out->module_offset = pc - km->start;
+	} else if (km) {
+		/* Unmapped and its file cannot be opened: the path is known. */
+		out->module_offset = pc - km->start;
+	}
+	if (km)
+		out->module = km->path;
+	if (!mod)
+		return;
+	name = dwfl_module_addrinfo(mod, addr, &off, &sym, NULL, NULL, NULL);
+	/* The return address of a signal frame starts its function (glibc's
+	 * __restore_rt), so PC-1 may be in no function at all. */
+	if (!name && is_ret)
+		name = dwfl_module_addrinfo(mod, pc, &off, &sym, NULL, NULL, NULL);
+	else if (name && off == 0 && name[0] == '_' && name[1] != 'Z')
+		name = public_alias(mod, addr, name);
+	if (name)
+		out->function = function_name(s, name);
+	if (source_of(mod, addr, &file, &lineno)) {
+		out->file = intern(s, file);
+		out->line = lineno;
+	}
+}
+
+void symbols_describe(struct symbols *s, uint64_t pc, bool is_return_address,
+		      struct symbol_info *out)
+{
+	struct desc_entry *e;
+
+	if (s->cap_desc) {
+		e = desc_slot(s, pc, is_return_address);
+		if (e->used) {
+			*out = e->info;
+			return;
+		}
+	}
+	describe_uncached(s, pc, is_return_address, out);
+	/* Caching is an optimisation: out of memory just skips it. */
+	if ((s->n_desc + 1) * 10 > s->cap_desc * 7 && desc_grow(s) < 0)
+		return;
+	e = desc_slot(s, pc, is_return_address);
+	e->used = true;
+	e->pc = pc;
+	e->is_ret = is_return_address;
+	e->info = *out;
+	s->n_desc++;
+}
+
+/* ---- for the unwinder ---- */
+
+int symbols_module_at(struct symbols *s, uint64_t pc, struct symbols_module *out)
+{
+	Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, pc);
+	struct known_module *km;
+	Dwarf_Addr start, end, bias;
+	const char *name;
+	size_t phnum;
+	Elf *elf;
+
+	if (!mod) {
+		set_error(s, "no module at address 0x%" PRIx64, pc);
+		return -1;
+	}
+	name = dwfl_module_info(mod, NULL, &start, &end, NULL, NULL, NULL, NULL);
+	if (!(elf = dwfl_module_getelf(mod, &bias))) {
+		set_error(s, "cannot read ELF file of '%s': %s", name,
+			  dwfl_errmsg(-1));
+		return -1;
+	}
+	if ((km = known_of(s, mod))) {
+		km->bias = bias;
+		km->bias_known = true;
+	}
+	memset(out, 0, sizeof(*out));
+	out->start = start;
+	out->end = end;
+	out->bias = bias;
+	out->path = km ? km->path : name;
+	out->elf = elf;
+	if (elf_getphdrnum(elf, &phnum) != 0) {
+		set_error(s, "cannot read program headers of '%s': %s", name,
+			  elf_errmsg(-1));
+		return -1;
+	}
+	for (size_t i = 0; i < phnum; i++) {
+		GElf_Phdr ph;
+
+		if (gelf_getphdr(elf, (int)i, &ph) && ph.p_type == PT_GNU_EH_FRAME) {
+			out->eh_frame_hdr = ph.p_vaddr + bias;
+			out->eh_frame_hdr_size = ph.p_memsz;
+			break;
+		}
+	}
+	return 0;
+}
