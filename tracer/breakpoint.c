@@ -87,50 +87,123 @@ static int add_page(struct bpset *b, struct process *p, uint64_t base)
 	return 0;
 }
 
-int bp_init_at_exec(struct bpset *b, struct thread *t)
+/*
+ * Run syscall NR with ARGS in thread T by writing `mov eax, NR; syscall;
+ * int3` over the code at its rip: only when no other thread of the process
+ * can run. The thread may be inside execve (its return value would
+ * overwrite a rax set by SETREGS, hence the mov) or interrupted in a
+ * syscall (orig_rax = -1 keeps restart logic away from our code; restoring
+ * the saved registers restarts the program's syscall later).
+ */
+static int inject_at_rip(struct thread *t, long nr, const uint64_t args[6], int64_t *ret)
 {
 	struct process *p = t->proc;
 	struct user_regs_struct saved, r;
-	/* `mov eax, SYS_mmap; syscall; int3`, run with PTRACE_CONT: the
-	 * thread is still inside execve, whose return value will overwrite
-	 * rax (and a single-step would stop at that return first). */
-	uint8_t orig[8], sys[8] = { 0xb8, SYS_mmap, 0, 0, 0, 0x0f, 0x05, 0xcc };
+	uint8_t orig[8], code[8] = { 0xb8, (uint8_t)nr, 0, 0, 0, 0x0f, 0x05, 0xcc };
 	int status;
+
+	if (thread_getregs(t->tid, &saved) < 0 ||
+	    proc_read(p, saved.rip, orig, sizeof(orig)) < 0 ||
+	    proc_write(p, saved.rip, code, sizeof(code)) < 0)
+		return -1;
+	r = saved;
+	r.orig_rax = (uint64_t)-1;
+	r.rdi = args[0];
+	r.rsi = args[1];
+	r.rdx = args[2];
+	r.r10 = args[3];
+	r.r8 = args[4];
+	r.r9 = args[5];
+	int rc = -1;
+	if (thread_setregs(t->tid, &r) == 0 && ptrace(PTRACE_CONT, t->tid, 0, 0) == 0 &&
+	    waitpid(t->tid, &status, __WALL) == t->tid && WIFSTOPPED(status) &&
+	    thread_getregs(t->tid, &r) == 0) {
+		if (WSTOPSIG(status) == SIGTRAP && r.rip == saved.rip + sizeof(code)) {
+			*ret = (int64_t)r.rax;
+			rc = 0;
+		} else {
+			errno = EPROTO;	/* stopped elsewhere: a signal first */
+		}
+	}
+	int err = errno;
+	if (proc_write(p, saved.rip, orig, sizeof(orig)) < 0 ||
+	    thread_setregs(t->tid, &saved) < 0)
+		rc = -1;
+	errno = err;
+	return rc;
+}
+
+int bp_init(struct bpset *b, struct thread *t)
+{
+	struct process *p = t->proc;
+	uint64_t args[6] = { 0, PAGE, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS,
+			     (uint64_t)-1, 0 };
+	int64_t ret;
 
 	if (!b->cs_open) {
 		error("cannot start the capstone x86 decoder");
 		return -1;
 	}
-	if (thread_getregs(t->tid, &saved) < 0 ||
-	    proc_read(p, saved.rip, orig, sizeof(orig)) < 0 ||
-	    proc_write(p, saved.rip, sys, sizeof(sys)) < 0)
-		goto fail;
-	r = saved;
-	r.orig_rax = (uint64_t)-1;
-	r.rdi = 0;
-	r.rsi = PAGE;
-	r.rdx = PROT_READ | PROT_EXEC;
-	r.r10 = MAP_PRIVATE | MAP_ANONYMOUS;
-	r.r8 = (uint64_t)-1;
-	r.r9 = 0;
-	if (thread_setregs(t->tid, &r) < 0 ||
-	    ptrace(PTRACE_CONT, t->tid, 0, 0) < 0 ||
-	    waitpid(t->tid, &status, __WALL) < 0)
-		goto fail;
-	if (!WIFSTOPPED(status) || thread_getregs(t->tid, &r) < 0)
-		goto fail;
-	if (proc_write(p, saved.rip, orig, sizeof(orig)) < 0 ||
-	    thread_setregs(t->tid, &saved) < 0)
-		goto fail;
-	if (WSTOPSIG(status) != SIGTRAP || r.rip != saved.rip + sizeof(sys) || (int64_t)r.rax < 0) {
-		error("cannot map a code page in process %d: mmap returned %" PRId64
-		      " (stop signal %d)", p->pid, (int64_t)r.rax, WSTOPSIG(status));
+	if (inject_at_rip(t, SYS_mmap, args, &ret) < 0) {
+		error("cannot map a code page in process %d: %s", p->pid, strerror(errno));
 		return -1;
 	}
-	return add_page(b, p, r.rax);
-fail:
-	error("cannot map a code page in process %d: %s", p->pid, strerror(errno));
-	return -1;
+	if (ret < 0) {
+		error("cannot map a code page in process %d: mmap: %s", p->pid, strerror((int)-ret));
+		return -1;
+	}
+	return add_page(b, p, (uint64_t)ret);
+}
+
+struct bpset *bp_clone(const struct bpset *b)
+{
+	struct bpset *c = bp_new();
+
+	memcpy(c->pages, b->pages, sizeof(b->pages));
+	c->n_pages = b->n_pages;
+	c->cap_sites = b->n_sites ? b->n_sites : 1;
+	c->sites = xmalloc(c->cap_sites * sizeof(*c->sites));
+	memcpy(c->sites, b->sites, b->n_sites * sizeof(*b->sites));
+	c->n_sites = b->n_sites;
+	return c;
+}
+
+uint64_t bp_move_out(const struct bpset *b, uint64_t rip)
+{
+	for (size_t i = 0; i < b->n_sites; i++) {
+		const struct site *s = &b->sites[i];
+		if (rip == s->slot)
+			return s->addr;
+		if (!s->in_slot_jmp && rip == s->slot + s->len)
+			return s->addr + s->len;
+	}
+	return rip;
+}
+
+bool bp_in_pages(const struct bpset *b, uint64_t addr)
+{
+	for (size_t i = 0; i < b->n_pages; i++)
+		if (addr - b->pages[i].base < PAGE)
+			return true;
+	return false;
+}
+
+int bp_remove_all(struct bpset *b, struct thread *t)
+{
+	int rc = bp_restore_in(b, t->proc);
+
+	for (size_t i = 0; i < b->n_pages; i++) {
+		uint64_t args[6] = { b->pages[i].base, PAGE, 0, 0, 0, 0 };
+		int64_t ret;
+		if (inject_at_rip(t, SYS_munmap, args, &ret) < 0 || ret < 0) {
+			error("cannot unmap ptleak's code page at 0x%" PRIx64 " in process %d",
+			      b->pages[i].base, t->proc->pid);
+			rc = -1;
+		}
+	}
+	b->n_pages = 0;
+	b->n_sites = 0;
+	return rc;
 }
 
 /* The free page in the tracee's address space closest to NEAR, from
@@ -226,7 +299,7 @@ static size_t put_abs_jump(uint8_t *out, uint64_t target)
  * bytes) given the slot's address; returns 0, or -1 with *why set. */
 static int relocate(struct bpset *b, const uint8_t *code, uint64_t addr,
 		    uint64_t slot, uint8_t *out, bool *needs_near,
-		    const char **why)
+		    const char **why, uint8_t *len, bool *jmp_first)
 {
 	cs_insn *insn;
 	size_t n = cs_disasm(b->cs, code, 16, addr, 1, &insn);
@@ -246,6 +319,8 @@ static int relocate(struct bpset *b, const uint8_t *code, uint64_t addr,
 	     x->op_count == 1 && x->operands[0].type == X86_OP_IMM))
 		rel_branch = true;
 	*needs_near = rip_rel;
+	*len = (uint8_t)insn->size;
+	*jmp_first = rel_branch;
 	memset(out, 0xcc, SLOT_SIZE);
 	if (code[0] == 0xcc) {
 		*why = "an int3 is there already (another debugger?)";
@@ -285,8 +360,9 @@ int bp_add(struct bpset *b, struct thread *t, uint64_t addr,
 	struct process *p = t->proc;
 	struct site *s = bp_find(b, addr);
 	uint8_t code[16], slot_code[SLOT_SIZE], int3 = 0xcc;
-	bool needs_near = false;
+	bool needs_near = false, jmp_first = false;
 	const char *why = NULL;
+	uint8_t len = 0;
 
 	if (s) {
 		s->generation = generation;
@@ -297,7 +373,8 @@ int bp_add(struct bpset *b, struct thread *t, uint64_t addr,
 		return -1;
 	}
 	/* Decode once to learn whether the slot must be near. */
-	if (relocate(b, code, addr, addr, slot_code, &needs_near, &why) < 0 && !needs_near)
+	if (relocate(b, code, addr, addr, slot_code, &needs_near, &why, &len, &jmp_first) < 0 &&
+	    !needs_near)
 		goto unsupported;
 	struct code_page *pg = page_for(b, t, addr, needs_near);
 	if (!pg) {
@@ -305,7 +382,7 @@ int bp_add(struct bpset *b, struct thread *t, uint64_t addr,
 		goto unsupported;
 	}
 	uint64_t slot = pg->base + pg->used;
-	if (relocate(b, code, addr, slot, slot_code, &needs_near, &why) < 0)
+	if (relocate(b, code, addr, slot, slot_code, &needs_near, &why, &len, &jmp_first) < 0)
 		goto unsupported;
 	if (proc_write(p, slot, slot_code, sizeof(slot_code)) < 0 ||
 	    proc_write(p, addr, &int3, 1) < 0) {
@@ -318,7 +395,8 @@ int bp_add(struct bpset *b, struct thread *t, uint64_t addr,
 		b->sites = xrealloc(b->sites, b->cap_sites * sizeof(*b->sites));
 	}
 	b->sites[b->n_sites++] = (struct site){
-		.addr = addr, .slot = slot, .orig = code[0], .kind = kind,
+		.addr = addr, .slot = slot, .orig = code[0], .len = len,
+		.in_slot_jmp = jmp_first, .kind = kind,
 		.call = call, .generation = generation,
 	};
 	debug("site 0x%" PRIx64 " kind %d call %d slot 0x%" PRIx64, addr, kind, call, slot);

@@ -34,6 +34,8 @@ struct site {
 	uint64_t addr;
 	uint64_t slot;		/* where the thread resumes */
 	uint8_t orig;		/* the byte the int3 replaced */
+	uint8_t len;		/* length of the displaced instruction */
+	bool in_slot_jmp;	/* the slot starts with the jump (relative jmp) */
 	enum site_kind kind;
 	int call;		/* enum alloc_call for SITE_ALLOC */
 	unsigned generation;	/* last refresh that still found it */
@@ -45,11 +47,32 @@ struct bpset *bp_new(void);
 void bp_free(struct bpset *b);
 
 /*
- * Map the first code page while thread T is stopped at an exec and is the
- * only thread: a syscall instruction is written over the code at rip for
- * the duration of one single-step. 0 or -1 (message printed).
+ * Map the first code page while thread T is stopped and no other thread of
+ * its process runs (an exec stop, or every thread interrupted after
+ * attaching): `mov eax, NR; syscall; int3` is written over the code at
+ * rip, run, and the bytes and registers put back. A thread interrupted in
+ * a syscall restarts it afterwards. 0 or -1 (message printed).
  */
-int bp_init_at_exec(struct bpset *b, struct thread *t);
+int bp_init(struct bpset *b, struct thread *t);
+
+/* A copy for a forked child, whose memory holds the same sites and pages. */
+struct bpset *bp_clone(const struct bpset *b);
+
+/*
+ * Leave no trace in process P (every thread stopped, T one of them): the
+ * original bytes back at every site, and the code pages unmapped. Threads
+ * must have been moved out of slots (bp_move_out) and return addresses
+ * restored first. 0 or -1.
+ */
+int bp_remove_all(struct bpset *b, struct thread *t);
+
+/* If RIP is inside a slot, where the thread would be without ptleak:
+ * the site (instruction not run yet) or the instruction after it. Else
+ * RIP itself. */
+uint64_t bp_move_out(const struct bpset *b, uint64_t rip);
+
+/* Whether ADDR lies in one of our code pages. */
+bool bp_in_pages(const struct bpset *b, uint64_t addr);
 
 /* The return trampoline's address (an int3), and rip after hitting it. */
 uint64_t bp_trampoline(const struct bpset *b);

@@ -79,6 +79,18 @@ void heap_clear(struct heap *h)
 	memset(&h->st, 0, sizeof(h->st));
 }
 
+struct heap *heap_clone(const struct heap *h)
+{
+	struct heap *c = xcalloc(1, sizeof(*c));
+
+	*c = *h;
+	c->slots = xmalloc((h->mask + 1) * sizeof(*c->slots));
+	memcpy(c->slots, h->slots, (h->mask + 1) * sizeof(*c->slots));
+	c->pending = NULL;
+	c->n_pending = c->cap_pending = 0;
+	return c;
+}
+
 static void grow(struct heap *h)
 {
 	struct block *old = h->slots;

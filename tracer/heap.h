@@ -73,6 +73,8 @@ struct heap;
 struct heap *heap_new(void);	/* aborts on out of memory */
 void heap_free(struct heap *h);
 void heap_clear(struct heap *h);	/* exec: a new program, a new heap */
+/* A copy (a forked child starts with its parent's live blocks). */
+struct heap *heap_clone(const struct heap *h);
 
 void heap_record(struct heap *h, const struct alloc_event *ev);
 

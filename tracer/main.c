@@ -17,7 +17,7 @@ int main(int argc, char **argv)
 	debug_enabled = getenv("PTLEAK_DEBUG") != NULL;
 	options_parse(&opts, argc, argv);
 	report_open(&opts);
-	struct tracer *tr = tracer_launch(&opts);
+	struct tracer *tr = opts.pid ? tracer_attach(&opts) : tracer_launch(&opts);
 	while (tracer_next_event(tr, &ev))
 		tracer_dispatch(tr, &ev);
 	return tracer_finish(tr);

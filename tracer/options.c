@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,9 +16,11 @@
 
 static const char usage[] =
 "usage: ptleak [OPTIONS] [--] PROGRAM [ARGS...]\n"
+"       ptleak [OPTIONS] -p PID\n"
 "\n"
-"Run PROGRAM under ptrace, record every allocation and free, and report\n"
-"the blocks it never freed when it exits. No LD_PRELOAD, no recompiling.\n"
+"Run PROGRAM under ptrace (or attach to process PID), record every\n"
+"allocation and free, and report the blocks never freed when it exits\n"
+"(or when ptleak leaves). No LD_PRELOAD, no recompiling.\n"
 "\n"
 "options:\n"
 "  -o, --output=FILE           write the text report to FILE (default stderr)\n"
@@ -30,14 +33,21 @@ static const char usage[] =
 "      --num-callers=N         frames per stack, 1-64 (default 12)\n"
 "      --show-below-main       keep the frames below main\n"
 "  -q, --quiet                 no banner, only the report\n"
+"  -f, --follow-forks          trace forked children too, one report each\n"
+"  -p, --pid=PID               attach to running process PID; leave on\n"
+"                              SIGINT/SIGTERM, after --duration, or at its exit\n"
+"      --duration=SECONDS      with -p: leave after SECONDS\n"
+"      --interval=SECONDS      with -p: print the top allocation sites by live\n"
+"                              bytes and their growth every SECONDS\n"
 "  -h, --help                  show this help\n"
 "      --version               show the version\n"
 "\n"
 "exit status:\n"
 "  PROGRAM's own exit status, or 128+S if it was killed by signal S;\n"
+"  with -p: 0 after leaving it running or seeing it exit;\n"
 "  N    with --error-exitcode=N, when leaks of the counted kinds were found;\n"
 "  125  ptleak itself failed (bad option, report file not writable, ptrace\n"
-"       not permitted, ...);\n"
+"       not permitted, no such process, already traced, ...);\n"
 "  126  PROGRAM was found but could not be executed;\n"
 "  127  PROGRAM was not found.\n";
 
@@ -62,6 +72,18 @@ static long parse_int(const char *opt, const char *s, long lo, long hi)
 	v = strtol(s, &end, 10);
 	if (errno || end == s || *end || v < lo || v > hi)
 		bad("%s: '%s' is not a number from %ld to %ld", opt, s, lo, hi);
+	return v;
+}
+
+static double parse_seconds(const char *opt, const char *s)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v > 0) || v > 1e7)
+		bad("%s: '%s' is not a positive number of seconds", opt, s);
 	return v;
 }
 
@@ -132,6 +154,18 @@ void options_parse(struct options *o, int argc, char **argv)
 			exit(0);
 		} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
 			o->quiet = true;
+		} else if (!strcmp(a, "-f") || !strcmp(a, "--follow-forks")) {
+			o->follow_forks = true;
+		} else if (!strcmp(a, "-p")) {
+			if (i + 1 >= argc)
+				bad("option '%s' needs a value", a);
+			o->pid = (int)parse_int("-p", argv[++i], 1, INT32_MAX);
+		} else if ((v = value_of("--pid", argc, argv, &i))) {
+			o->pid = (int)parse_int("--pid", v, 1, INT32_MAX);
+		} else if ((v = value_of("--duration", argc, argv, &i))) {
+			o->duration = parse_seconds("--duration", v);
+		} else if ((v = value_of("--interval", argc, argv, &i))) {
+			o->interval = parse_seconds("--interval", v);
 		} else if (!strcmp(a, "--show-below-main")) {
 			o->show_below_main = true;
 		} else if (!strcmp(a, "-o")) {
@@ -156,6 +190,13 @@ void options_parse(struct options *o, int argc, char **argv)
 			bad("unknown option '%s'", a);
 		}
 	}
+	if (o->pid) {
+		if (i < argc)
+			bad("-p %d and a program '%s' given: choose one", o->pid, argv[i]);
+		return;
+	}
+	if (o->duration || o->interval)
+		bad("%s", "--duration and --interval go with -p PID");
 	if (i >= argc) {
 		fputs("ptleak: no program given (try 'ptleak --help')\n", stderr);
 		exit(EXIT_PTLEAK_FAILURE);

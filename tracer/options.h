@@ -2,7 +2,7 @@
 #define PTLEAK_OPTIONS_H
 /*
  * options: ptleak's command line. Options end at PROGRAM: everything after
- * it is PROGRAM's, with or without `--`.
+ * it is PROGRAM's, with or without `--`. With -p PID there is no PROGRAM.
  */
 #include <stdbool.h>
 
@@ -23,7 +23,11 @@ struct options {
 	int num_callers;
 	bool show_below_main;
 	bool quiet;
-	char **argv;		/* PROGRAM and its arguments */
+	bool follow_forks;	/* -f */
+	int pid;		/* -p: attach to this process; 0 = launch */
+	double duration;	/* attach: leave after this many seconds; 0 = no */
+	double interval;	/* attach: periodic top sites; 0 = no */
+	char **argv;		/* PROGRAM and its arguments; NULL with -p */
 };
 
 /*

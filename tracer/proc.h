@@ -44,6 +44,7 @@ struct thread {
 	int pending_sig;	/* to deliver at the next resume */
 	bool exiting;		/* reached PTRACE_EVENT_EXIT */
 	bool stopped;		/* in a ptrace stop we have not resumed */
+	bool group_stop;	/* that stop is a job-control stop */
 };
 
 enum proc_role {
@@ -70,6 +71,10 @@ struct process {
 	struct unwinder *unw;
 	struct bpset *bp;
 	int exit_status;	/* wait status when reaped, -1 before */
+	bool attached;		/* -p: traced since attach_ns, not from exec */
+	uint64_t attach_ns;
+	bool argv_owned;	/* argv read from /proc (exec, fork): ours to free */
+	bool reported;
 	bool scanned;
 	void *scan_result;	/* struct scan_result *, owned */
 };

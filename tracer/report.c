@@ -30,6 +30,7 @@ struct record {
 	uint32_t stack_id;
 	uint64_t bytes, blocks;
 	uint64_t indirect_bytes;	/* definite records: their cliques */
+	uint64_t oldest_ns, median_ns;	/* allocation times */
 };
 
 struct totals {
@@ -86,43 +87,64 @@ static int by_size(const void *a, const void *b)
 	return by_record(a, b);
 }
 
+struct member {
+	enum leak_kind kind;
+	uint32_t stack_id;
+	uint64_t time_ns;
+	uint64_t size;
+};
+
+static int by_member(const void *a, const void *b)
+{
+	const struct member *x = a, *y = b;
+
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	if (x->stack_id != y->stack_id)
+		return x->stack_id < y->stack_id ? -1 : 1;
+	return x->time_ns < y->time_ns ? -1 : x->time_ns > y->time_ns;
+}
+
 /* Group blocks into records, largest first. */
 static struct record *make_records(const struct scan_result *r, size_t *n_out,
 				   struct totals *t)
 {
+	struct member *m = xmalloc((r->n + 1) * sizeof(*m));
 	struct record *v = xcalloc(r->n + 1, sizeof(*v));
 	size_t n = 0;
 
 	memset(t, 0, sizeof(*t));
 	for (size_t i = 0; i < r->n; i++) {
 		enum leak_kind k = (enum leak_kind)r->kind[i];
-		v[n++] = (struct record){ .kind = k, .stack_id = r->blocks[i].stack_id,
-					  .bytes = r->blocks[i].size, .blocks = 1 };
+		m[i] = (struct member){ .kind = k, .stack_id = r->blocks[i].stack_id,
+					.time_ns = r->blocks[i].time_ns, .size = r->blocks[i].size };
 		t->bytes[k] += r->blocks[i].size;
 		t->blocks[k]++;
 	}
-	qsort(v, n, sizeof(*v), by_record);
-	size_t m = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (m && v[m - 1].kind == v[i].kind && v[m - 1].stack_id == v[i].stack_id) {
-			v[m - 1].bytes += v[i].bytes;
-			v[m - 1].blocks += v[i].blocks;
-		} else {
-			v[m++] = v[i];
+	qsort(m, r->n, sizeof(*m), by_member);
+	for (size_t i = 0, j; i < r->n; i = j) {
+		struct record *rec = &v[n++];
+		*rec = (struct record){ .kind = m[i].kind, .stack_id = m[i].stack_id,
+					.oldest_ns = m[i].time_ns };
+		for (j = i; j < r->n && m[j].kind == m[i].kind && m[j].stack_id == m[i].stack_id; j++) {
+			rec->bytes += m[j].size;
+			rec->blocks++;
 		}
+		rec->median_ns = m[i + (j - i) / 2].time_ns;
 	}
+	free(m);
 	/* Indirect bytes hang under the definite record of their leader. */
 	for (size_t i = 0; i < r->n; i++) {
 		if (r->kind[i] != LEAK_INDIRECT)
 			continue;
 		struct record key = { .kind = LEAK_DEFINITE,
 				      .stack_id = r->blocks[r->leader[i]].stack_id };
-		struct record *rec = bsearch(&key, v, m, sizeof(*v), by_record);
+		struct record *rec = bsearch(&key, v, n, sizeof(*v), by_record);
 		if (rec)
 			rec->indirect_bytes += r->blocks[i].size;
 	}
-	qsort(v, m, sizeof(*v), by_size);
-	*n_out = m;
+	qsort(v, n, sizeof(*v), by_size);
+	*n_out = n;
 	return v;
 }
 
@@ -162,8 +184,27 @@ static const char *base_name(const char *path)
 	return s ? s + 1 : path;
 }
 
+static double age_s(uint64_t now, uint64_t t)
+{
+	return t && now > t ? (double)(now - t) / 1e9 : 0.0;
+}
+
+static void write_frames_text(FILE *f, pid_t pid, const struct frame *fr, size_t nf)
+{
+	for (size_t k = 0; k < nf; k++) {
+		const struct symbol_info *si = &fr[k].si;
+		fprintf(f, "==%d==    %s 0x%" PRIX64 ": %s ", pid, k ? "by" : "at",
+			fr[k].pc, si->function ? si->function : "???");
+		if (si->file && si->line)
+			fprintf(f, "(%s:%d)\n", base_name(si->file), si->line);
+		else
+			fprintf(f, "(in %s)\n", si->module ? si->module : "???");
+	}
+}
+
 static void write_text(FILE *f, struct process *p, const struct options *o,
-		       const struct record *rec, size_t n, const struct totals *t)
+		       const struct record *rec, size_t n, const struct totals *t,
+		       uint64_t now)
 {
 	const struct heap_stats *st = heap_stats(p->heap);
 	const struct scan_result *r = p->scan_result;
@@ -174,17 +215,22 @@ static void write_text(FILE *f, struct process *p, const struct options *o,
 	if (!o->quiet) {
 		fprintf(f, "==%d== ptleak-%s, an out-of-process leak finder\n", pid, PTLEAK_VERSION);
 		fprintf(f, "==%d== Command:", pid);
-		for (char **v = p->argv; *v; v++)
+		for (char **v = p->argv; v && *v; v++)
 			fprintf(f, " %s", *v);
-		fprintf(f, "\n==%d==\n", pid);
+		fprintf(f, "\n");
+		if (p->attached)
+			fprintf(f, "==%d== Traced for %.1f s since attaching; blocks allocated before "
+				"are not known\n", pid, age_s(now, p->attach_ns));
+		fprintf(f, "==%d==\n", pid);
 	}
 	fprintf(f, "==%d== HEAP SUMMARY:\n", pid);
-	fprintf(f, "==%d==     in use at exit: %s bytes in %s blocks\n", pid,
+	fprintf(f, "==%d==     in use at %s: %s bytes in %s blocks\n", pid,
+		p->exit_status >= 0 ? "exit" : "detach",
 		num(st->live_bytes, a), num(st->live_blocks, b));
 	fprintf(f, "==%d==   total heap usage: %s allocs, %s frees, %s bytes allocated\n",
 		pid, num(st->allocations, a), num(st->frees, b), num(st->bytes_allocated, c));
 	fprintf(f, "==%d==\n", pid);
-	if (r && !r->scanned)
+	if (!r->scanned)
 		fprintf(f, "==%d== no reachability scan (the process's memory was gone): "
 			"every unfreed block is counted as definitely lost\n==%d==\n", pid, pid);
 	for (size_t i = 0; i < n; i++) {
@@ -192,24 +238,19 @@ static void write_text(FILE *f, struct process *p, const struct options *o,
 			continue;
 		if (rec[i].kind == LEAK_DEFINITE && rec[i].indirect_bytes)
 			fprintf(f, "==%d== %s (%s direct, %s indirect) bytes in %s blocks are %s "
-				"in loss record %zu of %zu\n", pid,
+				"in loss record %zu of %zu", pid,
 				num(rec[i].bytes + rec[i].indirect_bytes, a), num(rec[i].bytes, b),
 				num(rec[i].indirect_bytes, c), num(rec[i].blocks, d),
 				kind_words[rec[i].kind], i + 1, n);
 		else
-			fprintf(f, "==%d== %s bytes in %s blocks are %s in loss record %zu of %zu\n",
+			fprintf(f, "==%d== %s bytes in %s blocks are %s in loss record %zu of %zu",
 				pid, num(rec[i].bytes, a), num(rec[i].blocks, b),
 				kind_words[rec[i].kind], i + 1, n);
-		size_t nf = get_frames(p, o, rec[i].stack_id, fr, ARRAY_SIZE(fr));
-		for (size_t k = 0; k < nf; k++) {
-			const struct symbol_info *si = &fr[k].si;
-			fprintf(f, "==%d==    %s 0x%" PRIX64 ": %s ", pid, k ? "by" : "at",
-				fr[k].pc, si->function ? si->function : "???");
-			if (si->file && si->line)
-				fprintf(f, "(%s:%d)\n", base_name(si->file), si->line);
-			else
-				fprintf(f, "(in %s)\n", si->module ? si->module : "???");
-		}
+		if (p->attached)
+			fprintf(f, " (ages: oldest %.1f s, median %.1f s)",
+				age_s(now, rec[i].oldest_ns), age_s(now, rec[i].median_ns));
+		fputc('\n', f);
+		write_frames_text(f, pid, fr, get_frames(p, o, rec[i].stack_id, fr, ARRAY_SIZE(fr)));
 		fprintf(f, "==%d==\n", pid);
 	}
 	fprintf(f, "==%d== LEAK SUMMARY:\n", pid);
@@ -238,25 +279,29 @@ static void json_str(FILE *f, const char *s)
 }
 
 static void write_json(FILE *f, struct process *p, const struct options *o,
-		       const struct record *rec, size_t n, const struct totals *t)
+		       const struct record *rec, size_t n, const struct totals *t,
+		       uint64_t now)
 {
 	const struct heap_stats *st = heap_stats(p->heap);
 	const struct scan_result *r = p->scan_result;
 	struct frame fr[64];
 	int status = p->exit_status;
 
-	fprintf(f, "{\"tool\":\"ptleak\",\"version\":\"%s\",\"processes\":[{\"pid\":%d,\"command\":[",
-		PTLEAK_VERSION, p->pid);
-	for (char **v = p->argv; *v; v++) {
+	fprintf(f, "{\"pid\":%d,\"command\":[", p->pid);
+	for (char **v = p->argv; v && *v; v++) {
 		if (v != p->argv)
 			fputc(',', f);
 		json_str(f, *v);
 	}
 	fputs("],\"exit\":", f);
-	if (status >= 0 && WIFSIGNALED(status))
+	if (status < 0)
+		fputs("null", f);
+	else if (WIFSIGNALED(status))
 		fprintf(f, "{\"signal\":%d}", WTERMSIG(status));
 	else
-		fprintf(f, "{\"code\":%d}", status >= 0 ? WEXITSTATUS(status) : -1);
+		fprintf(f, "{\"code\":%d}", WEXITSTATUS(status));
+	if (p->attached)
+		fprintf(f, ",\"attached\":true,\"traced_s\":%.3f", age_s(now, p->attach_ns));
 	fputs(",\"summary\":{", f);
 	for (int k = 0; k < LEAK__COUNT; k++)
 		fprintf(f, "\"%s\":{\"bytes\":%" PRIu64 ",\"blocks\":%" PRIu64 "},",
@@ -268,9 +313,11 @@ static void write_json(FILE *f, struct process *p, const struct options *o,
 		r->scanned ? "true" : "false", r->ns / 1e6);
 	for (size_t i = 0; i < n; i++) {
 		fprintf(f, "%s{\"kind\":\"%s\",\"bytes\":%" PRIu64 ",\"blocks\":%" PRIu64
-			",\"indirect_bytes\":%" PRIu64 ",\"stack\":[",
+			",\"indirect_bytes\":%" PRIu64
+			",\"age\":{\"oldest_s\":%.3f,\"median_s\":%.3f},\"stack\":[",
 			i ? "," : "", leak_kind_name(rec[i].kind), rec[i].bytes, rec[i].blocks,
-			rec[i].indirect_bytes);
+			rec[i].indirect_bytes, age_s(now, rec[i].oldest_ns),
+			age_s(now, rec[i].median_ns));
 		size_t nf = get_frames(p, o, rec[i].stack_id, fr, ARRAY_SIZE(fr));
 		for (size_t k = 0; k < nf; k++) {
 			const struct symbol_info *si = &fr[k].si;
@@ -288,10 +335,13 @@ static void write_json(FILE *f, struct process *p, const struct options *o,
 		}
 		fputs("]}", f);
 	}
-	fputs("]}]}\n", f);
+	fputs("]}", f);
 }
 
 static FILE *text_file, *json_file;
+static char **json_entries;	/* one JSON object per reported process */
+static size_t n_json;
+static uint64_t counted_leaks;
 
 static FILE *open_report(const char *path)
 {
@@ -311,6 +361,46 @@ void report_open(const struct options *o)
 		json_file = open_report(o->json);
 }
 
+static FILE *text_stream(void)
+{
+	return text_file ? text_file : stderr;
+}
+
+void report_process(struct process *p, const struct options *o)
+{
+	struct totals t;
+	size_t n;
+	uint64_t now = now_ns();
+
+	if (p->reported || !p->heap)
+		return;
+	p->reported = true;
+	if (!p->scan_result)
+		p->scan_result = scan_process(p, NULL, 0, false);
+	struct record *rec = make_records(p->scan_result, &n, &t);
+	FILE *f = text_stream();
+	if (n_json)
+		fprintf(f, "\n");
+	write_text(f, p, o, rec, n, &t, now);
+	fflush(f);
+	if (json_file) {
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *m = open_memstream(&buf, &len);
+		if (m) {
+			write_json(m, p, o, rec, n, &t, now);
+			fclose(m);
+		}
+		json_entries = xrealloc(json_entries, (n_json + 1) * sizeof(*json_entries));
+		json_entries[n_json] = buf;
+	}
+	n_json++;
+	for (int k = 0; k < LEAK__COUNT; k++)
+		if (o->error_kinds & kind_flags[k])
+			counted_leaks += t.blocks[k];
+	free(rec);
+}
+
 static int finish(FILE *f, const char *path)
 {
 	if (ferror(f) | fclose(f)) {
@@ -320,32 +410,97 @@ static int finish(FILE *f, const char *path)
 	return 0;
 }
 
-int report_write(struct process *p, const struct options *o)
+int report_close(const struct options *o)
 {
-	struct totals t;
-	size_t n;
 	int rc = 0;
 
-	if (!p->scan_result)
-		p->scan_result = scan_process(p, NULL);
-	struct record *rec = make_records(p->scan_result, &n, &t);
-
-	FILE *f = text_file ? text_file : stderr;
-	write_text(f, p, o, rec, n, &t);
-	if (text_file)
-		rc |= finish(f, o->output);
-	else
-		fflush(stderr);
 	if (json_file) {
-		write_json(json_file, p, o, rec, n, &t);
+		fprintf(json_file, "{\"tool\":\"ptleak\",\"version\":\"%s\",\"processes\":[",
+			PTLEAK_VERSION);
+		for (size_t i = 0; i < n_json; i++) {
+			fprintf(json_file, "%s%s", i ? "," : "", json_entries[i] ? json_entries[i] : "{}");
+			free(json_entries[i]);
+		}
+		fputs("]}\n", json_file);
 		rc |= finish(json_file, o->json);
+		free(json_entries);
 	}
-	free(rec);
+	if (text_file)
+		rc |= finish(text_file, o->output);
 	if (rc < 0)
 		return -1;
-	uint64_t counted = 0;
-	for (int k = 0; k < LEAK__COUNT; k++)
-		if (o->error_kinds & kind_flags[k])
-			counted += t.blocks[k];
-	return counted > INT32_MAX ? INT32_MAX : (int)counted;
+	return counted_leaks > INT32_MAX ? INT32_MAX : (int)counted_leaks;
+}
+
+/* --interval: per-stack live bytes now and at the previous call. */
+struct site_total {
+	uint32_t stack_id;
+	uint64_t bytes, blocks, prev_bytes;
+};
+
+static uint64_t *prev_bytes;	/* by stack id */
+static size_t n_prev;
+static uint64_t prev_live_bytes, prev_live_blocks, prev_tick_ns;
+
+static int by_live_bytes(const void *a, const void *b)
+{
+	const struct site_total *x = a, *y = b;
+
+	if (x->bytes != y->bytes)
+		return x->bytes > y->bytes ? -1 : 1;
+	return x->stack_id < y->stack_id ? -1 : x->stack_id > y->stack_id;
+}
+
+void report_interval(struct process *p, const struct options *o)
+{
+	size_t nb, ns = stacks_count(p->stacks) + 1;
+	struct block *b = heap_snapshot(p->heap, &nb);
+	struct site_total *tot = xcalloc(ns, sizeof(*tot));
+	const struct heap_stats *st = heap_stats(p->heap);
+	uint64_t now = now_ns();
+	FILE *f = text_stream();
+	char a[32], c[32], d[32], e[32];
+	struct frame fr[64];
+
+	for (size_t i = 0; i < ns; i++)
+		tot[i] = (struct site_total){ .stack_id = (uint32_t)i,
+					      .prev_bytes = i < n_prev ? prev_bytes[i] : 0 };
+	for (size_t i = 0; i < nb; i++) {
+		tot[b[i].stack_id].bytes += b[i].size;
+		tot[b[i].stack_id].blocks++;
+	}
+	prev_bytes = xrealloc(prev_bytes, ns * sizeof(*prev_bytes));
+	for (size_t i = 0; i < ns; i++)
+		prev_bytes[i] = tot[i].bytes;
+	n_prev = ns;
+	int64_t dbytes = (int64_t)(st->live_bytes - prev_live_bytes);
+	int64_t dblocks = (int64_t)(st->live_blocks - prev_live_blocks);
+	uint64_t since = prev_tick_ns ? prev_tick_ns : p->attach_ns;
+	fprintf(f, "==%d== [t=%.1fs] live since attach: %s bytes in %s blocks "
+		"(%s%s bytes, %s%s blocks in %.1fs)\n", p->pid, age_s(now, p->attach_ns),
+		num(st->live_bytes, a), num(st->live_blocks, c),
+		dbytes < 0 ? "-" : "+", num((uint64_t)(dbytes < 0 ? -dbytes : dbytes), d),
+		dblocks < 0 ? "-" : "+", num((uint64_t)(dblocks < 0 ? -dblocks : dblocks), e),
+		age_s(now, since));
+	prev_live_bytes = st->live_bytes;
+	prev_live_blocks = st->live_blocks;
+	prev_tick_ns = now;
+	qsort(tot, ns, sizeof(*tot), by_live_bytes);
+	for (size_t i = 0; i < ns && i < 10 && tot[i].bytes; i++) {
+		int64_t g = (int64_t)(tot[i].bytes - tot[i].prev_bytes);
+		fprintf(f, "==%d==   %s bytes in %s blocks (%s%s bytes) at", p->pid,
+			num(tot[i].bytes, a), num(tot[i].blocks, c), g < 0 ? "-" : "+",
+			num((uint64_t)(g < 0 ? -g : g), d));
+		size_t nf = get_frames(p, o, tot[i].stack_id, fr, 4);
+		for (size_t k = 0; k < nf; k++) {
+			const struct symbol_info *si = &fr[k].si;
+			fprintf(f, "%s %s", k ? " <" : "", si->function ? si->function : "???");
+			if (k && si->file && si->line)
+				fprintf(f, " (%s:%d)", base_name(si->file), si->line);
+		}
+		fputc('\n', f);
+	}
+	fflush(f);
+	free(tot);
+	free(b);
 }

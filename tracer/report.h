@@ -13,10 +13,23 @@ struct options;
 void report_open(const struct options *o);
 
 /*
- * Write P's report per O. Returns the number of leaked blocks of the
- * kinds O->error_kinds counts, or -1 if a report file could not be
- * written (a message was printed).
+ * Report process P, which exited or which ptleak is leaving: its text
+ * block goes out now, its JSON entry is kept for report_close. Scans P
+ * first if that was not done (no memory left: every block counted as
+ * definitely lost, and the report says so).
  */
-int report_write(struct process *p, const struct options *o);
+void report_process(struct process *p, const struct options *o);
+
+/* Attach mode, --interval: live bytes and blocks since attaching and the
+ * top allocation sites with their growth since the last call. */
+void report_interval(struct process *p, const struct options *o);
+
+/*
+ * Write the JSON document and close the files. Returns the number of
+ * leaked blocks of the kinds O->error_kinds counts, over every process
+ * reported, or -1 if a report file could not be written (a message was
+ * printed).
+ */
+int report_close(const struct options *o);
 
 #endif

@@ -516,7 +516,8 @@ static void scan_registers(struct scan *s, const struct user_regs_struct *regs)
 	scan_words(s, 0, (const uint8_t *)regs, sizeof(*regs), true);
 }
 
-struct scan_result *scan_process(struct process *p, const struct user_regs_struct *regs)
+struct scan_result *scan_process(struct process *p, const struct user_regs_struct *regs,
+				 size_t n_regs, bool conservative)
 {
 	struct scan_result *res = xcalloc(1, sizeof(*res));
 	uint64_t t0 = now_ns();
@@ -524,7 +525,7 @@ struct scan_result *scan_process(struct process *p, const struct user_regs_struc
 	res->blocks = heap_snapshot(p->heap, &res->n);
 	res->kind = xcalloc(res->n + 1, 1);
 	res->leader = xcalloc(res->n + 1, sizeof(*res->leader));
-	if (!regs) {
+	if (!n_regs) {
 		for (size_t i = 0; i < res->n; i++)
 			res->kind[i] = LEAK_DEFINITE;
 		return res;
@@ -544,7 +545,8 @@ struct scan_result *scan_process(struct process *p, const struct user_regs_struc
 	size_t nr = read_maps(p->pid, &r);
 
 	/* Exclusions first: allocator state that is not the program's. */
-	exclude_arena_heaps(&s);
+	if (!conservative)
+		exclude_arena_heaps(&s);
 	for (size_t i = 0; i < nr; i++) {
 		size_t len = r[i].end - r[i].start;
 		if (!r[i].file || len > (64u << 20))
@@ -557,19 +559,24 @@ struct scan_result *scan_process(struct process *p, const struct user_regs_struc
 	qsort(s.ex, s.n_ex, sizeof(*s.ex), by_start);
 
 	/* Mark from the roots. */
-	scan_registers(&s, regs);
+	uint64_t stack_from = UINT64_MAX;
+	for (size_t i = 0; i < n_regs; i++) {
+		scan_registers(&s, &regs[i]);
+		if (regs[i].rsp < stack_from)
+			stack_from = regs[i].rsp;
+	}
 	drain(&s);
 	uint64_t first_chunk = heap_stats(p->heap)->min_ptr - 16;
 	for (size_t i = 0; i < nr; i++) {
 		uint64_t a = r[i].start, e = r[i].end;
-		if (r[i].heap) {
+		if (r[i].heap && !conservative) {
 			/* The brk heap is the allocator's from its first chunk on;
 			 * what was sbrk'd before (a static binary's TLS) is a root. */
 			if (first_chunk < e)
 				e = first_chunk > a ? first_chunk : a;
 		}
-		if (r[i].stack && regs->rsp >= a && regs->rsp < r[i].end)
-			a = regs->rsp;
+		if (r[i].stack && stack_from >= a && stack_from < r[i].end)
+			a = stack_from;
 		scan_root(&s, a, e);
 		drain(&s);
 	}

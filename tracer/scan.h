@@ -49,11 +49,18 @@ struct scan_result {
 };
 
 /*
- * Classify every live block of P, whose last thread is stopped with
- * registers REGS (NULL: no memory to scan any more; every block counts as
- * definitely lost and ->scanned is false). Never NULL.
+ * Classify every live block of P. REGS[0..N) are the registers of its
+ * stopped threads (their stacks count from their rsp up). N == 0: no
+ * memory to scan any more; every block counts as definitely lost and
+ * ->scanned is false.
+ *
+ * CONSERVATIVE (attach mode): memory ptleak cannot account for (blocks
+ * allocated before it attached, the allocator's free chunks) is a root
+ * too, so no block is called lost while something unknown might point to
+ * it. Never NULL.
  */
-struct scan_result *scan_process(struct process *p, const struct user_regs_struct *regs);
+struct scan_result *scan_process(struct process *p, const struct user_regs_struct *regs,
+				 size_t n, bool conservative);
 void scan_result_free(void *r);
 
 const char *leak_kind_name(enum leak_kind k);	/* "definitely_lost", ... */

@@ -63,6 +63,26 @@ void stacks_clear(struct stacks *s)
 	memset(s->index, 0, (s->mask + 1) * sizeof(*s->index));
 }
 
+static void *dup_array(const void *p, size_t n, size_t size)
+{
+	void *c = xmalloc(n * size);
+
+	if (n)
+		memcpy(c, p, n * size);
+	return c;
+}
+
+struct stacks *stacks_clone(const struct stacks *s)
+{
+	struct stacks *c = xcalloc(1, sizeof(*c));
+
+	*c = *s;
+	c->pcs = dup_array(s->pcs, s->cap_pcs, sizeof(*s->pcs));
+	c->entries = dup_array(s->entries, s->cap_entries, sizeof(*s->entries));
+	c->index = dup_array(s->index, s->mask + 1, sizeof(*s->index));
+	return c;
+}
+
 static void rehash(struct stacks *s)
 {
 	free(s->index);

@@ -12,6 +12,7 @@ struct stacks;
 struct stacks *stacks_new(void);	/* aborts on out of memory */
 void stacks_free(struct stacks *s);
 void stacks_clear(struct stacks *s);
+struct stacks *stacks_clone(const struct stacks *s);	/* same ids */
 
 /* Id (>= 1) of the stack PCS[0..N), innermost first; the same array
  * always gets the same id. N == 0 gives 0. */

@@ -4,7 +4,7 @@
  * tracer: the event loop. Every waitpid status is sorted into one enum
  * event in one place (tracer_next_event); tracer_dispatch switches on it.
  *
- *     tr = tracer_launch(&opts);
+ *     tr = opts.pid ? tracer_attach(&opts) : tracer_launch(&opts);
  *     while (tracer_next_event(tr, &ev))
  *             tracer_dispatch(tr, &ev);
  *     return tracer_finish(tr);
@@ -26,6 +26,8 @@ enum event_kind {
 	EV_VFORK_DONE,
 	EV_EXEC,		/* msg = the tid that called execve */
 	EV_EXIT,		/* PTRACE_EVENT_EXIT: about to exit, memory still there */
+	EV_LEAVE,		/* attach mode: SIGINT/SIGTERM or --duration: detach */
+	EV_TICK,		/* attach mode: --interval elapsed */
 };
 
 struct event {
@@ -40,6 +42,10 @@ struct tracer;
 
 /* Resolve and start the program of O; dies on failure (125/126/127). */
 struct tracer *tracer_launch(const struct options *o);
+
+/* Attach to every thread of process O->pid and hook its allocator; dies
+ * with one clear line (125) if it cannot. */
+struct tracer *tracer_attach(const struct options *o);
 
 /* Wait for the next event. false when nothing is left to trace. */
 bool tracer_next_event(struct tracer *tr, struct event *ev);

@@ -1,0 +1,39 @@
+#ifndef PTLEAK_UNWIND_H
+#define PTLEAK_UNWIND_H
+/*
+ * unwind: remote stack unwinding behind one small interface, so that a
+ * second backend (libdw's dwfl_getthread_frames) can sit beside the
+ * libunwind-ptrace one and be chosen at build time, as strace does.
+ *
+ * The unwinder is called while thread TID is stopped at an allocator's
+ * entry, with the registers the tracer already fetched. It must be fast:
+ * it runs once per traced allocation. Memory is read with
+ * process_vm_readv in whole pages; stack pages are cached only for one
+ * backtrace, read-only file-backed pages (code, .eh_frame) across calls.
+ * Unwind tables are cached per module.
+ */
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+struct symbols;
+struct unwinder;
+
+/* NULL on error (message on stderr is the caller's job: errno is set). */
+struct unwinder *unwinder_new(pid_t pid, struct symbols *syms);
+void unwinder_free(struct unwinder *u);
+
+/* Forget cached tables and pages: modules changed (dlopen, dlclose). */
+void unwinder_flush(struct unwinder *u);
+
+/*
+ * Fill PCS with up to MAX program counters, innermost first: pcs[0] is
+ * regs->rip, the others are return addresses. Returns the number of
+ * frames (at least 1 when max >= 1); never fails: it stops at the first
+ * frame it cannot unwind.
+ */
+int unwinder_backtrace(struct unwinder *u, pid_t tid,
+		       const struct user_regs_struct *regs, uint64_t *pcs,
+		       int max);
+
+#endif
