@@ -115,16 +115,31 @@ static int inject_at_rip(struct thread *t, long nr, const uint64_t args[6], int6
 	r.r8 = args[4];
 	r.r9 = args[5];
 	int rc = -1;
-	if (thread_setregs(t->tid, &r) == 0 && ptrace(PTRACE_CONT, t->tid, 0, 0) == 0 &&
-	    waitpid(t->tid, &status, __WALL) == t->tid && WIFSTOPPED(status) &&
-	    thread_getregs(t->tid, &r) == 0) {
-		if (WSTOPSIG(status) == SIGTRAP && r.rip == saved.rip + sizeof(code)) {
+	if (thread_setregs(t->tid, &r) < 0)
+		goto restore;
+	for (;;) {
+		/* A pending PTRACE_INTERRUPT or signal may stop it before our
+		 * code runs: absorb the one, keep the other for later. */
+		if (ptrace(PTRACE_CONT, t->tid, 0, 0) < 0 ||
+		    waitpid(t->tid, &status, __WALL) != t->tid || !WIFSTOPPED(status))
+			goto restore;
+		int sig = WSTOPSIG(status);
+		if ((status >> 16) == 0 && sig != SIGTRAP) {
+			t->pending_sig = sig;
+			continue;
+		}
+		if ((status >> 16) != 0)
+			continue;
+		if (thread_getregs(t->tid, &r) < 0)
+			goto restore;
+		if (r.rip == saved.rip + sizeof(code)) {
 			*ret = (int64_t)r.rax;
 			rc = 0;
-		} else {
-			errno = EPROTO;	/* stopped elsewhere: a signal first */
+			break;
 		}
+		t->pending_sig = SIGTRAP;	/* the program's own */
 	}
+restore:;
 	int err = errno;
 	if (proc_write(p, saved.rip, orig, sizeof(orig)) < 0 ||
 	    thread_setregs(t->tid, &saved) < 0)

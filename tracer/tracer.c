@@ -1022,6 +1022,23 @@ static void leave(struct tracer *tr)
 	setitimer(ITIMER_REAL, &off, NULL);
 }
 
+/*
+ * Leaving, T reported an interrupt or job-control stop. If it is just past
+ * one of our int3s, the SIGTRAP that int3 raised is still queued (traps of
+ * PTRACE_INTERRUPT come first): let it run into that signal's stop, to be
+ * handled, or it would kill the program once we are gone.
+ */
+static bool trap_pending(struct thread *t)
+{
+	struct process *p = t->proc;
+	struct bpset *bp = p->role == ROLE_VFORK_CHILD && p->parent ? p->parent->bp : p->bp;
+	struct user_regs_struct r;
+
+	if (!bp || thread_getregs(t->tid, &r) < 0)
+		return false;
+	return bp_find(bp, r.rip - 1) || r.rip - 1 == bp_trampoline(bp);
+}
+
 void tracer_dispatch(struct tracer *tr, const struct event *ev)
 {
 	if (ev->kind == EV_LEAVE) {
@@ -1055,6 +1072,10 @@ void tracer_dispatch(struct tracer *tr, const struct event *ev)
 			resume(tr, t, ev->sig);
 		break;
 	case EV_GROUP_STOP:
+		if (tr->draining && trap_pending(t)) {
+			thread_resume(t, 0);
+			break;
+		}
 		/* Stay stopped until SIGCONT, as without ptrace. */
 		t->group_stop = true;
 		if (tr->draining)
@@ -1063,6 +1084,10 @@ void tracer_dispatch(struct tracer *tr, const struct event *ev)
 		ptrace(PTRACE_LISTEN, t->tid, 0, 0);
 		break;
 	case EV_STOP:
+		if (tr->draining && trap_pending(t)) {
+			thread_resume(t, 0);
+			break;
+		}
 		if (p->role == ROLE_DETACH) {
 			detach_thread(t, 0);
 			if (p->n_threads == 0)
