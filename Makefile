@@ -67,14 +67,27 @@ $(BUILD)/ptleak-asan: $(ASAN_OBJ)
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(CFLAGS) $(SAN) -o $@ $(ASAN_OBJ) $(LIBS)
 
+# Unit test of symbols/ and the unwinder against a stopped process; its
+# fixture is built -O0 so that every frame is a real call.
+$(BUILD)/unit/unwind_fixture.o: tests/unit/unwind_fixture.c | deps
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) -std=gnu11 -g -O0 -c -o $@ $<
+
+$(BUILD)/unit/unwind_test: tests/unit/unwind_test.c $(BUILD)/unit/unwind_fixture.o \
+		$(BUILD)/symbols/symbols.o $(BUILD)/symbols/unwind_libunwind.o
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+
 # Run ptleak on a leaky example from the seed documents.
 example: all
 	$(Q)mkdir -p $(BUILD)/fixtures
 	$(Q)$(CC) -g -O0 -o $(BUILD)/fixtures/example fixtures/valgrind_kinds.c
 	./$(BUILD)/ptleak ./$(BUILD)/fixtures/example
 
-check: all test-deps $(BUILD)/ptleak-asan
-	$(Q)python3 tests/run.py --ptleak $(BUILD)/ptleak --asan $(BUILD)/ptleak-asan --build $(BUILD)
+check: all test-deps $(BUILD)/ptleak-asan $(BUILD)/unit/unwind_test
+	$(Q)python3 tests/run.py --ptleak $(BUILD)/ptleak --asan $(BUILD)/ptleak-asan \
+		--unit $(BUILD)/unit/unwind_test --build $(BUILD)
 
 bench: all test-deps
 	$(Q)python3 tests/bench.py --ptleak $(BUILD)/ptleak --build $(BUILD)

@@ -754,6 +754,7 @@ static void on_exec(struct tracer *tr, struct thread *t, const struct event *ev)
 	}
 	p->exec_seen = true;
 	t->n_shadow = 0;
+	t->exiting = false;	/* a non-leader exec reports the leader's exit first */
 	debug("exec in %d (from tid %lu)", p->pid, ev->msg);
 	if (setup_image(tr, t, false) < 0) {
 		reset_image(p);
