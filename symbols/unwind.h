@@ -12,6 +12,7 @@
  * backtrace, read-only file-backed pages (code, .eh_frame) across calls.
  * Unwind tables are cached per module.
  */
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/user.h>
@@ -35,5 +36,12 @@ void unwinder_flush(struct unwinder *u);
 int unwinder_backtrace(struct unwinder *u, pid_t tid,
 		       const struct user_regs_struct *regs, uint64_t *pcs,
 		       int max);
+
+/*
+ * Read LEN bytes of the tracee at ADDR through the pages the last
+ * unwinder_backtrace read (no syscall when they hold ADDR): valid only
+ * while that thread is still stopped. 0, or -1 if unreadable.
+ */
+int unwinder_read(struct unwinder *u, uint64_t addr, void *buf, size_t len);
 
 #endif

@@ -1269,6 +1269,11 @@ void unwinder_flush(struct unwinder *u)
 	unw_flush_cache(u->as, 0, 0);
 }
 
+int unwinder_read(struct unwinder *u, uint64_t addr, void *buf, size_t len)
+{
+	return read_mem(u, addr, buf, len);
+}
+
 int unwinder_backtrace(struct unwinder *u, pid_t tid,
 		       const struct user_regs_struct *regs, uint64_t *pcs,
 		       int max)

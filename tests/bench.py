@@ -99,12 +99,16 @@ def main():
     print(f"  ptleak per traced event: {per_event:.2f} us = {per_event / floor:.2f}x "
           f"the bare round trip (target: <= 1.5x)")
 
-    # 3. Compute-heavy program.
-    comp = [exe["compute"], "20"]
-    native_c, traced_c = median_of(rep, [lambda: timed(comp),
-                                         lambda: timed([ptleak, "-q", "-o", os.devnull] + comp)])
+    # 3. Compute-heavy program, and ptleak's fixed cost (its own start-up:
+    # loading libdw, libunwind, capstone; symbols of the program; the scan).
+    comp = [exe["compute"], "60"]
+    true = [shutil.which("true") or "/bin/true"]
+    native_c, traced_c, native_t, traced_t = median_of(rep, [
+        lambda: timed(comp), lambda: timed([ptleak, "-q", "-o", os.devnull] + comp),
+        lambda: timed(true), lambda: timed([ptleak, "-q", "-o", os.devnull] + true)])
     print(f"compute-heavy program: native {native_c:.3f} s, ptleak {traced_c:.3f} s "
           f"(slowdown {traced_c / native_c:.2f}x)")
+    print(f"fixed cost of a ptleak run (true(1)): {(traced_t - native_t) * 1000:.0f} ms")
 
     # 4. The reachability scan at exit (one run: it takes a while to build).
     js = os.path.join(tmp, "scan.json")

@@ -139,8 +139,9 @@ int hooks_on_site(struct thread *t, struct site *s, struct user_regs_struct *reg
 				   hooks_num_callers < 64 ? hooks_num_callers : 64);
 	uint32_t stack_id = stacks_intern(p->stacks, pcs, n > 0 ? (size_t)n : 0);
 
+	/* The return address, from the stack pages the unwinder just read. */
 	uint64_t ret, tramp = bp_trampoline(p->bp);
-	if (proc_read_u64(p, regs->rsp, &ret) < 0 ||
+	if (unwinder_read(p->unw, regs->rsp, &ret, sizeof(ret)) < 0 ||
 	    proc_write(p, regs->rsp, &tramp, sizeof(tramp)) < 0) {
 		error("cannot redirect the return of %s in thread %d: %s",
 		      alloc_call_name(call), t->tid, strerror(errno));

@@ -764,29 +764,43 @@ static void on_exec(struct tracer *tr, struct thread *t, const struct event *ev)
 	resume(tr, t, 0);
 }
 
+/*
+ * Our int3 or the program's own SIGTRAP? Past a site whose instruction is
+ * longer than one byte, or past the trampoline, nothing but our int3 can
+ * have left the thread: that needs no PTRACE_GETSIGINFO, one syscall less
+ * per allocator call. Elsewhere, the kernel's siginfo decides.
+ */
+static bool our_trap(struct thread *t, const struct site *s)
+{
+	siginfo_t si;
+
+	if (s->len > 1)
+		return true;
+	return ptrace(PTRACE_GETSIGINFO, t->tid, 0, &si) == 0 && si.si_code == SI_KERNEL;
+}
+
 static void on_trap(struct tracer *tr, struct thread *t)
 {
 	struct process *p = t->proc;
 	struct bpset *bp = p->role == ROLE_VFORK_CHILD && p->parent ? p->parent->bp : p->bp;
 	struct user_regs_struct regs;
-	siginfo_t si;
 
-	if (!bp || ptrace(PTRACE_GETSIGINFO, t->tid, 0, &si) < 0 ||
-	    si.si_code != SI_KERNEL || thread_getregs(t->tid, &regs) < 0) {
+	if (!bp || thread_getregs(t->tid, &regs) < 0) {
 		resume(tr, t, SIGTRAP);	/* the program's own */
 		return;
 	}
 	struct site *s = bp_find(bp, regs.rip - 1);
+	bool tramp = regs.rip - 1 == bp_trampoline(bp);
+	if (!tramp && (!s || !our_trap(t, s))) {
+		resume(tr, t, SIGTRAP);
+		return;
+	}
 	if (s && tr->draining) {
 		regs.rip = s->addr;	/* leaving: it runs the real code later */
 	} else if (s) {
 		hooks_on_site(t, s, &regs);
-	} else if (regs.rip - 1 == bp_trampoline(bp)) {
-		if (hooks_on_return(t, &regs) < 0)
-			die("internal error: lost a return address in thread %d", t->tid);
-	} else {
-		resume(tr, t, SIGTRAP);
-		return;
+	} else if (hooks_on_return(t, &regs) < 0) {
+		die("internal error: lost a return address in thread %d", t->tid);
 	}
 	if (thread_setregs(t->tid, &regs) < 0 && errno != ESRCH)
 		error("cannot set registers of thread %d: %s", t->tid, strerror(errno));
