@@ -1413,20 +1413,26 @@ class Background:
 
     def wait_for(self, key, pattern, timeout, what):
         """Wait until regex PATTERN (bytes, re.M) is in stdout/stderr."""
-        deadline = time.monotonic() + timeout
+        start = time.monotonic()
         with self.cond:
             while True:
                 m = re.search(pattern, bytes(self.bufs[key]), re.M)
                 if m:
                     return m
-                left = deadline - time.monotonic()
+                left = start + timeout - time.monotonic()
                 if left <= 0 or self.eof[key]:
                     break
                 self.cond.wait(min(left, 0.2))
+        closed = ""
+        if self.eof[key]:
+            try:
+                st = exit_status(self.p.wait(2))
+            except subprocess.TimeoutExpired:
+                st = "still running"
+            closed = " (stream closed; exit status %s)" % st
         raise Fail("%s: %r not seen on %s after %.1f s%s"
                    % (what, pattern, "stdout" if key == "out" else "stderr",
-                      timeout, " (stream closed, status %s)"
-                      % self.poll() if self.eof[key] else ""),
+                      time.monotonic() - start, closed),
                    ["stdout:"] + tail(self.out, 6) + ["stderr:"]
                    + tail(self.err, 10))
 
@@ -2045,7 +2051,8 @@ def t_attach_err_pid_and_program(s):
 def fork_pids(res):
     m = re.search(rb"fork_leaks: parent (\d+) child (\d+)", res.stderr)
     if not m:
-        raise Fail("fork_leaks did not print its pids", tail(res.stderr))
+        raise Fail("fork_leaks did not print its pids (ptleak exited %d)"
+                   % exit_status(res.status), tail(res.stderr))
     return int(m.group(1)), int(m.group(2))
 
 
@@ -2147,8 +2154,9 @@ def spawn_run(s, opts):
     procs = (doc or {}).get("processes") or []
     mine = [p for p in procs if p.get("command") == cmd]
     if len(mine) != 1:
-        raise Fail("want one process with the command %s, got %d"
-                   % (shell_quote(cmd), len(mine)),
+        raise Fail("want one process with the command %s, got %d (ptleak "
+                   "exited %d)" % (shell_quote(cmd), len(mine),
+                                   exit_status(res.status)),
                    errs + [json.dumps(p.get("command")) for p in procs])
     errs += proc_errors(mine[0], {D: (165, 2), I: Z, P: Z}, SPAWN_PARENT,
                         "spawn_leaks: ")
