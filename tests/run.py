@@ -78,6 +78,7 @@ BUILDS = {
     "list_no_head": {"kind": "c", "src": ["list_no_head.c"]},
     "possibly_lost": {"kind": "c", "src": ["possibly_lost.c"]},
     "leak_1000": {"kind": "c", "src": ["leak_1000.c"]},
+    "inherit_dump": {"kind": "c", "src": ["inherit_dump.c"]},
     "good_1000": {"kind": "c", "src": ["good_1000.c"]},
     "hello": {"kind": "c", "src": ["hello.c"]},
     "leak_100": {"kind": "c", "src": ["leak_100.c"]},
@@ -712,6 +713,7 @@ class Suite:
         self.valgrind_cache = {}
         self.ptleak = os.path.abspath(args.ptleak)
         self.asan = os.path.abspath(args.asan) if args.asan else None
+        self.unit = os.path.abspath(args.unit) if args.unit else None
         self.python = ("/usr/bin/python3" if os.access("/usr/bin/python3",
                                                        os.X_OK)
                        else sys.executable)
@@ -2418,7 +2420,54 @@ ATTACH_PROC_TESTS = [
 ]
 
 
+def t_inherit(s):
+    # The program inherits what it would inherit without ptleak: the
+    # environment (nothing added), file descriptors (a file left open on
+    # fd 5 included, nothing of ptleak's), signal dispositions (SIGUSR1
+    # ignored) and mask (SIGUSR2 blocked), personality, rlimits and umask.
+    exe = s.builder.get("inherit_dump")
+    script = ("import os, signal, sys\n"
+              "os.umask(0o027)\n"
+              "signal.signal(signal.SIGUSR1, signal.SIG_IGN)\n"
+              "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})\n"
+              "fd = os.open('/dev/null', os.O_RDONLY)\n"
+              "os.dup2(fd, 5)\n"
+              "os.execv(sys.argv[1], sys.argv[1:])\n")
+    env = dict(s.env, PTLEAK_TEST_MARK="inherit")
+    wrap = [sys.executable, "-c", script]
+    direct = run(wrap + [exe], DEFAULT_TIMEOUT, env=env)
+    traced = run(wrap + [s.ptleak, "-q", "-o", os.devnull, exe], DEFAULT_TIMEOUT,
+                 env=env)
+    expect_status(direct, 0, "inherit_dump alone: ")
+    expect_status(traced, 0, "inherit_dump under ptleak: ")
+    for want in (b"env PTLEAK_TEST_MARK=inherit", b"fd 5\n", b"signal 10 ignored",
+                 b"signal 12 default blocked", b"umask 027"):
+        if want not in direct.stdout:
+            raise Fail("inherit_dump alone lacks %r: the test is broken" % want,
+                       tail(direct.stdout))
+    if traced.stdout != direct.stdout:
+        a = direct.stdout.decode().splitlines()
+        b = traced.stdout.decode().splitlines()
+        diff = ["- " + x for x in a if x not in b] + ["+ " + x for x in b if x not in a]
+        raise Fail("the program inherits something else under ptleak", diff[:15])
+
+
+def t_unit_unwind(s):
+    # symbols/ and the unwinder on a stopped process (tests/unit).
+    if not s.unit:
+        raise Skip("no unit test binary (--unit)")
+    res = run([s.unit], 120)
+    if res.status != 0 or b"FAIL" in res.stdout:
+        raise Fail("unwind_test failed (status %d)" % exit_status(res.status),
+                   [l for l in res.stdout.decode(errors="replace").splitlines()
+                    if l.startswith("FAIL")][:15] or tail(res.stdout))
+    if res.stdout.count(b"\nok ") + res.stdout.startswith(b"ok ") < 20:
+        raise Fail("unwind_test ran fewer checks than it has", tail(res.stdout))
+
+
 SPECIAL = [
+    ("inherit", t_inherit),
+    ("unit:unwind", t_unit_unwind),
     ("exit_status_200", t_exit_status_200),
     ("exit_status_series", t_no_hang_on_child_exit_codes),
     ("error_exitcode_leak", t_error_exitcode_leak),
@@ -2488,6 +2537,7 @@ def main():
     ap.add_argument("-k", action="append", default=[], metavar="SUBSTRING",
                     help="run only tests whose name contains SUBSTRING "
                     "(repeatable)")
+    ap.add_argument("--unit", help="unit test binary (tests/unit/unwind_test)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
 
