@@ -5,7 +5,6 @@
 # otherwise prints the exact command and fails.
 set -e
 build_pkgs="gcc make pkg-config libdw-dev libelf-dev libunwind-dev libcapstone-dev"
-test_pkgs="python3 musl-tools valgrind g++ golang-go"
 
 missing=""
 need() { missing="$missing $1"; }
@@ -29,6 +28,8 @@ test)
 	command -v valgrind >/dev/null 2>&1 || need valgrind
 	command -v g++ >/dev/null 2>&1 || need g++
 	command -v go >/dev/null 2>&1 || need golang-go
+	command -v strace >/dev/null 2>&1 || need strace
+	command -v strip >/dev/null 2>&1 || need binutils
 	[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need libc6-dev
 	;;
 *)
