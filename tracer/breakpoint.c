@@ -107,13 +107,7 @@ static int inject_at_rip(struct thread *t, long nr, const uint64_t args[6], int6
 	    proc_write(p, saved.rip, code, sizeof(code)) < 0)
 		return -1;
 	r = saved;
-	r.orig_rax = (uint64_t)-1;
-	r.rdi = args[0];
-	r.rsi = args[1];
-	r.rdx = args[2];
-	r.r10 = args[3];
-	r.r8 = args[4];
-	r.r9 = args[5];
+	regs_set_syscall_args(&r, args);
 	int rc = -1;
 	if (thread_setregs(t->tid, &r) < 0)
 		goto restore;

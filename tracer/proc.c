@@ -197,13 +197,7 @@ int thread_inject_syscall(struct thread *t, uint64_t gadget, long nr,
 	r = saved;
 	r.rip = gadget;
 	r.rax = (uint64_t)nr;
-	r.orig_rax = (uint64_t)-1;	/* keep syscall-restart logic out */
-	r.rdi = args[0];
-	r.rsi = args[1];
-	r.rdx = args[2];
-	r.r10 = args[3];
-	r.r8 = args[4];
-	r.r9 = args[5];
+	regs_set_syscall_args(&r, args);
 	if (thread_setregs(t->tid, &r) < 0)
 		return -1;
 	for (;;) {
@@ -230,6 +224,17 @@ int thread_inject_syscall(struct thread *t, uint64_t gadget, long nr,
 	}
 	*ret = (int64_t)r.rax;
 	return thread_setregs(t->tid, &saved);
+}
+
+void regs_set_syscall_args(struct user_regs_struct *r, const uint64_t args[6])
+{
+	r->orig_rax = (uint64_t)-1;
+	r->rdi = args[0];
+	r->rsi = args[1];
+	r->rdx = args[2];
+	r->r10 = args[3];
+	r->r8 = args[4];
+	r->r9 = args[5];
 }
 
 struct shadow *thread_push_shadow(struct thread *t)

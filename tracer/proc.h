@@ -110,6 +110,11 @@ int thread_resume(struct thread *t, int sig);
 int thread_inject_syscall(struct thread *t, uint64_t gadget, long nr,
 			  const uint64_t args[6], int64_t *ret);
 
+/* Put a syscall's six arguments in their registers (rdi, rsi, rdx, r10,
+ * r8, r9), with orig_rax = -1 so that no syscall-restart logic applies to
+ * the code about to run. */
+void regs_set_syscall_args(struct user_regs_struct *r, const uint64_t args[6]);
+
 /* Push/pop a shadow frame of T. */
 struct shadow *thread_push_shadow(struct thread *t);
 
