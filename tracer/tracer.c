@@ -1002,7 +1002,15 @@ static void release(struct tracer *tr, struct process *p)
 			}
 		}
 		free(regs);
-		if (bp_remove_all(bp, l.v[0]) < 0)
+		/* Our pages are unmapped by code run in a thread that can still
+		 * run code: not one stopped on its way out. */
+		struct thread *runner = NULL;
+		for (size_t i = 0; i < l.n && !runner; i++)
+			if (!l.v[i]->exiting)
+				runner = l.v[i];
+		if (!runner)
+			bp_restore_in(bp, p);	/* it is exiting: the bytes suffice */
+		else if (bp_remove_all(bp, runner) < 0)
 			error("process %d: some of ptleak's code could not be removed", p->pid);
 	}
 	for (size_t i = 0; i < l.n; i++)
