@@ -501,20 +501,23 @@ def session_processes(sid):
     return found
 
 
-def run(cmd, timeout, stdin=None, cwd=None, env=None, check_leftovers=True):
+def run(cmd, timeout, stdin=None, cwd=None, env=None, check_leftovers=True,
+        preexec_fn=None):
     """Run CMD in its own session, with a hard time limit.
 
     On expiry the whole process group is killed (SIGKILL) and Fail raised.
     Afterwards no process of the session may be alive (zombies are given
     two seconds to be reaped): a leftover is killed and is a failure.
+    PREEXEC_FN runs in the child before the exec (to drop privileges).
     """
     start = time.monotonic()
     try:
         p = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin is not None
                              else subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             cwd=cwd, env=env, start_new_session=True)
-    except OSError as e:
+                             cwd=cwd, env=env, start_new_session=True,
+                             preexec_fn=preexec_fn)
+    except (OSError, subprocess.SubprocessError) as e:
         raise Fail("cannot run %s: %s" % (cmd[0], e))
     try:
         out, err = p.communicate(stdin, timeout=timeout)
@@ -2092,6 +2095,52 @@ def t_attach_err_pid_and_program(s):
         expect_alive_untraced(sl.pid, "-p PID PROGRAM")
 
 
+NOBODY = 65534
+
+
+def as_nobody():
+    """preexec_fn: become nobody (uid and gid 65534, no groups)."""
+    os.setgroups([])
+    os.setgid(NOBODY)
+    os.setuid(NOBODY)
+
+
+def t_attach_err_not_permitted(s):
+    # An unprivileged user attaching to root's process: refused by the
+    # kernel (EPERM). One line saying so, with the way out; the target is
+    # left as it was.
+    if os.geteuid() != 0:
+        raise Skip("needs root (to start a target nobody may not trace)")
+    # A copy of ptleak that nobody can run wherever the checkout lives.
+    bindir = tempfile.mkdtemp(prefix="ptleak-nobody-")
+    try:
+        os.chmod(bindir, 0o755)
+        exe = os.path.join(bindir, "ptleak")
+        shutil.copy(s.ptleak, exe)
+        os.chmod(exe, 0o755)
+        with Processes(s) as ps:
+            target = ps.start(["sleep", "30"])
+            wait_until(lambda: proc_status(target.pid).get("Uid", "")
+                       .split()[:1] == ["0"] and
+                       proc_status(target.pid).get("Name") == "sleep", 10,
+                       "sleep did not start")
+            what = "-p %d (root's) as nobody" % target.pid
+            res = run([exe, "-p", str(target.pid)], 20, cwd=bindir,
+                      env=s.env, preexec_fn=as_nobody)
+            expect_status(res, 125, what + ": ")
+            one_line_error(res, what, r"not permitted", r"\b%d\b"
+                           % target.pid, r"CAP_SYS_PTRACE|ptrace_scope")
+            expect_alive_untraced(target.pid, what)
+            # Not stopped either, nor signalled: sleep runs on until told.
+            target.signal(signal.SIGTERM)
+            st = target.wait(10, "sleep after SIGTERM")
+            if st != 128 + signal.SIGTERM:
+                raise Fail("%s: the target should die of SIGTERM, exit %d"
+                           % (what, st))
+    finally:
+        shutil.rmtree(bindir, ignore_errors=True)
+
+
 # ---- B1: fork --------------------------------------------------------------
 def fork_pids(res):
     m = re.search(rb"fork_leaks: parent (\d+) child (\d+)", res.stderr)
@@ -2451,6 +2500,7 @@ ATTACH_PROC_TESTS = [
     ("attach_err_traced_by_ptleak", t_attach_err_traced_by_ptleak),
     ("attach_err_bad_pid", t_attach_err_bad_pid),
     ("attach_err_pid_and_program", t_attach_err_pid_and_program),
+    ("attach_err_not_permitted", t_attach_err_not_permitted),
     ("proc_fork_default", t_fork_default),
     ("proc_fork_follow", t_fork_follow),
     ("proc_spawn_default", t_spawn_default),
