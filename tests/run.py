@@ -575,6 +575,17 @@ def exit_status(returncode):
     return 128 - returncode if returncode < 0 else returncode
 
 
+def describe_status(status):
+    """An exit_status() in words: "exit 3", "killed by SIGTRAP (133)"."""
+    if status > 128:
+        try:
+            return "killed by %s (%d)" % (signal.Signals(status - 128).name,
+                                          status)
+        except ValueError:
+            pass
+    return "exit %d" % status
+
+
 # --------------------------------------------------------------------------
 # Building fixtures
 # --------------------------------------------------------------------------
@@ -1960,6 +1971,51 @@ def t_attach_sigterm(s):
         finish_hammer(h, "after SIGTERM to ptleak")
 
 
+def crash_restore_rounds(s, sig, rounds=5):
+    """ptleak -p on a fresh hammer, tracing it for 1 s, then killed by SIG
+    (as if it crashed): ptleak dies of SIG, the hammer is left untraced,
+    without a breakpoint or a redirected return address, and finishes its
+    checks. ROUNDS times, to catch the races of a crash at any moment."""
+    attach_permitted()
+    name = signal.Signals(sig).name
+    for n in range(1, rounds + 1):
+        what = "round %d/%d, %s to ptleak" % (n, rounds, name)
+        with Processes(s) as ps:
+            h = start_hammer(s, ps)
+            p = start_attach(s, ps, h.pid, [])
+            time.sleep(1.0)
+            if p.poll() is not None or tracer_pid(h.pid) != p.pid:
+                raise Fail("%s: ptleak should be tracing the hammer before "
+                           "the signal (ptleak status %s, TracerPid %d)"
+                           % (what, p.poll(), tracer_pid(h.pid)),
+                           tail(p.err))
+            p.signal(sig)
+            st = p.wait(20, "ptleak -p after %s" % name)
+            if st != 128 + sig:
+                raise Fail("%s: ptleak must die of %s (status %d), got %d"
+                           % (what, name, 128 + sig, st), tail(p.err))
+            # A breakpoint left behind would kill it with SIGTRAP within
+            # microseconds: let it run on before the checks.
+            time.sleep(0.3)
+            died = h.poll()
+            if died is not None:
+                h.wait(5, "hammer")
+                raise Fail("%s: the hammer died after ptleak did: %s"
+                           % (what, describe_status(died)),
+                           ["ptleak's stderr:"] + tail(p.err, 8)
+                           + ["hammer:"] + tail(h.out, 4) + tail(h.err, 4))
+            expect_alive_untraced(h.pid, what)
+            finish_hammer(h, what)
+
+
+def t_attach_crash_segv(s):
+    crash_restore_rounds(s, signal.SIGSEGV)
+
+
+def t_attach_crash_abrt(s):
+    crash_restore_rounds(s, signal.SIGABRT)
+
+
 # ---- A3: the same records, launched or attached ----------------------------
 TRIGGER_RECORDS = [R(D, 600, 2, ["calloc", "leak_beta@trigger_leaks.c",
                                  "main"]),
@@ -2494,6 +2550,8 @@ ATTACH_PROC_TESTS = [
     ("attach_server_interval", t_attach_server_interval),
     ("attach_detach_cycles", t_attach_detach_cycles),
     ("attach_sigterm_ptleak", t_attach_sigterm),
+    ("attach_ptleak_crash_restores", t_attach_crash_segv),
+    ("attach_ptleak_crash_restores_abrt", t_attach_crash_abrt),
     ("attach_same_as_launch", t_attach_same_as_launch),
     ("attach_err_nonexistent_pid", t_attach_err_nonexistent_pid),
     ("attach_err_traced_by_strace", t_attach_err_traced_by_strace),
