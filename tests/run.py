@@ -123,6 +123,7 @@ BUILDS = {
     "thread_exit": {"kind": "c", "src": ["thread_exit.c"],
                     "flags": ["-pthread"]},
     "ctrl_c": {"kind": "c", "src": ["ctrl_c.c"]},
+    "ctrl_z": {"kind": "c", "src": ["ctrl_z.c"]},
     # Libraries three ways: linked in (link: built fixtures the program is
     # linked against, found at run time through an $ORIGIN rpath), and
     # plugins given on the command line.
@@ -2437,10 +2438,11 @@ def t_killed_from_outside(s):
 
 
 # ---- B5: Ctrl-C at a terminal ------------------------------------------------
-def run_in_pty(cmd, env, timeout, on_ready):
+def run_in_pty(cmd, env, timeout, on_ready, pass_pid=False):
     """Run CMD as a session leader with a pseudo-terminal as its
     controlling terminal (stdin, stdout, stderr); when "ready" shows up,
-    call on_ready(write) and read to the end. Returns (status, output)."""
+    call on_ready(write) (on_ready(write, pid of CMD) with PASS_PID) and
+    read to the end. Returns (status, output, whether ready was seen)."""
     master, slave = os.openpty()
     attrs = termios.tcgetattr(slave)
     attrs[1] &= ~termios.ONLCR      # no CR before each LF in the output
@@ -2477,7 +2479,10 @@ def run_in_pty(cmd, env, timeout, on_ready):
                 out += data
             if not ready and re.search(rb"^ready$", out, re.M):
                 ready = True
-                on_ready(lambda b: os.write(master, b))
+                if pass_pid:
+                    on_ready(lambda b: os.write(master, b), p.pid)
+                else:
+                    on_ready(lambda b: os.write(master, b))
         rc = p.wait(max(1, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         raise Fail("timed out after %d s in a pty: %s"
@@ -2519,6 +2524,107 @@ def t_ctrl_c_at_terminal(s):
                                           "main"])])
     if parse_summary_text(out2.decode("utf-8", "replace")).get(D) != (50, 1):
         errs.append("text: no \"definitely lost: 50 bytes in 1 blocks\"")
+    if errs:
+        raise Fail(errs[0], errs[1:] + tail(out2))
+
+
+# ---- Ctrl-Z at a terminal, then SIGCONT (fg) --------------------------------
+# A shell's job control in a few lines: the session leader (this script)
+# runs its argument as a job in a process group of its own, makes that
+# group the terminal's foreground, waits for it to end (not for it to
+# stop) and exits with its status (128+S for a signal). The job's group is
+# not orphaned, so Ctrl-Z's SIGTSTP really stops it.
+JOB_SHELL = r"""
+import os, signal, sys
+pid = os.fork()
+if pid == 0:
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    os.tcsetpgrp(0, os.getpid())
+    for sig in (signal.SIGTTOU, signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    os.execv(sys.argv[1], sys.argv[1:])
+_, st = os.waitpid(pid, 0)
+sys.exit(128 + os.WTERMSIG(st) if os.WIFSIGNALED(st) else os.WEXITSTATUS(st))
+"""
+CTRL_Z_OUT = [b"ready"] + [b"progress %d/150" % r for r in range(30, 151, 30)] \
+    + [b"done"]
+
+
+def proc_state(pid):
+    return proc_status(pid).get("State", "gone")
+
+
+def ctrl_z_then_fg(s, traced, problems):
+    """on_ready for run_in_pty(JOB_SHELL ...): Ctrl-Z, check that the job
+    (and with TRACED, ptleak's program) is stopped, stays so for 0.5 s,
+    then SIGCONT to the job's group. What went wrong goes to PROBLEMS."""
+    def on_ready(write, shell_pid):
+        kids = children_of(shell_pid)
+        if len(kids) != 1:
+            problems.append("the job shell has %d children" % len(kids))
+            return
+        job = kids[0]
+        pids = [job] + ([traced_child(job)] if traced else [])
+        write(b"\x1a")
+        try:
+            wait_until(lambda: all(proc_state(p)[0] in "Tt" for p in pids),
+                       5, "Ctrl-Z did not stop the job",
+                       ["pid %d: %s" % (p, proc_state(p)) for p in pids])
+            time.sleep(0.5)
+            late = ["pid %d: %s" % (p, proc_state(p)) for p in pids
+                    if proc_state(p)[0] not in "Tt"]
+            if late:
+                problems.append("the job ran on during its suspension: "
+                                + ", ".join(late))
+        except Fail as e:
+            problems.append("%s: %s" % (e, ", ".join(e.details)))
+        os.killpg(job, signal.SIGCONT)
+    return on_ready
+
+
+def t_ctrl_z_at_terminal(s):
+    exe = s.builder.get("ctrl_z")
+    shell = [s.python, "-c", JOB_SHELL]
+    problems = []
+    st, out, _ = run_in_pty(shell + [exe], s.env, 20,
+                            ctrl_z_then_fg(s, False, problems), pass_pid=True)
+    out = out.replace(b"^Z", b"")     # the terminal's echo of Ctrl-Z
+    if st != 4 or out.splitlines() != CTRL_Z_OUT or problems:
+        raise Fail("ctrl_z alone in a pty: status %d, %s" % (st, problems),
+                   tail(out))
+    j = s.tmpfile("report.json")
+    problems = []
+    st2, out2, ready = run_in_pty(shell + [s.ptleak, "--json=" + j, exe],
+                                  s.env, 30, ctrl_z_then_fg(s, True, problems),
+                                  pass_pid=True)
+    errs = problems[:]
+    if not ready:
+        errs.append("the program never printed ready")
+    if st2 != 4:
+        errs.append("exit status: want 4 (the program's), got %d" % st2)
+    lines = [l for l in out2.replace(b"^Z", b"").splitlines()
+             if not re.match(rb"==\d+==", l)]
+    if lines != out.splitlines():
+        errs += ["the program's output differs from a run alone:"] + \
+            ["  alone: %r" % l for l in out.splitlines()] + \
+            ["  under: %r" % l for l in lines]
+    if not os.path.exists(j):
+        errs.append("no JSON report")
+    else:
+        proc = load_json(j, "ctrl_z")["processes"][0]
+        errs += proc_errors(proc, {D: (120, 5), I: Z, P: Z, RE: Z},
+                            [R(D, 120, 5, ["malloc", "leak_one@ctrl_z.c",
+                                           "main"])])
+        heap = {"allocations": 155, "frees": 150, "bytes_allocated": 26445}
+        got = proc.get("summary") or {}
+        errs += ["summary %s: want %d, got %s" % (k, v, got.get(k))
+                 for k, v in heap.items() if got.get(k) != v]
+        if proc.get("exit") != {"code": 4}:
+            errs.append("JSON exit: want {'code': 4}, got %s"
+                        % proc.get("exit"))
+    if parse_summary_text(out2.decode("utf-8", "replace")).get(D) != (120, 5):
+        errs.append("text: no \"definitely lost: 120 bytes in 5 blocks\"")
     if errs:
         raise Fail(errs[0], errs[1:] + tail(out2))
 
@@ -2567,6 +2673,7 @@ ATTACH_PROC_TESTS = [
     ("proc_signals_from_outside", t_signals_from_outside),
     ("proc_killed_from_outside", t_killed_from_outside),
     ("proc_ctrl_c_at_terminal", t_ctrl_c_at_terminal),
+    ("proc_ctrl_z_at_terminal", t_ctrl_z_at_terminal),
     ("proc_static_stripped", t_static_stripped),
 ]
 
