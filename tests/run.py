@@ -415,6 +415,28 @@ LEAKS = [
      "text": ["gone_leak (libgone.c:", "plug_ctor_leak (libplug.c:",
               "ctor_leak (libctor.c:"],
      "valgrind": True},
+    # The same, and then another library (libreuse.so, allocating nothing)
+    # is mapped where the dlclosed one was (the fixture checks and says
+    # so): gone_leak's frames are still gone_leak's, not libreuse.so's.
+    {"name": "dlopen_dlclose_reused",
+     "cmd": ["@dlopen_main", "@libplug.so", "@libgone.so", "@libreuse.so"],
+     "stdout": b"called lib_leak\ncalled plug_leak\ncalled gone_leak\n"
+               b"gone unmapped: yes\ncalled reuse_here\n"
+               b"reuse covers gone_leak's address: yes\n",
+     "summary": S(d=(1665, 5), i=Z),
+     "records": [
+         R(D, 555, 1, ["malloc", "gone_leak@libgone.c",
+                       "main@dlopen_main.c"]),
+         R(D, 444, 1, ["malloc", "plug_leak@libplug.c",
+                       "main@dlopen_main.c"]),
+         R(D, 333, 1, ["malloc", "plug_ctor_leak@libplug.c",
+                       "libplug_init@libplug.c", "_dl_init"]),
+         R(D, 222, 1, ["malloc", "lib_leak@libctor.c",
+                       "main@dlopen_main.c"]),
+         R(D, 111, 1, ["malloc", "ctor_leak@libctor.c",
+                       "libctor_init@libctor.c", "_dl_init"])],
+     "text": ["gone_leak (libgone.c:"],
+     "valgrind": True},
     # ---- Processes: signals, odd exits, exec, odd binaries (-k proc) ----
     # The program's own SIGTRAPs (raise, and an int3 in its code) reach its
     # handler.
