@@ -162,6 +162,8 @@ static const char *intern(struct symbols *s, const char *str)
 
 /* ---- remembered modules ---- */
 
+static void desc_forget_range(struct symbols *s, uint64_t start, uint64_t end);
+
 static struct known_module *known_of(struct symbols *s, Dwfl_Module *mod)
 {
 	void **userdata;
@@ -186,6 +188,9 @@ static int remember_module(Dwfl_Module *mod, void **userdata, const char *name,
 		return DWARF_CB_OK;
 	}
 	dwfl_module_info(mod, NULL, NULL, &end, NULL, NULL, NULL, NULL);
+	/* Newly mapped: answers cached for its addresses were about whatever
+	 * was mapped there before. */
+	desc_forget_range(s, start, end);
 	for (i = 0; i < s->n_known; i++) {
 		km = &s->known[i];
 		if (km->start == start && km->end == end &&
@@ -333,6 +338,16 @@ struct symbols *symbols_new(pid_t pid)
 int symbols_refresh(struct symbols *s)
 {
 	return report(s);
+}
+
+size_t symbols_unmapped(struct symbols *s, struct symbols_range *out, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->n_known && n < max; i++)
+		if (s->known[i].last_seen + 1 == s->generation)
+			out[n++] = (struct symbols_range){ s->known[i].start, s->known[i].end };
+	return n;
 }
 
 void symbols_free(struct symbols *s)
@@ -532,6 +547,35 @@ static int desc_grow(struct symbols *s)
 			*desc_slot(s, old[i].pc, old[i].is_ret) = old[i];
 	free(old);
 	return 0;
+}
+
+/* Drop the cached answers for addresses in [START, END). */
+static void desc_forget_range(struct symbols *s, uint64_t start, uint64_t end)
+{
+	struct desc_entry *old = s->desc;
+	size_t cap = s->cap_desc;
+	bool hit = false;
+
+	for (size_t i = 0; i < cap && !hit; i++)
+		hit = old[i].used && old[i].pc >= start && old[i].pc < end;
+	if (!hit)
+		return;
+	/* Rebuild without them: open addressing has no simple delete. */
+	struct desc_entry *fresh = calloc(cap, sizeof(*fresh));
+	if (!fresh) {
+		memset(old, 0, cap * sizeof(*old));	/* forget all: still correct */
+		s->n_desc = 0;
+		return;
+	}
+	s->desc = fresh;
+	s->n_desc = 0;
+	for (size_t i = 0; i < cap; i++) {
+		if (!old[i].used || (old[i].pc >= start && old[i].pc < end))
+			continue;
+		*desc_slot(s, old[i].pc, old[i].is_ret) = old[i];
+		s->n_desc++;
+	}
+	free(old);
 }
 
 /* RAW demangled, without a version suffix ("__libc_start_main@@GLIBC_2.34"

@@ -35,6 +35,15 @@ const char *symbols_errmsg(const struct symbols *s);
  */
 int symbols_refresh(struct symbols *s);
 
+/* Address ranges of the modules the last symbols_refresh found unmapped
+ * (seen by the report before it, not by it): up to MAX of them in OUT,
+ * returns how many. Their addresses still describe the module that was
+ * there, until another module is mapped at them. */
+struct symbols_range {
+	uint64_t start, end;
+};
+size_t symbols_unmapped(struct symbols *s, struct symbols_range *out, size_t max);
+
 /* Called once per (module, address): several names at one address
  * (malloc and __libc_malloc) give one call, with the first name in the
  * caller's names[] order. */

@@ -14,6 +14,7 @@
 #include "tracer/breakpoint.h"
 #include "tracer/heap.h"
 #include "tracer/proc.h"
+#include "tracer/report.h"
 #include "tracer/stacks.h"
 #include "tracer/util.h"
 
@@ -103,6 +104,7 @@ static int on_rbrk(struct thread *t)
 		      symbols_errmsg(p->syms));
 		return -1;
 	}
+	report_freeze_unmapped(p);
 	unwinder_flush(p->unw);
 	return hooks_arm(p, t, ++p->generation) < 0 ? -1 : 0;
 }

@@ -77,6 +77,7 @@ struct process {
 	bool reported;
 	bool scanned;
 	void *scan_result;	/* struct scan_result *, owned */
+	void *frozen;		/* report.c: frames resolved before an unmap */
 };
 
 /* Thread registry across all processes. */

@@ -153,6 +153,86 @@ struct frame {
 	struct symbol_info si;
 };
 
+/* Frames resolved while their module was still the one at their address
+ * (sorted by stack id, then frame index). */
+struct frozen_frame {
+	uint32_t stack_id, index;
+	struct symbol_info si;	/* strings owned by the process's symbols */
+};
+
+struct frozen_set {
+	struct frozen_frame *v;
+	size_t n, cap;
+};
+
+void report_frozen_free(void *frozen)
+{
+	struct frozen_set *f = frozen;
+
+	if (f)
+		free(f->v);
+	free(f);
+}
+
+static int by_frame(const void *a, const void *b)
+{
+	const struct frozen_frame *x = a, *y = b;
+
+	if (x->stack_id != y->stack_id)
+		return x->stack_id < y->stack_id ? -1 : 1;
+	return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* The frozen frame I of stack ID among the first N (sorted) entries. */
+static const struct frozen_frame *frozen_in(const struct frozen_set *f, size_t n,
+					   uint32_t id, size_t i)
+{
+	struct frozen_frame key = { .stack_id = id, .index = (uint32_t)i };
+
+	return f && n ? bsearch(&key, f->v, n, sizeof(*f->v), by_frame) : NULL;
+}
+
+static const struct frozen_frame *frozen_at(const struct process *p, uint32_t id, size_t i)
+{
+	const struct frozen_set *f = p->frozen;
+
+	return frozen_in(f, f ? f->n : 0, id, i);
+}
+
+void report_freeze_unmapped(struct process *p)
+{
+	struct symbols_range gone[64];
+	size_t ng = symbols_unmapped(p->syms, gone, ARRAY_SIZE(gone));
+	size_t ns = stacks_count(p->stacks);
+
+	if (!ng)
+		return;
+	if (!p->frozen)
+		p->frozen = xcalloc(1, sizeof(struct frozen_set));
+	struct frozen_set *f = p->frozen;
+	size_t sorted = f->n;	/* what earlier calls froze */
+	for (uint32_t id = 1; id <= ns; id++) {
+		size_t n;
+		const uint64_t *pcs = stacks_get(p->stacks, id, &n);
+		for (size_t i = 0; i < n; i++) {
+			bool in_gone = false;
+			for (size_t g = 0; g < ng && !in_gone; g++)
+				in_gone = pcs[i] >= gone[g].start && pcs[i] < gone[g].end;
+			if (!in_gone || frozen_in(f, sorted, id, i))
+				continue;
+			if (f->n == f->cap) {
+				f->cap = f->cap ? f->cap * 2 : 64;
+				f->v = xrealloc(f->v, f->cap * sizeof(*f->v));
+			}
+			struct frozen_frame *fr = &f->v[f->n++];
+			fr->stack_id = id;
+			fr->index = (uint32_t)i;
+			symbols_describe(p->syms, pcs[i], i > 0, &fr->si);
+		}
+	}
+	qsort(f->v, f->n, sizeof(*f->v), by_frame);
+}
+
 /* Symbolized frames of a stack, cut below main unless asked. */
 static size_t get_frames(struct process *p, const struct options *o, uint32_t id,
 			 struct frame *out, size_t max)
@@ -163,8 +243,12 @@ static size_t get_frames(struct process *p, const struct options *o, uint32_t id
 	if (n > max)
 		n = max;
 	for (size_t i = 0; i < n; i++) {
+		const struct frozen_frame *fz = frozen_at(p, id, i);
 		out[i].pc = pcs[i];
-		symbols_describe(p->syms, pcs[i], i > 0, &out[i].si);
+		if (fz)
+			out[i].si = fz->si;
+		else
+			symbols_describe(p->syms, pcs[i], i > 0, &out[i].si);
 		/* The entry point by the name it was called by, not an alias
 		 * (__libc_malloc). */
 		struct site *s = i == 0 && p->bp ? bp_find(p->bp, pcs[0]) : NULL;

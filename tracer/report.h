@@ -20,6 +20,14 @@ void report_open(const struct options *o);
  */
 void report_process(struct process *p, const struct options *o);
 
+/*
+ * The module list of P just changed: resolve now, and keep, the frames
+ * of recorded stacks that point into modules no longer mapped, before
+ * another module mapped at the same addresses could claim them.
+ */
+void report_freeze_unmapped(struct process *p);
+void report_frozen_free(void *frozen);
+
 /* Attach mode, --interval: live bytes and blocks since attaching and the
  * top allocation sites with their growth since the last call. */
 void report_interval(struct process *p, const struct options *o);

@@ -215,6 +215,8 @@ static void reset_image(struct process *p)
 	heap_free(p->heap);
 	stacks_free(p->stacks);
 	scan_result_free(p->scan_result);
+	report_frozen_free(p->frozen);
+	p->frozen = NULL;
 	p->syms = NULL;
 	p->unw = NULL;
 	p->bp = NULL;
