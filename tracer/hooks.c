@@ -141,11 +141,12 @@ int hooks_on_site(struct thread *t, struct site *s, struct user_regs_struct *reg
 				   hooks_num_callers < 64 ? hooks_num_callers : 64);
 	uint32_t stack_id = stacks_intern(p->stacks, pcs, n > 0 ? (size_t)n : 0);
 
-	/* The return address, from the stack pages the unwinder just read. */
+	/* The return address, from the stack pages the unwinder just read.
+	 * The shadow frame exists before the stack points at the trampoline:
+	 * an emergency detach in between must find it. */
 	uint64_t ret, tramp = bp_trampoline(p->bp);
-	if (unwinder_read(p->unw, regs->rsp, &ret, sizeof(ret)) < 0 ||
-	    proc_write(p, regs->rsp, &tramp, sizeof(tramp)) < 0) {
-		error("cannot redirect the return of %s in thread %d: %s",
+	if (unwinder_read(p->unw, regs->rsp, &ret, sizeof(ret)) < 0) {
+		error("cannot read the return address of %s in thread %d: %s",
 		      alloc_call_name(call), t->tid, strerror(errno));
 		return 0;	/* this call goes unrecorded; the program is fine */
 	}
@@ -154,6 +155,12 @@ int hooks_on_site(struct thread *t, struct site *s, struct user_regs_struct *reg
 		.rsp = regs->rsp, .ret = ret, .call = call,
 		.args = { regs->rdi, regs->rsi, regs->rdx }, .stack_id = stack_id,
 	};
+	if (proc_write(p, regs->rsp, &tramp, sizeof(tramp)) < 0) {
+		error("cannot redirect the return of %s in thread %d: %s",
+		      alloc_call_name(call), t->tid, strerror(errno));
+		t->n_shadow--;
+		return 0;
+	}
 	if (call == CALL_REALLOC || call == CALL_REALLOCARRAY) {
 		struct alloc_event ev = {
 			.op = OP_REALLOC_ENTER, .call = call, .tid = t->tid,

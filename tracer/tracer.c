@@ -39,6 +39,7 @@
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -77,6 +78,11 @@ struct tracer {
 };
 
 static struct tracer *current;	/* for signal handlers and atexit */
+/* The registers on_trap is about to give a thread: decided, not yet set. */
+static struct {
+	volatile pid_t tid;
+	struct user_regs_struct regs;
+} pending_regs;
 static volatile sig_atomic_t forward_to;
 static volatile sig_atomic_t leave_requested;
 
@@ -99,31 +105,103 @@ static void wake_up(int sig)
 	(void)sig;	/* only to interrupt waitpid */
 }
 
+/*
+ * Wait for thread TID's next stop, retrying on EINTR; give up after about
+ * 200 ms (a thread already in a stop we did not see reports nothing new).
+ * Returns the status, or -1 if it is gone or did not stop.
+ */
+static int wait_stop(pid_t tid)
+{
+	struct timespec ms = { 0, 1000000 };
+	int status;
+
+	for (int i = 0; i < 200; i++) {
+		pid_t r = waitpid(tid, &status, __WALL | WNOHANG);
+		if (r == tid)
+			return WIFSTOPPED(status) ? status : -1;
+		if (r < 0 && errno != EINTR)
+			return -1;
+		nanosleep(&ms, NULL);
+	}
+	return -1;
+}
+
+/* Whether SIGTRAP is queued for thread TID (/proc's SigPnd). */
+static bool sigtrap_queued(pid_t pid, pid_t tid)
+{
+	char path[64], buf[2048];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", pid, tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	const char *l = strstr(buf, "SigPnd:");
+	return l && (strtoull(l + 7, NULL, 16) & (1ull << (SIGTRAP - 1)));
+}
+
+/*
+ * Emergency detach of one thread, with only syscalls and our own memory
+ * (it runs in a fatal-signal handler): stop it, swallow the SIGTRAP of an
+ * int3 it hit, put rip where it would be without ptleak, write back the
+ * return address it would come back through, detach it. Its code has been
+ * restored already; our pages stay mapped (a thread may be in a slot).
+ */
 static void restore_thread(struct thread *t, void *arg)
 {
 	struct bpset *bp = arg;
 	struct process *p = t->proc;
 	uint64_t tramp = bp_trampoline(bp), v;
 	struct user_regs_struct r;
+	int status, deliver = t->pending_sig;
 
 	for (size_t i = 0; i < t->n_shadow; i++)
 		if (pread(p->memfd, &v, 8, (off_t)t->shadow[i].rsp) == 8 && v == tramp)
 			pwrite(p->memfd, &t->shadow[i].ret, 8, (off_t)t->shadow[i].rsp);
-	/* Stopped on an int3 not handled yet: back to the site's start. */
+	if (!t->stopped) {
+		ptrace(PTRACE_INTERRUPT, t->tid, 0, 0);
+		status = wait_stop(t->tid);
+		if (status != -1 && (status >> 16) == 0 && WSTOPSIG(status) != SIGTRAP)
+			deliver = WSTOPSIG(status);
+	}
+	/* An int3 hit whose SIGTRAP is still queued behind the interrupt. */
+	for (int tries = 0; tries < 3 && sigtrap_queued(p->pid, t->tid); tries++)
+		if (ptrace(PTRACE_CONT, t->tid, 0, 0) < 0 || wait_stop(t->tid) == -1)
+			break;
+	if (pending_regs.tid == t->tid) {
+		/* Caught between deciding its registers and setting them. */
+		ptrace(PTRACE_SETREGS, t->tid, 0, &pending_regs.regs);
+		pending_regs.tid = 0;
+	}
 	if (ptrace(PTRACE_GETREGS, t->tid, 0, &r) == 0) {
 		struct site *s = bp_find(bp, r.rip - 1);
-		if (s) {
-			r.rip = s->addr;
+		uint64_t rip = s ? s->addr : bp_move_out(bp, r.rip);
+		if (r.rip - 1 == tramp) {
+			for (size_t i = t->n_shadow; i-- > 0;)
+				if (t->shadow[i].rsp + 8 == r.rsp) {
+					rip = t->shadow[i].ret;
+					break;
+				}
+		}
+		if (rip != r.rip) {
+			r.rip = rip;
 			ptrace(PTRACE_SETREGS, t->tid, 0, &r);
 		}
 	}
+	ptrace(PTRACE_DETACH, t->tid, 0, (void *)(long)deliver);
 }
 
 /*
  * Last resort when ptleak dies while attached (a fatal signal, or die()):
- * put the program's code and return addresses back through /proc/PID/mem
- * so that it survives our exit. Only syscalls and our own memory: safe in
- * a signal handler.
+ * give the program its code, return addresses and threads back, so that
+ * it survives our exit. Only syscalls and our own memory, no allocation:
+ * safe in a signal handler.
  */
 static void emergency_restore(void)
 {
@@ -132,12 +210,18 @@ static void emergency_restore(void)
 	if (!tr || !tr->attach || tr->left)
 		return;
 	tr->left = true;
+	/* No more ticks: they would interrupt every wait below. */
+	struct itimerval off = { 0 };
+	setitimer(ITIMER_REAL, &off, NULL);
 	for (size_t i = 0; i < tr->n_procs; i++) {
 		struct process *p = tr->procs[i];
-		if (p->role != ROLE_TRACED || !p->bp || p->memfd < 0)
-			continue;
-		bp_restore_in(p->bp, p);
-		thread_foreach(p, restore_thread, p->bp);
+		if (p->role == ROLE_TRACED && p->bp && p->memfd >= 0)
+			bp_restore_in(p->bp, p);
+	}
+	for (size_t i = 0; i < tr->n_procs; i++) {
+		struct process *p = tr->procs[i];
+		if (p->role == ROLE_TRACED && p->bp && p->memfd >= 0)
+			thread_foreach(p, restore_thread, p->bp);
 	}
 }
 
@@ -518,9 +602,14 @@ static void comm_of(pid_t pid, char *buf, size_t size)
 
 static noreturn void cannot_attach(pid_t pid, int err)
 {
-	char why[256];
+	char why[256], comm[64];
+	long tracer_pid = err == EPERM ? status_field(pid, "TracerPid") : 0;
 
-	if (err == EPERM) {
+	if (tracer_pid > 0) {
+		/* Someone attached between our look and our PTRACE_SEIZE. */
+		comm_of((pid_t)tracer_pid, comm, sizeof(comm));
+		snprintf(why, sizeof(why), "already traced by process %ld (%s)", tracer_pid, comm);
+	} else if (err == EPERM) {
 		int scope = -1;
 		FILE *f = fopen("/proc/sys/kernel/yama/ptrace_scope", "re");
 		if (f) {
@@ -801,11 +890,19 @@ static void on_trap(struct tracer *tr, struct thread *t)
 		regs.rip = s->addr;	/* leaving: it runs the real code later */
 	} else if (s) {
 		hooks_on_site(t, s, &regs);
-	} else if (hooks_on_return(t, &regs) < 0) {
-		die("internal error: lost a return address in thread %d", t->tid);
+	} else {
+		/* hooks_on_return pops the shadow frame: from here until the
+		 * registers are set, only pending_regs knows where it goes. */
+		pending_regs.regs = regs;
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+		pending_regs.tid = t->tid;
+		if (hooks_on_return(t, &pending_regs.regs) < 0)
+			die("internal error: lost a return address in thread %d", t->tid);
+		regs = pending_regs.regs;
 	}
 	if (thread_setregs(t->tid, &regs) < 0 && errno != ESRCH)
 		error("cannot set registers of thread %d: %s", t->tid, strerror(errno));
+	pending_regs.tid = 0;
 	resume(tr, t, 0);
 }
 
