@@ -87,6 +87,10 @@ void thread_remove(struct thread *t)
 	}
 	table_used--;
 	t->proc->n_threads--;
+	if (t->fs_base) {
+		struct process *p = t->proc;
+		p->past_tp[p->n_past_tp++ % ARRAY_SIZE(p->past_tp)] = t->fs_base;
+	}
 	free(t->shadow);
 	free(t);
 }

@@ -43,6 +43,7 @@ struct thread {
 	size_t n_shadow, cap_shadow;
 	int pending_sig;	/* to deliver at the next resume */
 	bool exiting;		/* reached PTRACE_EVENT_EXIT */
+	uint64_t fs_base;	/* its thread pointer (glibc: the TCB), 0 unknown */
 	bool stopped;		/* in a ptrace stop we have not resumed */
 	bool group_stop;	/* that stop is a job-control stop */
 };
@@ -78,6 +79,10 @@ struct process {
 	bool scanned;
 	void *scan_result;	/* struct scan_result *, owned */
 	void *frozen;		/* report.c: frames resolved before an unmap */
+	/* Thread pointers of exited threads: glibc caches their stacks, TCB
+	 * and DTV included, for the next thread (the DTV heuristic). */
+	uint64_t past_tp[256];
+	unsigned n_past_tp;	/* entries written, ring */
 };
 
 /* Thread registry across all processes. */

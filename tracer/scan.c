@@ -511,6 +511,48 @@ static size_t read_maps(pid_t pid, struct region **out)
 	return n;
 }
 
+struct tp_ctx {
+	uint64_t *out;
+	size_t n, max;
+};
+
+static void add_tp(struct thread *t, void *arg)
+{
+	struct tp_ctx *c = arg;
+
+	if (t->fs_base && c->n < c->max)
+		c->out[c->n++] = t->fs_base;
+}
+
+size_t scan_thread_pointers(struct process *p, uint64_t *out, size_t max)
+{
+	struct tp_ctx c = { .out = out, .max = max };
+	unsigned past = p->n_past_tp < ARRAY_SIZE(p->past_tp) ? p->n_past_tp
+							       : (unsigned)ARRAY_SIZE(p->past_tp);
+
+	thread_foreach(p, add_tp, &c);
+	for (unsigned i = 0; i < past && c.n < max; i++)
+		c.out[c.n++] = p->past_tp[i];
+	return c.n;
+}
+
+/* glibc's TCB: tcbhead_t { void *tcb; dtv_t *dtv; ... }, the DTV pointer
+ * one dtv_t (16 bytes) past the start of its block. */
+#define TCB_DTV_OFFSET 8
+#define DTV_BIAS 16
+
+static void mark_dtvs(struct scan *s, const uint64_t *tps, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint64_t dtv;
+		if (proc_read_u64(s->p, tps[i] + TCB_DTV_OFFSET, &dtv) < 0)
+			continue;
+		ssize_t j = find_block(s, dtv);
+		if (j >= 0 && dtv == s->b[j].ptr + DTV_BIAS)
+			consider(s, s->b[j].ptr, true);
+	}
+}
+
 static void scan_registers(struct scan *s, const struct user_regs_struct *regs)
 {
 	scan_words(s, 0, (const uint8_t *)regs, sizeof(*regs), true);
@@ -565,6 +607,11 @@ struct scan_result *scan_process(struct process *p, const struct user_regs_struc
 		if (regs[i].rsp < stack_from)
 			stack_from = regs[i].rsp;
 	}
+	uint64_t tps[1024];
+	size_t ntp = scan_thread_pointers(p, tps, ARRAY_SIZE(tps));
+	for (size_t i = 0; i < n_regs && ntp < ARRAY_SIZE(tps); i++)
+		tps[ntp++] = regs[i].fs_base;
+	mark_dtvs(&s, tps, ntp);
 	drain(&s);
 	uint64_t first_chunk = heap_stats(p->heap)->min_ptr - 16;
 	for (size_t i = 0; i < nr; i++) {

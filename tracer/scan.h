@@ -19,6 +19,12 @@
  * from possibly lost blocks), possibly lost. Of the rest, valgrind's
  * clique rule: each unreached block not yet claimed leads a clique and
  * is definitely lost; what it reaches is indirectly lost.
+ *
+ * One heuristic, as valgrind's --leak-check-heuristics and LeakSanitizer
+ * have theirs: glibc's thread control block (at each thread's fs_base)
+ * holds its DTV as a pointer 16 bytes into the calloc'ed block (the
+ * length sits in front), which would make every thread's DTV "possibly
+ * lost". Such a pointer from a TCB counts as a start pointer.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -61,6 +67,11 @@ struct scan_result {
  */
 struct scan_result *scan_process(struct process *p, const struct user_regs_struct *regs,
 				 size_t n, bool conservative);
+
+/* The thread pointers (fs_base) of P's threads, and of up to 256 that
+ * exited (glibc keeps their stacks, TCB included, for reuse), for the DTV
+ * heuristic: up to MAX in OUT, returns how many. */
+size_t scan_thread_pointers(struct process *p, uint64_t *out, size_t max);
 void scan_result_free(void *r);
 
 const char *leak_kind_name(enum leak_kind k);	/* "definitely_lost", ... */

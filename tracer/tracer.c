@@ -880,6 +880,7 @@ static void on_trap(struct tracer *tr, struct thread *t)
 		resume(tr, t, SIGTRAP);	/* the program's own */
 		return;
 	}
+	t->fs_base = regs.fs_base;
 	struct site *s = bp_find(bp, regs.rip - 1);
 	bool tramp = regs.rip - 1 == bp_trampoline(bp);
 	if (!tramp && (!s || !our_trap(t, s))) {
@@ -1215,6 +1216,10 @@ void tracer_dispatch(struct tracer *tr, const struct event *ev)
 			if (p->n_threads == 0)
 				drop_process(tr, p);
 		} else {
+			/* A new thread's first stop: its thread pointer is set. */
+			struct user_regs_struct r;
+			if (!t->fs_base && thread_getregs(t->tid, &r) == 0)
+				t->fs_base = r.fs_base;
 			resume(tr, t, 0);
 		}
 		break;
