@@ -2399,6 +2399,38 @@ def t_exec_from_sh(s):
         raise Fail(errs[0], errs[1:])
 
 
+def t_exec_wrapper_script(s):
+    # pyenv's python3 on these machines is a bash script that execs pyenv,
+    # which execs the real interpreter: the report is about the last one.
+    wrapper = None
+    for cand in (shutil.which("python3"), os.path.join(
+            os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv")),
+            "shims", "python3")):
+        if cand and os.access(cand, os.X_OK):
+            with open(cand, "rb") as f:
+                if f.read(2) == b"#!":
+                    wrapper = cand
+                    break
+    if not wrapper:
+        raise Skip("no python3 wrapper script here (pyenv's shim)")
+    lib = s.builder.get("liballoc_free.so")
+    cmd = [wrapper, os.path.join(FIXTURES, "py_alloc_free.py"), lib]
+    res, doc = s.ptleak_run([], cmd, timeout=120)
+    expect_status(res, 0, "python3 through its wrapper: ")
+    n = int(res.stdout.decode().strip())
+    procs = (doc or {}).get("processes") or []
+    if len(procs) != 1:
+        raise Fail("want 1 process in the JSON, got %d" % len(procs))
+    command = procs[0].get("command") or [""]
+    if command[0] == wrapper or not os.path.basename(command[0]).startswith("python"):
+        raise Fail("the report is not about the interpreter the wrapper ran: %s"
+                   % command)
+    errs = proc_errors(procs[0], {D: (32 * n, n), I: Z},
+                       [R(D, 32 * n, n, ["malloc", "do_alloc@alloc_free.c"])])
+    if errs:
+        raise Fail(errs[0], errs[1:])
+
+
 # ---- B4: signals from outside, SIGKILL ------------------------------------
 SIG_EXTERNAL_OUT = (b"ready\ngot SIGUSR1 #1\ngot SIGUSR1 #2\n"
                     b"got SIGUSR1 #3\ndone: 3 SIGUSR1, stopped: yes\n")
@@ -2706,6 +2738,7 @@ ATTACH_PROC_TESTS = [
     ("proc_spawn_default", t_spawn_default),
     ("proc_spawn_follow", t_spawn_follow),
     ("proc_exec_from_sh", t_exec_from_sh),
+    ("proc_exec_wrapper_script", t_exec_wrapper_script),
     ("proc_signals_from_outside", t_signals_from_outside),
     ("proc_killed_from_outside", t_killed_from_outside),
     ("proc_ctrl_c_at_terminal", t_ctrl_c_at_terminal),
