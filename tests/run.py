@@ -1980,6 +1980,30 @@ def t_attach_detach_cycles(s):
         finish_hammer(h, "after 20 attach/detach cycles")
 
 
+def t_attach_job_stopped(s):
+    # A process stopped by SIGSTOP stays stopped while ptleak attaches,
+    # hooks (which runs code in one of its threads), traces and leaves;
+    # afterwards it is untraced, still stopped, and SIGCONT resumes it.
+    attach_permitted()
+    with Processes(s) as ps:
+        h = start_hammer(s, ps)
+        os.kill(h.pid, signal.SIGSTOP)
+        wait_until(lambda: proc_state(h.pid).startswith("T"), 5,
+                   "hammer never stopped")
+        res = run([s.ptleak, "-q", "-p", str(h.pid), "--duration=0.5",
+                   "-o", "/dev/null"], 20, env=s.env)
+        if exit_status(res.status) != 0:
+            raise Fail("ptleak -p on a stopped process: exit status %d, want 0"
+                       % exit_status(res.status), tail(res.stderr))
+        time.sleep(0.3)
+        state = proc_state(h.pid)
+        if not state.startswith("T") or tracer_pid(h.pid) != 0:
+            raise Fail("after ptleak left: want state T (stopped) and untraced, "
+                       "got state %s, TracerPid %d" % (state, tracer_pid(h.pid)))
+        os.kill(h.pid, signal.SIGCONT)
+        finish_hammer(h, "after ptleak attached to it while it was stopped")
+
+
 def t_attach_sigterm(s):
     # SIGTERM to ptleak while the target allocates at full speed: ptleak
     # detaches cleanly, reports, exits 0; the target runs on.
@@ -2723,6 +2747,7 @@ ATTACH_PROC_TESTS = [
     ("attach_server_duration", t_attach_server_duration),
     ("attach_server_interval", t_attach_server_interval),
     ("attach_detach_cycles", t_attach_detach_cycles),
+    ("attach_job_stopped", t_attach_job_stopped),
     ("attach_sigterm_ptleak", t_attach_sigterm),
     ("attach_ptleak_crash_restores", t_attach_crash_segv),
     ("attach_ptleak_crash_restores_abrt", t_attach_crash_abrt),

@@ -46,6 +46,7 @@ struct thread {
 	uint64_t fs_base;	/* its thread pointer (glibc: the TCB), 0 unknown */
 	bool stopped;		/* in a ptrace stop we have not resumed */
 	bool group_stop;	/* that stop is a job-control stop */
+	int group_stop_sig;	/* and the signal that stopped it */
 };
 
 enum proc_role {

@@ -72,6 +72,7 @@ struct tracer {
 	bool hook_failed;
 	bool attach;
 	bool draining;		/* collecting stops, not resuming */
+	uint64_t drain_deadline_ns;	/* give up waiting for stops then */
 	bool left;		/* attach mode: detached cleanly */
 	uint64_t deadline_ns;	/* --duration, 0 = none */
 	uint64_t next_tick_ns;	/* --interval, 0 = none */
@@ -399,6 +400,21 @@ static void resume(struct tracer *tr, struct thread *t, int sig)
 		error("cannot resume thread %d: %s", t->tid, strerror(errno));
 }
 
+/*
+ * Leave T in its job-control stop. PTRACE_LISTEN works only from the
+ * group-stop itself: after we ran code in the thread (mapping our page) it
+ * is in another stop, and delivering the signal that stopped the process
+ * puts it back in a group-stop, reported as such.
+ */
+static void keep_job_stopped(struct thread *t)
+{
+	if (ptrace(PTRACE_LISTEN, t->tid, 0, 0) == 0) {
+		t->stopped = false;
+		return;
+	}
+	thread_resume(t, t->group_stop_sig);
+}
+
 static void detach_thread(struct thread *t, int sig)
 {
 	ptrace(PTRACE_DETACH, t->tid, 0, (void *)(long)sig);
@@ -704,9 +720,11 @@ struct tracer *tracer_attach(const struct options *o)
 	/* Collect every thread's stop; signals that arrive meanwhile are kept
 	 * and delivered when the thread resumes. */
 	tr->draining = true;
+	tr->drain_deadline_ns = now_ns() + 3000000000ull;
 	while (!all_stopped(tr) && tracer_next_event(tr, &ev))
 		tracer_dispatch(tr, &ev);
 	tr->draining = false;
+	tr->drain_deadline_ns = 0;
 	if (p->n_threads == 0 || find_process(tr, pid) != p)
 		die("cannot attach to process %d: it exited while ptleak attached", pid);
 
@@ -733,7 +751,7 @@ struct tracer *tracer_attach(const struct options *o)
 	struct thread_list l = threads_of(p);
 	for (size_t i = 0; i < l.n; i++) {
 		if (l.v[i]->group_stop)
-			ptrace(PTRACE_LISTEN, l.v[i]->tid, 0, 0), l.v[i]->stopped = false;
+			keep_job_stopped(l.v[i]);
 		else
 			resume(tr, l.v[i], 0);
 	}
@@ -752,6 +770,12 @@ bool tracer_next_event(struct tracer *tr, struct event *ev)
 	for (;;) {
 		if (tr->n_procs == 0)
 			return false;
+		if (tr->draining && tr->drain_deadline_ns && now_ns() > tr->drain_deadline_ns) {
+			/* A thread that never reports its stop must not hang us:
+			 * go on with those that did. */
+			error("some threads did not stop within 3 s; going on without them");
+			return false;
+		}
 		if (tr->attach && !tr->draining) {
 			uint64_t now = now_ns();
 			if (leave_requested || (tr->deadline_ns && now >= tr->deadline_ns)) {
@@ -1113,8 +1137,12 @@ static void release(struct tracer *tr, struct process *p)
 		else if (bp_remove_all(bp, runner) < 0)
 			error("process %d: some of ptleak's code could not be removed", p->pid);
 	}
-	for (size_t i = 0; i < l.n; i++)
-		detach_thread(l.v[i], l.v[i]->pending_sig);
+	for (size_t i = 0; i < l.n; i++) {
+		struct thread *t = l.v[i];
+		/* A job-stopped thread may have run our code since: the stop
+		 * signal puts it back in its stop once we are gone. */
+		detach_thread(t, t->group_stop ? t->group_stop_sig : t->pending_sig);
+	}
 	free(l.v);
 	drop_process(tr, p);
 }
@@ -1125,6 +1153,7 @@ static void leave(struct tracer *tr)
 	struct event ev;
 
 	tr->draining = true;
+	tr->drain_deadline_ns = now_ns() + 3000000000ull;
 	for (size_t i = 0; i < tr->n_procs; i++) {
 		struct thread_list l = threads_of(tr->procs[i]);
 		for (size_t k = 0; k < l.n; k++)
@@ -1201,10 +1230,10 @@ void tracer_dispatch(struct tracer *tr, const struct event *ev)
 		}
 		/* Stay stopped until SIGCONT, as without ptrace. */
 		t->group_stop = true;
+		t->group_stop_sig = ev->sig;
 		if (tr->draining)
 			break;
-		t->stopped = false;
-		ptrace(PTRACE_LISTEN, t->tid, 0, 0);
+		keep_job_stopped(t);
 		break;
 	case EV_STOP:
 		if (tr->draining && trap_pending(t)) {
