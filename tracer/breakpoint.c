@@ -100,7 +100,6 @@ static int inject_at_rip(struct thread *t, long nr, const uint64_t args[6], int6
 	struct process *p = t->proc;
 	struct user_regs_struct saved, r;
 	uint8_t orig[8], code[8] = { 0xb8, (uint8_t)nr, 0, 0, 0, 0x0f, 0x05, 0xcc };
-	int status;
 
 	if (thread_getregs(t->tid, &saved) < 0 ||
 	    proc_read(p, saved.rip, orig, sizeof(orig)) < 0 ||
@@ -109,31 +108,11 @@ static int inject_at_rip(struct thread *t, long nr, const uint64_t args[6], int6
 	r = saved;
 	regs_set_syscall_args(&r, args);
 	int rc = -1;
-	if (thread_setregs(t->tid, &r) < 0)
-		goto restore;
-	for (;;) {
-		/* A pending PTRACE_INTERRUPT or signal may stop it before our
-		 * code runs: absorb the one, keep the other for later. */
-		if (ptrace(PTRACE_CONT, t->tid, 0, 0) < 0 ||
-		    waitpid(t->tid, &status, __WALL) != t->tid || !WIFSTOPPED(status))
-			goto restore;
-		int sig = WSTOPSIG(status);
-		if ((status >> 16) == 0 && sig != SIGTRAP) {
-			t->pending_sig = sig;
-			continue;
-		}
-		if ((status >> 16) != 0)
-			continue;
-		if (thread_getregs(t->tid, &r) < 0)
-			goto restore;
-		if (r.rip == saved.rip + sizeof(code)) {
-			*ret = (int64_t)r.rax;
-			rc = 0;
-			break;
-		}
-		t->pending_sig = SIGTRAP;	/* the program's own */
+	if (thread_setregs(t->tid, &r) == 0 &&
+	    thread_run_to_trap(t, saved.rip + sizeof(code), &r) == 0) {
+		*ret = (int64_t)r.rax;
+		rc = 0;
 	}
-restore:;
 	int err = errno;
 	if (proc_write(p, saved.rip, orig, sizeof(orig)) < 0 ||
 	    thread_setregs(t->tid, &saved) < 0)

@@ -191,6 +191,32 @@ int thread_resume(struct thread *t, int sig)
 	return 0;
 }
 
+int thread_run_to_trap(struct thread *t, uint64_t stop_rip, struct user_regs_struct *regs)
+{
+	for (;;) {
+		int status;
+		if (ptrace(PTRACE_CONT, t->tid, 0, 0) < 0 ||
+		    waitpid(t->tid, &status, __WALL) != t->tid)
+			return -1;
+		if (!WIFSTOPPED(status)) {
+			errno = ESRCH;
+			return -1;
+		}
+		int sig = WSTOPSIG(status);
+		if ((status >> 16) != 0)
+			continue;	/* an event stop: a pending interrupt */
+		if (sig != SIGTRAP) {
+			t->pending_sig = sig;	/* deliver later */
+			continue;
+		}
+		if (thread_getregs(t->tid, regs) < 0)
+			return -1;
+		if (regs->rip == stop_rip)
+			return 0;
+		t->pending_sig = SIGTRAP;	/* the program's own */
+	}
+}
+
 int thread_inject_syscall(struct thread *t, uint64_t gadget, long nr,
 			  const uint64_t args[6], int64_t *ret)
 {
@@ -202,30 +228,9 @@ int thread_inject_syscall(struct thread *t, uint64_t gadget, long nr,
 	r.rip = gadget;
 	r.rax = (uint64_t)nr;
 	regs_set_syscall_args(&r, args);
-	if (thread_setregs(t->tid, &r) < 0)
+	if (thread_setregs(t->tid, &r) < 0 ||
+	    thread_run_to_trap(t, gadget + 3, &r) < 0)	/* after syscall; int3 */
 		return -1;
-	for (;;) {
-		int status;
-		if (ptrace(PTRACE_CONT, t->tid, 0, 0) < 0)
-			return -1;
-		if (waitpid(t->tid, &status, __WALL) < 0)
-			return -1;
-		if (!WIFSTOPPED(status)) {
-			errno = ESRCH;
-			return -1;
-		}
-		int sig = WSTOPSIG(status);
-		if (sig == SIGTRAP && (status >> 16) == 0) {
-			if (thread_getregs(t->tid, &r) < 0)
-				return -1;
-			if (r.rip == gadget + 3)	/* after syscall; int3 */
-				break;
-			t->pending_sig = SIGTRAP;	/* the program's own */
-			continue;
-		}
-		if ((status >> 16) == 0 && sig != SIGTRAP)
-			t->pending_sig = sig;	/* deliver later */
-	}
 	*ret = (int64_t)r.rax;
 	return thread_setregs(t->tid, &saved);
 }

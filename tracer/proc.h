@@ -108,6 +108,15 @@ int thread_setregs(pid_t tid, const struct user_regs_struct *regs);
 int thread_resume(struct thread *t, int sig);
 
 /*
+ * Resume T (in a ptrace stop) until it stops on an int3 whose next
+ * instruction is at STOP_RIP; its registers then go to *REGS. On the way,
+ * other signals are kept in pending_sig (a SIGTRAP elsewhere is the
+ * program's own) and event stops (a pending PTRACE_INTERRUPT) absorbed.
+ * 0, or -1 if the thread vanished.
+ */
+int thread_run_to_trap(struct thread *t, uint64_t stop_rip, struct user_regs_struct *regs);
+
+/*
  * Run syscall NR with ARGS in thread TID, which is in a ptrace stop, by
  * pointing its rip at GADGET (a `syscall; int3` sequence in the tracee)
  * and restoring every register afterwards. Signals arriving meanwhile are
