@@ -127,10 +127,13 @@ static int wait_stop(pid_t tid)
 	return -1;
 }
 
-/* Whether SIGTRAP is queued for thread TID (/proc's SigPnd). */
-static bool sigtrap_queued(pid_t pid, pid_t tid)
+/*
+ * /proc/PID/task/TID/status into BUF (NUL-terminated), with open and read
+ * only: the emergency path runs in a signal handler. false if gone.
+ */
+static bool read_task_status(pid_t pid, pid_t tid, char *buf, size_t size)
 {
-	char path[64], buf[2048];
+	char path[64];
 	ssize_t n;
 	int fd;
 
@@ -138,13 +141,40 @@ static bool sigtrap_queued(pid_t pid, pid_t tid)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
+	n = read(fd, buf, size - 1);
 	close(fd);
 	if (n <= 0)
 		return false;
 	buf[n] = '\0';
-	const char *l = strstr(buf, "SigPnd:");
-	return l && (strtoull(l + 7, NULL, 16) & (1ull << (SIGTRAP - 1)));
+	return true;
+}
+
+/* The value of status line FIELD ("SigPnd", "Tgid") in BUF, NULL if none:
+ * matched at a line's start, so "Tgid" is not "NStgid". */
+static const char *status_value(const char *buf, const char *field)
+{
+	size_t n = strlen(field);
+
+	for (const char *l = buf; l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+		if (!strncmp(l, field, n) && l[n] == ':')
+			return l + n + 1;
+	return NULL;
+}
+
+/* Whether signal SIG is queued for thread TID (SigPnd), in BUF. */
+static bool sig_pending(const char *buf, int sig)
+{
+	const char *v = status_value(buf, "SigPnd");
+
+	return v && (strtoull(v, NULL, 16) & (1ull << (sig - 1)));
+}
+
+/* Whether SIGTRAP is queued for thread TID. */
+static bool sigtrap_queued(pid_t pid, pid_t tid)
+{
+	char buf[4096];
+
+	return read_task_status(pid, tid, buf, sizeof(buf)) && sig_pending(buf, SIGTRAP);
 }
 
 /*
@@ -449,28 +479,14 @@ static struct thread_list threads_of(struct process *p)
  * thread's exit_group or a fatal signal). */
 static bool thread_dying(pid_t pid, pid_t tid)
 {
-	char path[64], line[256];
-	bool dying = false;
-	FILE *f;
+	char buf[4096];
 
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", pid, tid);
-	f = fopen(path, "re");
-	if (!f)
+	if (!read_task_status(pid, tid, buf, sizeof(buf)))
 		return true;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long long mask;
-		char c = 0;
-		if (sscanf(line, "State: %c", &c) == 1 && (c == 'Z' || c == 'X')) {
-			dying = true;
-			break;
-		}
-		if (sscanf(line, "SigPnd: %llx", &mask) == 1 && (mask & (1ull << (SIGKILL - 1)))) {
-			dying = true;
-			break;
-		}
-	}
-	fclose(f);
-	return dying;
+	const char *state = status_value(buf, "State");
+	if (state)
+		state += strspn(state, " \t");
+	return (state && (*state == 'Z' || *state == 'X')) || sig_pending(buf, SIGKILL);
 }
 
 static bool all_stopped(struct tracer *tr)
@@ -486,6 +502,21 @@ static bool all_stopped(struct tracer *tr)
 			return false;
 	}
 	return true;
+}
+
+/*
+ * Draining: take events, recording stops instead of resuming, until every
+ * thread of every process is stopped (or 3 s pass: a thread that never
+ * reports its stop must not hang us). Draining stays on.
+ */
+static void collect_stops(struct tracer *tr)
+{
+	struct event ev;
+
+	tr->draining = true;
+	tr->drain_deadline_ns = now_ns() + 3000000000ull;
+	while (!all_stopped(tr) && tracer_next_event(tr, &ev))
+		tracer_dispatch(tr, &ev);
 }
 
 /* ---- hooking a program image -------------------------------------- */
@@ -575,25 +606,15 @@ struct tracer *tracer_launch(const struct options *o)
 	return tr;
 }
 
-/* "Tgid:", "TracerPid:" ... of /proc/PID/status; -1 if absent. */
+/* "Tgid", "TracerPid" ... of /proc/PID/status; -1 if absent. */
 static long status_field(pid_t pid, const char *field)
 {
-	char path[64], line[256];
-	size_t n = strlen(field);
-	long v = -1;
-	FILE *f;
+	char buf[4096];
+	const char *v;
 
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	f = fopen(path, "re");
-	if (!f)
+	if (!read_task_status(pid, pid, buf, sizeof(buf)) || !(v = status_value(buf, field)))
 		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, field, n) && line[n] == ':') {
-			v = strtol(line + n + 1, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return v;
+	return strtol(v, NULL, 10);
 }
 
 static void comm_of(pid_t pid, char *buf, size_t size)
@@ -684,7 +705,6 @@ static void seize_all(struct process *p)
 struct tracer *tracer_attach(const struct options *o)
 {
 	pid_t pid = o->pid;
-	struct event ev;
 	char comm[64];
 
 	long tgid = status_field(pid, "Tgid");
@@ -717,12 +737,8 @@ struct tracer *tracer_attach(const struct options *o)
 
 	seize_all(p);
 	setup_attach_signals();
-	/* Collect every thread's stop; signals that arrive meanwhile are kept
-	 * and delivered when the thread resumes. */
-	tr->draining = true;
-	tr->drain_deadline_ns = now_ns() + 3000000000ull;
-	while (!all_stopped(tr) && tracer_next_event(tr, &ev))
-		tracer_dispatch(tr, &ev);
+	/* Signals that arrive meanwhile are kept and delivered on resume. */
+	collect_stops(tr);
 	tr->draining = false;
 	tr->drain_deadline_ns = 0;
 	if (p->n_threads == 0 || find_process(tr, pid) != p)
@@ -1150,10 +1166,6 @@ static void release(struct tracer *tr, struct process *p)
 /* Attach mode: stop everything, clean up, detach. */
 static void leave(struct tracer *tr)
 {
-	struct event ev;
-
-	tr->draining = true;
-	tr->drain_deadline_ns = now_ns() + 3000000000ull;
 	for (size_t i = 0; i < tr->n_procs; i++) {
 		struct thread_list l = threads_of(tr->procs[i]);
 		for (size_t k = 0; k < l.n; k++)
@@ -1161,8 +1173,7 @@ static void leave(struct tracer *tr)
 				ptrace(PTRACE_INTERRUPT, l.v[k]->tid, 0, 0);
 		free(l.v);
 	}
-	while (!all_stopped(tr) && tracer_next_event(tr, &ev))
-		tracer_dispatch(tr, &ev);
+	collect_stops(tr);
 	/* Traced processes first: vfork children share their memory. */
 	for (size_t i = tr->n_procs; i-- > 0;)
 		if (tr->procs[i]->role == ROLE_TRACED)
