@@ -57,6 +57,7 @@ struct block {
 	uint64_t ptr;
 	uint64_t size;
 	uint32_t stack_id;
+	uint8_t call;		/* enum alloc_call that made it (realloc: the realloc) */
 	uint64_t time_ns;
 };
 
