@@ -12,9 +12,9 @@
 #include "symbols/symbols.h"
 #include "symbols/unwind.h"
 #include "tracer/breakpoint.h"
+#include "tracer/frames.h"
 #include "tracer/heap.h"
 #include "tracer/proc.h"
-#include "tracer/report.h"
 #include "tracer/stacks.h"
 #include "tracer/util.h"
 
@@ -104,7 +104,7 @@ static int on_rbrk(struct thread *t)
 		      symbols_errmsg(p->syms));
 		return -1;
 	}
-	report_freeze_unmapped(p);
+	frames_freeze_unmapped(p->frames, p->syms, p->stacks);
 	unwinder_flush(p->unw);
 	return hooks_arm(p, t, ++p->generation) < 0 ? -1 : 0;
 }

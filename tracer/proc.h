@@ -20,6 +20,8 @@
 #include "tracer/heap.h"
 
 struct stacks;
+struct frames;
+struct scan_result;
 struct symbols;
 struct unwinder;
 struct bpset;
@@ -57,6 +59,7 @@ enum proc_role {
 
 struct process {
 	pid_t pid;
+	pid_t ppid;		/* its parent's pid, for the reports */
 	enum proc_role role;
 	int memfd;		/* /proc/PID/mem, -1 if not open */
 	struct process *parent;	/* for ROLE_VFORK_CHILD: whose memory it shares */
@@ -76,10 +79,9 @@ struct process {
 	bool attached;		/* -p: traced since attach_ns, not from exec */
 	uint64_t attach_ns;
 	bool argv_owned;	/* argv read from /proc (exec, fork): ours to free */
+	struct frames *frames;	/* symbolized frames of the stacks */
 	bool reported;
-	bool scanned;
-	void *scan_result;	/* struct scan_result *, owned */
-	void *frozen;		/* report.c: frames resolved before an unmap */
+	struct scan_result *scan;	/* leak kinds, once the memory is final */
 	/* Thread pointers of exited threads: glibc caches their stacks, TCB
 	 * and DTV included, for the next thread (the DTV heuristic). */
 	uint64_t past_tp[256];

@@ -84,10 +84,8 @@ const char *leak_kind_name(enum leak_kind k)
 	return k < LEAK__COUNT ? kind_names[k] : "?";
 }
 
-void scan_result_free(void *r)
+void scan_result_free(struct scan_result *res)
 {
-	struct scan_result *res = r;
-
 	if (!res)
 		return;
 	free(res->blocks);

@@ -72,7 +72,7 @@ struct scan_result *scan_process(struct process *p, const struct user_regs_struc
  * exited (glibc keeps their stacks, TCB included, for reuse), for the DTV
  * heuristic: up to MAX in OUT, returns how many. */
 size_t scan_thread_pointers(struct process *p, uint64_t *out, size_t max);
-void scan_result_free(void *r);
+void scan_result_free(struct scan_result *r);
 
 const char *leak_kind_name(enum leak_kind k);	/* "definitely_lost", ... */
 

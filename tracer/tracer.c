@@ -46,6 +46,7 @@
 #include "symbols/symbols.h"
 #include "symbols/unwind.h"
 #include "tracer/breakpoint.h"
+#include "tracer/frames.h"
 #include "tracer/heap.h"
 #include "tracer/hooks.h"
 #include "tracer/launch.h"
@@ -329,16 +330,15 @@ static void reset_image(struct process *p)
 	bp_free(p->bp);
 	heap_free(p->heap);
 	stacks_free(p->stacks);
-	scan_result_free(p->scan_result);
-	report_frozen_free(p->frozen);
-	p->frozen = NULL;
+	scan_result_free(p->scan);
+	frames_free(p->frames);
+	p->frames = NULL;
 	p->syms = NULL;
 	p->unw = NULL;
 	p->bp = NULL;
 	p->heap = NULL;
 	p->stacks = NULL;
-	p->scan_result = NULL;
-	p->scanned = false;
+	p->scan = NULL;
 	p->reported = false;
 	p->r_debug = 0;
 }
@@ -548,6 +548,7 @@ static int setup_image(struct tracer *tr, struct thread *t, bool arm_now)
 	p->bp = bp_new();
 	p->heap = heap_new();
 	p->stacks = stacks_new();
+	p->frames = frames_new();
 	if (bp_init(p->bp, t) < 0)
 		return -1;
 	uint64_t rbrk = symbols_lookup_name(p->syms, "ld-linux", "_dl_debug_state");
@@ -599,6 +600,7 @@ struct tracer *tracer_launch(const struct options *o)
 	setup_launch_signals(pid);
 	tr->o = o;
 	tr->main = process_new(pid, ROLE_TRACED);
+	tr->main->ppid = getpid();
 	tr->main->argv = o->argv;
 	add_process(tr, tr->main);
 	thread_add(tr->main, pid);
@@ -730,6 +732,7 @@ struct tracer *tracer_attach(const struct options *o)
 	struct process *p = process_new(pid, ROLE_TRACED);
 	p->attached = true;
 	p->exec_seen = true;
+	p->ppid = (pid_t)status_field(pid, "PPid");
 	p->argv = read_cmdline(pid);
 	p->argv_owned = true;
 	tr->main = p;
@@ -950,8 +953,18 @@ static void on_trap(struct tracer *tr, struct thread *t)
 static void scan_now(struct tracer *tr, struct process *p, const struct user_regs_struct *regs,
 		     size_t n)
 {
-	p->scan_result = scan_process(p, regs, n, p->attached);
-	p->scanned = true;
+	p->scan = scan_process(p, regs, n, p->attached);
+}
+
+/* Report P, scanning it first if its memory was never seen final (it
+ * was killed, or vanished): then every block counts as definitely lost. */
+static void report_now(struct tracer *tr, struct process *p)
+{
+	if (!p->heap)
+		return;
+	if (!p->scan)
+		scan_now(tr, p, NULL, 0);
+	report_process(p, tr->o);
 }
 
 struct others {
@@ -981,7 +994,7 @@ static void on_exit_stop(struct tracer *tr, struct thread *t)
 	struct user_regs_struct regs;
 
 	t->exiting = true;
-	if (p->role == ROLE_TRACED && p->exec_seen && p->heap && !p->scanned &&
+	if (p->role == ROLE_TRACED && p->exec_seen && p->heap && !p->scan &&
 	    thread_getregs(t->tid, &regs) == 0) {
 		bool whole_process = regs.orig_rax != SYS_exit;
 		if (!whole_process) {
@@ -1010,6 +1023,7 @@ static void follow_child(struct process *c, struct process *parent, struct threa
 		return;
 	c->heap = heap_clone(parent->heap);
 	c->stacks = stacks_clone(parent->stacks);
+	c->frames = frames_new();
 	c->bp = bp_clone(parent->bp);
 	c->syms = symbols_new(c->pid);
 	c->unw = c->syms ? unwinder_new(c->pid, c->syms) : NULL;
@@ -1030,6 +1044,7 @@ static void on_fork(struct tracer *tr, struct thread *t, const struct event *ev)
 	struct process *c = process_new(cpid, role);
 
 	c->parent = parent;
+	c->ppid = parent->pid;
 	add_process(tr, c);
 	thread_add(c, cpid);
 	if (role == ROLE_TRACED) {
@@ -1104,7 +1119,7 @@ static void on_exited(struct tracer *tr, struct thread *t, const struct event *e
 	if (leader)
 		p->exit_status = ev->status;
 	if (p->role == ROLE_TRACED)
-		report_process(p, tr->o);
+		report_now(tr, p);
 	drop_process(tr, p);
 }
 
@@ -1120,9 +1135,9 @@ static void release(struct tracer *tr, struct process *p)
 		for (size_t i = 0; i < l.n; i++)
 			if (thread_getregs(l.v[i]->tid, &regs[n]) == 0)
 				n++;
-		if (!p->scanned)
+		if (!p->scan)
 			scan_now(tr, p, regs, n);
-		report_process(p, tr->o);
+		report_now(tr, p);
 		uint64_t tramp = bp_trampoline(bp);
 		for (size_t i = 0; i < l.n; i++) {
 			struct thread *t = l.v[i];
@@ -1302,8 +1317,8 @@ int tracer_finish(struct tracer *tr)
 {
 	int rc = exit_status_of(tr);
 
-	if (tr->main->heap && !tr->main->reported)
-		report_process(tr->main, tr->o);
+	if (!tr->main->reported)
+		report_now(tr, tr->main);
 	int leaks = report_close(tr->o);
 	if (tr->hook_failed || leaks < 0)
 		rc = EXIT_PTLEAK_FAILURE;

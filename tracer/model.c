@@ -1,0 +1,204 @@
+/*
+ * model: grouping blocks into loss records and symbolizing their frames.
+ *
+ * Blocks are sorted by (kind, stack, allocation time) so that each record
+ * is one run, its oldest and median ages read off directly; indirectly
+ * lost blocks are then added to the definitely lost record of the block
+ * that leads their clique.
+ */
+#include "tracer/model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tracer/frames.h"
+#include "tracer/options.h"
+#include "tracer/proc.h"
+#include "tracer/stacks.h"
+#include "tracer/util.h"
+
+static const char *const kind_words[LEAK__COUNT] = {
+	[LEAK_DEFINITE] = "definitely lost",
+	[LEAK_INDIRECT] = "indirectly lost",
+	[LEAK_POSSIBLE] = "possibly lost",
+	[LEAK_REACHABLE] = "still reachable",
+};
+
+const char *leak_kind_words(enum leak_kind k)
+{
+	return k < LEAK__COUNT ? kind_words[k] : "?";
+}
+
+unsigned leak_kind_flag(enum leak_kind k)
+{
+	return k < LEAK__COUNT ? 1u << k : 0;
+}
+
+double model_age_s(const struct report_model *m, uint64_t t)
+{
+	return t && m->now_ns > t ? (double)(m->now_ns - t) / 1e9 : 0.0;
+}
+
+struct member {
+	enum leak_kind kind;
+	uint32_t stack_id;
+	uint8_t call;
+	uint64_t time_ns;
+	uint64_t size;
+	uint64_t ptr;
+};
+
+static int by_member(const void *a, const void *b)
+{
+	const struct member *x = a, *y = b;
+
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	if (x->stack_id != y->stack_id)
+		return x->stack_id < y->stack_id ? -1 : 1;
+	if (x->time_ns != y->time_ns)
+		return x->time_ns < y->time_ns ? -1 : 1;
+	return x->ptr < y->ptr ? -1 : x->ptr > y->ptr;
+}
+
+static int by_record(const void *a, const void *b)
+{
+	const struct model_record *x = a, *y = b;
+
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	return x->stack_id < y->stack_id ? -1 : x->stack_id > y->stack_id;
+}
+
+static int by_size(const void *a, const void *b)
+{
+	const struct model_record *x = a, *y = b;
+	uint64_t xs = x->bytes + x->indirect_bytes, ys = y->bytes + y->indirect_bytes;
+
+	if (xs != ys)
+		return xs > ys ? -1 : 1;
+	if (x->blocks != y->blocks)
+		return x->blocks > y->blocks ? -1 : 1;
+	return by_record(a, b);
+}
+
+static int by_addr(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Group the blocks of R into records (sorted by kind and stack). */
+static void make_records(struct report_model *m, const struct scan_result *r)
+{
+	struct member *mb = xmalloc((r->n + 1) * sizeof(*mb));
+	struct model_record *v = xcalloc(r->n + 1, sizeof(*v));
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->n; i++) {
+		enum leak_kind k = (enum leak_kind)r->kind[i];
+		const struct block *b = &r->blocks[i];
+		mb[i] = (struct member){ .kind = k, .stack_id = b->stack_id, .call = b->call,
+					 .time_ns = b->time_ns, .size = b->size, .ptr = b->ptr };
+		m->totals.bytes[k] += b->size;
+		m->totals.blocks[k]++;
+	}
+	qsort(mb, r->n, sizeof(*mb), by_member);
+	for (size_t i = 0, j; i < r->n; i = j) {
+		struct model_record *rec = &v[n++];
+		*rec = (struct model_record){ .kind = mb[i].kind, .stack_id = mb[i].stack_id,
+					      .call = (enum alloc_call)mb[i].call,
+					      .oldest_ns = mb[i].time_ns, .suppressed_by = -1 };
+		for (j = i; j < r->n && mb[j].kind == mb[i].kind &&
+			    mb[j].stack_id == mb[i].stack_id; j++) {
+			rec->bytes += mb[j].size;
+			rec->blocks++;
+		}
+		rec->median_ns = mb[i + (j - i) / 2].time_ns;
+		rec->addrs = xmalloc(rec->blocks * sizeof(*rec->addrs));
+		for (size_t k = i; k < j; k++)
+			rec->addrs[k - i] = mb[k].ptr;
+		qsort(rec->addrs, rec->blocks, sizeof(*rec->addrs), by_addr);
+	}
+	free(mb);
+	for (size_t i = 0; i < r->n; i++) {
+		if (r->kind[i] != LEAK_INDIRECT)
+			continue;
+		struct model_record key = { .kind = LEAK_DEFINITE,
+					    .stack_id = r->blocks[r->leader[i]].stack_id };
+		struct model_record *rec = bsearch(&key, v, n, sizeof(*v), by_record);
+		if (rec) {
+			rec->indirect_bytes += r->blocks[i].size;
+			rec->indirect_blocks++;
+		}
+	}
+	qsort(v, n, sizeof(*v), by_size);
+	m->records = v;
+	m->n_records = n;
+}
+
+size_t model_frames(struct process *p, const struct options *o, uint32_t id,
+		    enum alloc_call call, struct model_frame *out, size_t max)
+{
+	size_t n;
+	const uint64_t *pcs = stacks_get(p->stacks, id, &n);
+
+	if (n > max)
+		n = max;
+	for (size_t i = 0; i < n; i++) {
+		out[i].pc = pcs[i];
+		frames_describe(p->frames, p->syms, p->stacks, id, i, &out[i].si);
+		if (i == 0)
+			out[i].si.function = alloc_call_name(call);
+		if (!o->show_below_main && out[i].si.function &&
+		    !strcmp(out[i].si.function, "main"))
+			return i + 1;
+	}
+	return n;
+}
+
+struct report_model *model_build(struct process *p, const struct scan_result *r,
+				 const struct options *o, unsigned kinds)
+{
+	struct report_model *m = xcalloc(1, sizeof(*m));
+	struct model_frame fr[MODEL_MAX_FRAMES];
+
+	m->pid = p->pid;
+	m->ppid = p->ppid;
+	m->argv = p->argv;
+	m->exit_status = p->exit_status;
+	m->attached = p->attached;
+	m->attach_ns = p->attach_ns;
+	m->now_ns = now_ns();
+	m->heap = *heap_stats(p->heap);
+	m->scanned = r->scanned;
+	m->words_scanned = r->words_scanned;
+	m->scan_ns = r->ns;
+	make_records(m, r);
+	for (size_t i = 0; i < m->n_records; i++) {
+		struct model_record *rec = &m->records[i];
+		if (!(kinds & leak_kind_flag(rec->kind)))
+			continue;
+		rec->n_frames = model_frames(p, o, rec->stack_id, rec->call, fr, ARRAY_SIZE(fr));
+		rec->frames = xmalloc((rec->n_frames + 1) * sizeof(*rec->frames));
+		memcpy(rec->frames, fr, rec->n_frames * sizeof(*fr));
+	}
+	return m;
+}
+
+void model_free(struct report_model *m)
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < m->n_records; i++) {
+		free(m->records[i].addrs);
+		free(m->records[i].frames);
+	}
+	free(m->records);
+	free(m);
+}
+
+_Static_assert(KIND_DEFINITE == 1u << LEAK_DEFINITE && KIND_INDIRECT == 1u << LEAK_INDIRECT &&
+	       KIND_POSSIBLE == 1u << LEAK_POSSIBLE && KIND_REACHABLE == 1u << LEAK_REACHABLE,
+	       "leak_kind_flag() relies on the flags following the kinds");

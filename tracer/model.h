@@ -1,0 +1,98 @@
+#ifndef PTLEAK_MODEL_H
+#define PTLEAK_MODEL_H
+/*
+ * model: the report of one process, built once from its allocation table
+ * and its scan, for every writer (writer.h). Loss records are the blocks
+ * of one leak kind allocated from one stack, numbered largest first
+ * (direct plus indirect bytes, then blocks); their frames are symbolized
+ * here, and only theirs.
+ *
+ * Writers read a model and never the process: what a format needs that
+ * the model lacks belongs in the model.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "symbols/symbols.h"
+#include "tracer/heap.h"
+#include "tracer/scan.h"
+
+struct process;
+struct options;
+
+#define MODEL_MAX_FRAMES 64
+
+struct model_frame {
+	uint64_t pc;
+	struct symbol_info si;	/* function, file, line, module, offset */
+};
+
+struct model_record {
+	enum leak_kind kind;
+	enum alloc_call call;	/* the entry point that allocated the blocks */
+	uint32_t stack_id;
+	uint64_t bytes, blocks;
+	/* Definitely lost records: the blocks of their cliques, indirectly
+	 * lost, counted here too (valgrind's "N (D direct, I indirect)"). */
+	uint64_t indirect_bytes, indirect_blocks;
+	uint64_t oldest_ns, median_ns;	/* allocation times (CLOCK_MONOTONIC) */
+	uint64_t *addrs;	/* the blocks' addresses, ascending; n = blocks */
+	/* Frames innermost first: at most --num-callers, cut after main
+	 * unless --show-below-main. Frame 0 is named by the entry point the
+	 * program called (malloc, not __libc_malloc). None (0) for records
+	 * of kinds model_build was not asked to symbolize. */
+	struct model_frame *frames;
+	size_t n_frames;
+	/* Filled by whoever filters the model (suppressions): -1 = shown. */
+	int suppressed_by;
+};
+
+struct model_totals {
+	uint64_t bytes[LEAK__COUNT], blocks[LEAK__COUNT];
+};
+
+struct report_model {
+	pid_t pid, ppid;
+	char *const *argv;	/* borrowed from the process */
+	int exit_status;	/* wait status; -1: still running (detach) */
+	bool attached;		/* -p: only blocks since attach_ns are known */
+	uint64_t attach_ns;
+	uint64_t now_ns;	/* when the model was built */
+	struct heap_stats heap;
+	bool scanned;		/* false: memory was gone, all definitely lost */
+	uint64_t words_scanned, scan_ns;
+	struct model_record *records;	/* largest first */
+	size_t n_records;
+	struct model_totals totals;	/* per kind, suppressed blocks excluded */
+	struct model_totals suppressed;	/* per kind, suppressed blocks only */
+};
+
+/*
+ * The model of process P, whose scan is R (never NULL). The frames of the
+ * records whose kind is in KINDS (enum leak_kind_flag) are symbolized
+ * through P's symbols now; the others get none (symbolizing costs, and
+ * the text report shows two kinds by default). Cannot fail (out of memory
+ * aborts).
+ */
+struct report_model *model_build(struct process *p, const struct scan_result *r,
+				 const struct options *o, unsigned kinds);
+void model_free(struct report_model *m);
+
+/* Seconds from T to the model's now (0 if T is unknown or later). */
+double model_age_s(const struct report_model *m, uint64_t t);
+
+/*
+ * The frames of stack ID of P, symbolized and cut as a report shows them
+ * (see model_record.frames), at most MAX into OUT; returns how many.
+ */
+size_t model_frames(struct process *p, const struct options *o, uint32_t id,
+		    enum alloc_call call, struct model_frame *out, size_t max);
+
+/* "definitely lost", ... (the words of valgrind's text). */
+const char *leak_kind_words(enum leak_kind k);
+/* KIND_DEFINITE, ... (options.h) of K. */
+unsigned leak_kind_flag(enum leak_kind k);
+
+#endif

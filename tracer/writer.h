@@ -1,0 +1,54 @@
+#ifndef PTLEAK_WRITER_H
+#define PTLEAK_WRITER_H
+/*
+ * writer: one output format of the report. report.c holds the table of
+ * writers; a format is one file defining a `const struct report_writer`
+ * plus a line in that table (and its option in options.c).
+ *
+ * For each report file the user asked for, report.c opens the file before
+ * the program runs, calls ->process once per reported process (with the
+ * process's model, in the order processes end), and ->finish once at the
+ * end. A writer that needs the whole run (one JSON document for every
+ * process) keeps what ->process gives it in its state; one that streams
+ * (the text report) writes at once.
+ *
+ * Errors: writers write through stdio; report.c checks the stream when it
+ * closes it, so a full disk is reported once, with the file's name.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct report_model;
+struct options;
+
+struct writer_out {
+	FILE *f;
+	const char *path;	/* NULL: stderr */
+	void *state;		/* the writer's own, NULL at first */
+	unsigned n_processes;	/* processes written so far */
+};
+
+struct report_writer {
+	const char *name;		/* "text", "json" */
+	/* The file O asks this writer to write, NULL if none. */
+	const char *(*path)(const struct options *o);
+	bool to_stderr;			/* without a path, write to stderr */
+	/* Leak kinds (enum leak_kind_flag) whose frames the writer shows. */
+	unsigned (*kinds)(const struct options *o);
+	void (*process)(struct writer_out *w, const struct report_model *m,
+			const struct options *o);
+	void (*finish)(struct writer_out *w, const struct options *o);	/* may be NULL */
+};
+
+extern const struct report_writer writer_text;
+extern const struct report_writer writer_json;
+
+/* 1234567 -> "1,234,567" in BUF. */
+const char *writer_num(uint64_t v, char buf[32]);
+/* A JSON string literal for S (null for NULL). */
+void writer_json_str(FILE *f, const char *s);
+/* The last path component of PATH (PATH itself if it has no '/'). */
+const char *writer_base_name(const char *path);
+
+#endif

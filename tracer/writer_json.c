@@ -1,0 +1,132 @@
+/*
+ * writer_json: one JSON document for the whole run (doc/output.md), so
+ * each process's entry is kept until the end.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+
+#include "tracer/model.h"
+#include "tracer/options.h"
+#include "tracer/util.h"
+#include "tracer/version.h"
+#include "tracer/writer.h"
+
+struct json_state {
+	char **entries;		/* one JSON object per reported process */
+	size_t n;
+};
+
+static const char *json_path(const struct options *o)
+{
+	return o->json;
+}
+
+static unsigned json_kinds(const struct options *o)
+{
+	return KIND_DEFINITE | KIND_INDIRECT | KIND_POSSIBLE | KIND_REACHABLE;
+}
+
+static void write_frames(FILE *f, const struct model_record *rec)
+{
+	for (size_t k = 0; k < rec->n_frames; k++) {
+		const struct symbol_info *si = &rec->frames[k].si;
+		fprintf(f, "%s{\"address\":\"0x%" PRIx64 "\",\"function\":", k ? "," : "",
+			rec->frames[k].pc);
+		writer_json_str(f, si->function);
+		fputs(",\"file\":", f);
+		writer_json_str(f, si->line ? writer_base_name(si->file) : NULL);
+		if (si->file && si->line)
+			fprintf(f, ",\"line\":%d", si->line);
+		else
+			fputs(",\"line\":null", f);
+		fputs(",\"module\":", f);
+		writer_json_str(f, si->module);
+		fputc('}', f);
+	}
+}
+
+static void write_process(FILE *f, const struct report_model *m)
+{
+	const struct heap_stats *st = &m->heap;
+	int status = m->exit_status;
+
+	fprintf(f, "{\"pid\":%d,\"command\":[", m->pid);
+	for (char *const *v = m->argv; v && *v; v++) {
+		if (v != m->argv)
+			fputc(',', f);
+		writer_json_str(f, *v);
+	}
+	fputs("],\"exit\":", f);
+	if (status < 0)
+		fputs("null", f);
+	else if (WIFSIGNALED(status))
+		fprintf(f, "{\"signal\":%d}", WTERMSIG(status));
+	else
+		fprintf(f, "{\"code\":%d}", WEXITSTATUS(status));
+	if (m->attached)
+		fprintf(f, ",\"attached\":true,\"traced_s\":%.3f", model_age_s(m, m->attach_ns));
+	fputs(",\"summary\":{", f);
+	for (int k = 0; k < LEAK__COUNT; k++)
+		fprintf(f, "\"%s\":{\"bytes\":%" PRIu64 ",\"blocks\":%" PRIu64 "},",
+			leak_kind_name((enum leak_kind)k), m->totals.bytes[k], m->totals.blocks[k]);
+	fprintf(f, "\"allocations\":%" PRIu64 ",\"frees\":%" PRIu64
+		",\"bytes_allocated\":%" PRIu64 ",\"peak_bytes\":%" PRIu64
+		",\"scanned\":%s,\"scan_ms\":%.3f},\"leaks\":[",
+		st->allocations, st->frees, st->bytes_allocated, st->peak_bytes,
+		m->scanned ? "true" : "false", m->scan_ns / 1e6);
+	for (size_t i = 0; i < m->n_records; i++) {
+		const struct model_record *rec = &m->records[i];
+		fprintf(f, "%s{\"kind\":\"%s\",\"bytes\":%" PRIu64 ",\"blocks\":%" PRIu64
+			",\"indirect_bytes\":%" PRIu64
+			",\"age\":{\"oldest_s\":%.3f,\"median_s\":%.3f},\"stack\":[",
+			i ? "," : "", leak_kind_name(rec->kind), rec->bytes, rec->blocks,
+			rec->indirect_bytes, model_age_s(m, rec->oldest_ns),
+			model_age_s(m, rec->median_ns));
+		write_frames(f, rec);
+		fputs("]}", f);
+	}
+	fputs("]}", f);
+}
+
+static void json_process(struct writer_out *w, const struct report_model *m,
+			 const struct options *o)
+{
+	struct json_state *s = w->state;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *mf = open_memstream(&buf, &len);
+
+	if (!s)
+		s = w->state = xcalloc(1, sizeof(*s));
+	if (mf) {
+		write_process(mf, m);
+		fclose(mf);
+	}
+	s->entries = xrealloc(s->entries, (s->n + 1) * sizeof(*s->entries));
+	s->entries[s->n++] = buf;
+}
+
+static void json_finish(struct writer_out *w, const struct options *o)
+{
+	struct json_state *s = w->state;
+
+	fprintf(w->f, "{\"tool\":\"ptleak\",\"version\":\"%s\",\"processes\":[", PTLEAK_VERSION);
+	for (size_t i = 0; s && i < s->n; i++) {
+		fprintf(w->f, "%s%s", i ? "," : "", s->entries[i] ? s->entries[i] : "{}");
+		free(s->entries[i]);
+	}
+	fputs("]}\n", w->f);
+	if (s)
+		free(s->entries);
+	free(s);
+	w->state = NULL;
+}
+
+const struct report_writer writer_json = {
+	.name = "json",
+	.path = json_path,
+	.kinds = json_kinds,
+	.process = json_process,
+	.finish = json_finish,
+};

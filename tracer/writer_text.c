@@ -1,0 +1,117 @@
+/*
+ * writer_text: the report in valgrind memcheck's words, for a person:
+ * HEAP SUMMARY, the loss records of the kinds --show-leak-kinds asks for,
+ * LEAK SUMMARY. Streams: each process is written when it ends.
+ */
+#include <inttypes.h>
+
+#include "tracer/model.h"
+#include "tracer/options.h"
+#include "tracer/version.h"
+#include "tracer/writer.h"
+
+static const char *text_path(const struct options *o)
+{
+	return o->output;
+}
+
+static unsigned text_kinds(const struct options *o)
+{
+	return o->show_kinds;
+}
+
+static void write_frames(FILE *f, pid_t pid, const struct model_frame *fr, size_t nf)
+{
+	for (size_t k = 0; k < nf; k++) {
+		const struct symbol_info *si = &fr[k].si;
+		fprintf(f, "==%d==    %s 0x%" PRIX64 ": %s ", pid, k ? "by" : "at",
+			fr[k].pc, si->function ? si->function : "???");
+		if (si->file && si->line)
+			fprintf(f, "(%s:%d)\n", writer_base_name(si->file), si->line);
+		else
+			fprintf(f, "(in %s)\n", si->module ? si->module : "???");
+	}
+}
+
+static void write_record(FILE *f, const struct report_model *m, size_t i)
+{
+	const struct model_record *rec = &m->records[i];
+	char a[32], b[32], c[32], d[32];
+	pid_t pid = m->pid;
+
+	if (rec->kind == LEAK_DEFINITE && rec->indirect_bytes)
+		fprintf(f, "==%d== %s (%s direct, %s indirect) bytes in %s blocks are %s "
+			"in loss record %zu of %zu", pid,
+			writer_num(rec->bytes + rec->indirect_bytes, a), writer_num(rec->bytes, b),
+			writer_num(rec->indirect_bytes, c), writer_num(rec->blocks, d),
+			leak_kind_words(rec->kind), i + 1, m->n_records);
+	else
+		fprintf(f, "==%d== %s bytes in %s blocks are %s in loss record %zu of %zu",
+			pid, writer_num(rec->bytes, a), writer_num(rec->blocks, b),
+			leak_kind_words(rec->kind), i + 1, m->n_records);
+	if (m->attached)
+		fprintf(f, " (ages: oldest %.1f s, median %.1f s)",
+			model_age_s(m, rec->oldest_ns), model_age_s(m, rec->median_ns));
+	fputc('\n', f);
+	write_frames(f, pid, rec->frames, rec->n_frames);
+	fprintf(f, "==%d==\n", pid);
+}
+
+static void text_process(struct writer_out *w, const struct report_model *m,
+			 const struct options *o)
+{
+	FILE *f = w->f;
+	const struct heap_stats *st = &m->heap;
+	char a[32], b[32], c[32];
+	pid_t pid = m->pid;
+
+	if (w->n_processes)
+		fputc('\n', f);
+	if (!o->quiet) {
+		fprintf(f, "==%d== ptleak-%s, an out-of-process leak finder\n", pid, PTLEAK_VERSION);
+		fprintf(f, "==%d== Command:", pid);
+		for (char *const *v = m->argv; v && *v; v++)
+			fprintf(f, " %s", *v);
+		fprintf(f, "\n");
+		if (m->attached)
+			fprintf(f, "==%d== Traced for %.1f s since attaching; blocks allocated before "
+				"are not known\n", pid, model_age_s(m, m->attach_ns));
+		fprintf(f, "==%d==\n", pid);
+	}
+	fprintf(f, "==%d== HEAP SUMMARY:\n", pid);
+	fprintf(f, "==%d==     in use at %s: %s bytes in %s blocks\n", pid,
+		m->exit_status >= 0 ? "exit" : "detach",
+		writer_num(st->live_bytes, a), writer_num(st->live_blocks, b));
+	fprintf(f, "==%d==   total heap usage: %s allocs, %s frees, %s bytes allocated\n",
+		pid, writer_num(st->allocations, a), writer_num(st->frees, b),
+		writer_num(st->bytes_allocated, c));
+	fprintf(f, "==%d==\n", pid);
+	if (!m->scanned)
+		fprintf(f, "==%d== no reachability scan (the process's memory was gone): "
+			"every unfreed block is counted as definitely lost\n==%d==\n", pid, pid);
+	for (size_t i = 0; i < m->n_records; i++)
+		if ((o->show_kinds & leak_kind_flag(m->records[i].kind)) &&
+		    m->records[i].suppressed_by < 0)
+			write_record(f, m, i);
+	fprintf(f, "==%d== LEAK SUMMARY:\n", pid);
+	for (int k = 0; k < LEAK__COUNT; k++)
+		fprintf(f, "==%d==    %15s: %s bytes in %s blocks\n", pid,
+			leak_kind_words((enum leak_kind)k), writer_num(m->totals.bytes[k], a),
+			writer_num(m->totals.blocks[k], b));
+	uint64_t sb = 0, sn = 0;
+	for (int k = 0; k < LEAK__COUNT; k++) {
+		sb += m->suppressed.bytes[k];
+		sn += m->suppressed.blocks[k];
+	}
+	fprintf(f, "==%d==         suppressed: %s bytes in %s blocks\n", pid,
+		writer_num(sb, a), writer_num(sn, b));
+	fflush(f);
+}
+
+const struct report_writer writer_text = {
+	.name = "text",
+	.path = text_path,
+	.to_stderr = true,
+	.kinds = text_kinds,
+	.process = text_process,
+};
