@@ -79,7 +79,8 @@ void frames_freeze_unmapped(struct frames *f, struct symbols *syms,
 			symbols_describe(syms, pcs[i], i > 0, &fr->si);
 		}
 	}
-	qsort(f->v, f->n, sizeof(*f->v), by_frame);
+	if (f->n)	/* qsort(NULL, 0, ...) is undefined */
+		qsort(f->v, f->n, sizeof(*f->v), by_frame);
 }
 
 void frames_describe(const struct frames *f, struct symbols *syms,

@@ -596,7 +596,8 @@ struct scan_result *scan_process(struct process *p, const struct user_regs_struc
 			exclude_main_arena(&s, r[i].start, data, len);
 		free(data);
 	}
-	qsort(s.ex, s.n_ex, sizeof(*s.ex), by_start);
+	if (s.n_ex)	/* qsort(NULL, 0, ...) is undefined */
+		qsort(s.ex, s.n_ex, sizeof(*s.ex), by_start);
 
 	/* Mark from the roots. */
 	uint64_t stack_from = UINT64_MAX;
