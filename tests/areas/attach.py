@@ -1,0 +1,556 @@
+"""Attach mode (tests/run.py -k attach): ptleak -p on processes the test
+starts itself (a TCP server it talks to, an allocator hammer, ...): exact
+reports, the target unharmed after ptleak leaves, error messages. Every
+process is started in its own session, waited for with a deadline and
+killed with its session at the end of the test whatever happened."""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+from lib.checks import (attach_permitted, expect_alive_untraced,
+                        one_line_error, traced_child)
+from lib.proc import (Fail, Skip, describe_status, exit_status,
+                      expect_status, proc_state, proc_status, run, tail,
+                      tracer_pid, children_of, wait_until)
+from lib.report import (D, I, R, Z, fmt, load_json, parse_summary_text,
+                        proc_errors, record_key)
+from lib.runner import test
+from lib.suite import Processes
+
+
+# ---- A1: the leaking server ----------------------------------------------
+SERVER_LEAK_BLOCKS, SERVER_LEAK_SIZE = 2, 48
+
+
+SERVER_STACK = ["malloc", "leak_request@leak_server.c", "handle_request",
+                "serve", "worker"]
+
+
+def server_sum(seq):
+    """The answer leak_server.c gives to request SEQ: (LEN, SUM)."""
+    n = 256 + (seq * 37) % 512
+    data = bytes((seq * 31 + i * 7) & 0xff for i in range(n))
+    for k in range(SERVER_LEAK_BLOCKS):
+        data += bytes((seq + i * 13 + k * 101) & 0xff
+                      for i in range(SERVER_LEAK_SIZE))
+    h = 2166136261
+    for b in data:
+        h = ((h ^ b) * 16777619) & 0xffffffff
+    return n, h
+
+
+def server_requests(port, count, first_seq, what):
+    """COUNT requests, one connection each; checks every answer. Returns
+    the next sequence number."""
+    seq = first_seq
+    for _ in range(count):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) \
+                    as c:
+                c.sendall(b"GET\n")
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = c.recv(256)
+                    if not chunk:
+                        break
+                    data += chunk
+        except OSError as e:
+            raise Fail("%s: request %d: %s" % (what, seq, e))
+        n, h = server_sum(seq)
+        want = b"OK %d %d %08x\n" % (seq, n, h)
+        if data != want:
+            raise Fail("%s: request %d: want answer %r, got %r"
+                       % (what, seq, want, data))
+        seq += 1
+    return seq
+
+
+def start_server(s, ps):
+    server = ps.start([s.builder.get("leak_server"), "120"])
+    m = server.wait_for("out", rb"^port (\d+)$", 10, "leak_server")
+    return server, int(m.group(1))
+
+
+def start_attach(s, ps, pid, opts):
+    """ptleak OPTS -p PID, once its banner says it is attached."""
+    p = ps.start([s.ptleak] + opts + ["-p", str(pid)])
+    p.wait_for("err", rb"attached.*\b%d\b" % pid, 20,
+               "ptleak -p %d (waiting for its banner line \"... attached to "
+               "process %d\")" % (pid, pid))
+    return p
+
+
+def check_server_report(doc, text, pid, first_seq, nreq, what):
+    """The attach report after requests FIRST_SEQ.. (NREQ of them): exact,
+    with ages."""
+    procs = doc["processes"]
+    if len(procs) != 1:
+        raise Fail("%s: want one process in the JSON, got %d"
+                   % (what, len(procs)))
+    proc = procs[0]
+    errors = []
+    if proc.get("pid") != pid:
+        errors.append("JSON pid: want %d, got %s" % (pid, proc.get("pid")))
+    if proc.get("attached") is not True:
+        errors.append("JSON attached: want true, got %s"
+                      % proc.get("attached"))
+    if proc.get("exit", "missing") is not None:
+        errors.append("JSON exit: want null (still running), got %s"
+                      % proc.get("exit"))
+    traced = proc.get("traced_s")
+    if not isinstance(traced, (int, float)) or traced <= 0:
+        errors.append("JSON traced_s: want seconds > 0, got %r" % traced)
+        traced = None
+    nbytes = nreq * SERVER_LEAK_BLOCKS * SERVER_LEAK_SIZE
+    nblocks = nreq * SERVER_LEAK_BLOCKS
+    # Every call since attaching, from every thread: per request malloc
+    # (buffer), calloc (64), realloc to 600 (grows: an allocation and a
+    # free), strdup (the answer), the leaked blocks; 4 frees.
+    heap = {"allocations": nreq * (4 + SERVER_LEAK_BLOCKS),
+            "frees": nreq * 4,
+            "bytes_allocated": sum(server_sum(q)[0] + 64 + 600 + len(
+                b"OK %d %d %08x\n" % (q, *server_sum(q))) + 1
+                + SERVER_LEAK_BLOCKS * SERVER_LEAK_SIZE
+                for q in range(first_seq, first_seq + nreq))}
+    got_sum = proc.get("summary") or {}
+    for k, want in heap.items():
+        if got_sum.get(k) != want:
+            errors.append("summary %s since attaching: want %s, got %s"
+                          % (k, want, got_sum.get(k)))
+    errors += proc_errors(proc, {D: (nbytes, nblocks)},
+                          [R(D, nbytes, nblocks, SERVER_STACK)])
+    recs = [r for r in proc.get("leaks") or []
+            if r.get("kind") == D and r.get("bytes") == nbytes]
+    if recs:
+        age = recs[0].get("age") or {}
+        old, med = age.get("oldest_s"), age.get("median_s")
+        if not all(isinstance(x, (int, float)) for x in (old, med)) or \
+                not 0 <= med <= old or (traced and old > traced + 0.5):
+            errors.append("record age: want 0 <= median_s <= oldest_s <= "
+                          "traced_s (%s), got %s" % (traced, age))
+    rec_line = (r"^==%d== %s bytes in %s blocks are definitely lost in loss "
+                r"record \d+ of \d+ \(ages: oldest [\d.]+ s, median [\d.]+ "
+                r"s\)$" % (pid, fmt(nbytes), fmt(nblocks)))
+    if not re.search(rec_line, text, re.M):
+        errors.append("text lacks the loss record line with ages: %r"
+                      % rec_line)
+    if not re.search(r"^==%d==\s+definitely lost: %s bytes in %s blocks$"
+                     % (pid, fmt(nbytes), fmt(nblocks)), text, re.M):
+        errors.append("text LEAK SUMMARY lacks \"definitely lost: %s bytes "
+                      "in %s blocks\" under ==%d==" % (fmt(nbytes),
+                                                       fmt(nblocks), pid))
+    if errors:
+        raise Fail("%s: %s" % (what, errors[0]), errors[1:] +
+                   ["text:"] + ["| " + l for l in text.splitlines()[-14:]])
+
+
+def attach_server_run(s, mode):
+    attach_permitted()
+    nreq = 25
+    what = "attach (%s)" % mode
+    with Processes(s) as ps:
+        server, port = start_server(s, ps)
+        # Requests before attaching: unknown to ptleak, never reported.
+        seq = server_requests(port, 5, 1, what + ", before attaching")
+        j = s.tmpfile("attach.json")
+        opts = ["--json=" + j]
+        if mode == "duration":
+            opts.append("--duration=2")
+        if mode == "interval":
+            opts.append("--interval=0.5")
+        t0 = time.monotonic()
+        p = start_attach(s, ps, server.pid, opts)
+        first = seq
+        seq = server_requests(port, nreq, seq, what + ", attached")
+        if mode == "duration":
+            if time.monotonic() - t0 > 1.8:
+                raise Fail("%s: the %d requests took %.1f s, longer than "
+                           "--duration=2 allows" % (what, nreq,
+                                                    time.monotonic() - t0))
+            status = p.wait(20, "ptleak -p --duration=2")
+        else:
+            if mode == "interval":
+                # A periodic block that has seen all the requests.
+                site = (rb"^==%d==\s+%s bytes in %s blocks \([+-]?[\d,]+ "
+                        rb"bytes\) at malloc < leak_request\b"
+                        % (server.pid, fmt(nreq * 96).encode(),
+                           fmt(nreq * 2).encode()))
+                p.wait_for("err", site, 10, "--interval=0.5 block")
+                head = (rb"^==%d== \[t=[\d.]+s\] live since attach: [\d,]+ "
+                        rb"bytes in [\d,]+ blocks \([+-][\d,]+ bytes, "
+                        rb"[+-][\d,]+ blocks in [\d.]+s\)$" % server.pid)
+                if not re.search(head, p.err, re.M):
+                    raise Fail("%s: no \"[t=...s] live since attach: ...\" "
+                               "line" % what, tail(p.err))
+            p.signal(signal.SIGINT)
+            status = p.wait(20, "ptleak -p after SIGINT")
+        if status != 0:
+            raise Fail("%s: ptleak exit status: want 0, got %d"
+                       % (what, status), tail(p.err))
+        if mode == "duration":
+            el = time.monotonic() - t0
+            if el < 1.9:
+                raise Fail("%s: ptleak left after %.1f s, before "
+                           "--duration=2" % (what, el))
+        expect_alive_untraced(server.pid, what)
+        doc = load_json(j, what)
+        text = p.err.decode("utf-8", "replace")
+        check_server_report(doc, text, server.pid, first, nreq, what)
+        if mode == "duration":
+            traced = doc["processes"][0].get("traced_s")
+            if not 1.9 <= traced <= 6:
+                raise Fail("%s: traced_s %s, want about 2" % (what, traced))
+        # Unharmed: it answers on, right, and is still alive.
+        server_requests(port, 10, seq, what + ", after detaching")
+        expect_alive_untraced(server.pid, what + ", after more requests")
+        server.signal(signal.SIGTERM)
+        st = server.wait(10, "leak_server after SIGTERM")
+        if st != 128 + signal.SIGTERM:
+            raise Fail("%s: the server should die of SIGTERM, exit %d"
+                       % (what, st), tail(server.err))
+
+
+@test("attach_server_sigint")
+def t_attach_server_sigint(s):
+    attach_server_run(s, "sigint")
+
+
+@test("attach_server_duration")
+def t_attach_server_duration(s):
+    attach_server_run(s, "duration")
+
+
+@test("attach_server_interval")
+def t_attach_server_interval(s):
+    attach_server_run(s, "interval")
+
+
+# ---- A2, A5: hammer --------------------------------------------------------
+def start_hammer(s, ps):
+    h = ps.start([s.builder.get("hammer"), "90"])
+    h.wait_for("out", rb"^ready$", 10, "hammer")
+    return h
+
+
+def finish_hammer(h, what):
+    if h.poll() is not None:
+        raise Fail("%s: hammer died (status %d)" % (what, h.poll()),
+                   tail(h.out) + tail(h.err))
+    h.signal(signal.SIGUSR1)
+    st = h.wait(20, "hammer after SIGUSR1")
+    if st != 0 or h.out != b"ready\nok\n":
+        raise Fail("%s: hammer must exit 0 and print ok; status %d"
+                   % (what, st), tail(h.out) + tail(h.err))
+
+
+@test("attach_detach_cycles")
+def t_attach_detach_cycles(s):
+    attach_permitted()
+    with Processes(s) as ps:
+        h = start_hammer(s, ps)
+        t0 = time.monotonic()
+        for i in range(20):
+            res = run([s.ptleak, "-q", "-p", str(h.pid), "--duration=0.2",
+                       "-o", "/dev/null"], 15, env=s.ptleak_env)
+            s.check_sanitizer(res.stderr)
+            if exit_status(res.status) != 0:
+                raise Fail("cycle %d: ptleak exit status %d, want 0"
+                           % (i + 1, exit_status(res.status)),
+                           tail(res.stderr))
+            if h.poll() is not None:
+                raise Fail("cycle %d: hammer died (status %d)"
+                           % (i + 1, h.poll()), tail(h.out) + tail(h.err))
+            expect_alive_untraced(h.pid, "cycle %d" % (i + 1))
+            if time.monotonic() - t0 > 60:
+                raise Fail("20 cycles take over 60 s (%d done)" % (i + 1))
+        finish_hammer(h, "after 20 attach/detach cycles")
+
+
+@test("attach_job_stopped")
+def t_attach_job_stopped(s):
+    # A process stopped by SIGSTOP stays stopped while ptleak attaches,
+    # hooks (which runs code in one of its threads), traces and leaves;
+    # afterwards it is untraced, still stopped, and SIGCONT resumes it.
+    attach_permitted()
+    with Processes(s) as ps:
+        h = start_hammer(s, ps)
+        os.kill(h.pid, signal.SIGSTOP)
+        wait_until(lambda: proc_state(h.pid).startswith("T"), 5,
+                   "hammer never stopped")
+        res = run([s.ptleak, "-q", "-p", str(h.pid), "--duration=0.5",
+                   "-o", "/dev/null"], 20, env=s.ptleak_env)
+        s.check_sanitizer(res.stderr)
+        if exit_status(res.status) != 0:
+            raise Fail("ptleak -p on a stopped process: exit status %d, want 0"
+                       % exit_status(res.status), tail(res.stderr))
+        time.sleep(0.3)
+        state = proc_state(h.pid)
+        if not state.startswith("T") or tracer_pid(h.pid) != 0:
+            raise Fail("after ptleak left: want state T (stopped) and untraced, "
+                       "got state %s, TracerPid %d" % (state, tracer_pid(h.pid)))
+        os.kill(h.pid, signal.SIGCONT)
+        finish_hammer(h, "after ptleak attached to it while it was stopped")
+
+
+@test("attach_sigterm_ptleak")
+def t_attach_sigterm(s):
+    # SIGTERM to ptleak while the target allocates at full speed: ptleak
+    # detaches cleanly, reports, exits 0; the target runs on.
+    attach_permitted()
+    with Processes(s) as ps:
+        h = start_hammer(s, ps)
+        j = s.tmpfile("attach.json")
+        p = start_attach(s, ps, h.pid, ["--json=" + j])
+        time.sleep(1.0)
+        p.signal(signal.SIGTERM)
+        st = p.wait(20, "ptleak -p after SIGTERM")
+        if st != 0:
+            raise Fail("ptleak exit status after SIGTERM: want 0, got %d"
+                       % st, tail(p.err))
+        expect_alive_untraced(h.pid, "after SIGTERM to ptleak")
+        doc = load_json(j, "SIGTERM")
+        procs = doc["processes"]
+        if len(procs) != 1 or procs[0].get("pid") != h.pid or \
+                procs[0].get("attached") is not True or \
+                procs[0].get("exit", 0) is not None:
+            raise Fail("JSON: want one process, pid %d, attached, exit null"
+                       % h.pid, [json.dumps(procs)[:300]])
+        if not re.search(rb"LEAK SUMMARY", p.err):
+            raise Fail("no LEAK SUMMARY in the report", tail(p.err))
+        time.sleep(0.5)
+        finish_hammer(h, "after SIGTERM to ptleak")
+
+
+def crash_restore_rounds(s, sig, rounds=5):
+    """ptleak -p on a fresh hammer, tracing it for 1 s, then killed by SIG
+    (as if it crashed): ptleak dies of SIG, the hammer is left untraced,
+    without a breakpoint or a redirected return address, and finishes its
+    checks. ROUNDS times, to catch the races of a crash at any moment."""
+    attach_permitted()
+    name = signal.Signals(sig).name
+    for n in range(1, rounds + 1):
+        what = "round %d/%d, %s to ptleak" % (n, rounds, name)
+        with Processes(s) as ps:
+            h = start_hammer(s, ps)
+            p = start_attach(s, ps, h.pid, [])
+            time.sleep(1.0)
+            if p.poll() is not None or tracer_pid(h.pid) != p.pid:
+                raise Fail("%s: ptleak should be tracing the hammer before "
+                           "the signal (ptleak status %s, TracerPid %d)"
+                           % (what, p.poll(), tracer_pid(h.pid)),
+                           tail(p.err))
+            p.signal(sig)
+            st = p.wait(20, "ptleak -p after %s" % name)
+            if st != 128 + sig:
+                raise Fail("%s: ptleak must die of %s (status %d), got %d"
+                           % (what, name, 128 + sig, st), tail(p.err))
+            # A breakpoint left behind would kill it with SIGTRAP within
+            # microseconds: let it run on before the checks.
+            time.sleep(0.3)
+            died = h.poll()
+            if died is not None:
+                h.wait(5, "hammer")
+                raise Fail("%s: the hammer died after ptleak did: %s"
+                           % (what, describe_status(died)),
+                           ["ptleak's stderr:"] + tail(p.err, 8)
+                           + ["hammer:"] + tail(h.out, 4) + tail(h.err, 4))
+            expect_alive_untraced(h.pid, what)
+            finish_hammer(h, what)
+
+
+@test("attach_ptleak_crash_restores")
+def t_attach_crash_segv(s):
+    crash_restore_rounds(s, signal.SIGSEGV)
+
+
+@test("attach_ptleak_crash_restores_abrt")
+def t_attach_crash_abrt(s):
+    crash_restore_rounds(s, signal.SIGABRT)
+
+
+# ---- A3: the same records, launched or attached ----------------------------
+TRIGGER_RECORDS = [R(D, 600, 2, ["calloc", "leak_beta@trigger_leaks.c",
+                                 "main"]),
+                   R(D, 400, 3, ["malloc", "leak_alpha@trigger_leaks.c",
+                                 "main"])]
+
+
+@test("attach_same_as_launch")
+def t_attach_same_as_launch(s):
+    attach_permitted()
+    exe = s.builder.get("trigger_leaks")
+    nat = s.native([exe], b"x", 20)
+    if exit_status(nat.status) != 4 or \
+            nat.stdout != b"ready\nleaked 5 blocks\n":
+        raise Fail("trigger_leaks alone: status %d" % exit_status(nat.status),
+                   tail(nat.stdout))
+    res, doc = s.ptleak_run([], [exe], stdin=b"x", timeout=30)
+    expect_status(res, 4, "launch: ")
+    launch = s.process(doc, res)
+    errs = proc_errors(launch, {D: (1000, 5), I: Z}, TRIGGER_RECORDS,
+                       "launch: ")
+    if errs:
+        raise Fail(errs[0], errs[1:])
+    with Processes(s) as ps:
+        prog = ps.start([exe], stdin=True)
+        prog.wait_for("out", rb"^ready$", 10, "trigger_leaks")
+        j = s.tmpfile("attach.json")
+        p = start_attach(s, ps, prog.pid, ["--json=" + j])
+        prog.write(b"x")
+        prog.close_stdin()
+        st = p.wait(30, "ptleak -p on a process that exits")
+        if st != 0:
+            raise Fail("attach: ptleak exit status: want 0 (the process "
+                       "exited while traced), got %d" % st, tail(p.err))
+        pst = prog.wait(10, "trigger_leaks")
+        if pst != 4 or prog.out != nat.stdout:
+            raise Fail("attach: the program's status %d / stdout changed"
+                       % pst, tail(prog.out))
+        doc = load_json(j, "attach")
+    attached = doc["processes"][0]
+    errs = []
+    if attached.get("exit") != {"code": 4}:
+        errs.append("attach: JSON exit: want {'code': 4}, got %s"
+                    % attached.get("exit"))
+    errs += proc_errors(attached, {D: (1000, 5), I: Z}, TRIGGER_RECORDS,
+                        "attach: ")
+    a = [record_key(r) for r in launch.get("leaks") or [] if r["kind"] == D]
+    b = [record_key(r) for r in attached.get("leaks") or []
+         if r["kind"] == D]
+    if a != b:
+        errs += ["definitely lost records differ, launch vs attach:"] + \
+            ["  launch: %s" % (r,) for r in a] + \
+            ["  attach: %s" % (r,) for r in b]
+    if errs:
+        raise Fail(errs[0], errs[1:])
+
+
+# ---- A4: errors ------------------------------------------------------------
+def free_pid():
+    """A PID no process has: one just reaped and not reused."""
+    for _ in range(20):
+        p = subprocess.Popen(["true"])
+        p.wait()
+        if not os.path.exists("/proc/%d" % p.pid):
+            return p.pid
+    raise Skip("no free pid found")
+
+
+@test("attach_err_nonexistent_pid")
+def t_attach_err_nonexistent_pid(s):
+    pid = free_pid()
+    res, _ = s.ptleak_run(["-p", str(pid)], [], json_file=False, timeout=20)
+    expect_status(res, 125, "-p %d (no such process): " % pid)
+    one_line_error(res, "-p %d" % pid, r"no such process", r"\b%d\b" % pid)
+
+
+def traced_twice(s, first_tracer, target, what):
+    res, _ = s.ptleak_run(["-p", str(target)], [], json_file=False,
+                          timeout=20)
+    expect_status(res, 125, "%s: " % what)
+    one_line_error(res, what, r"\b%d\b" % first_tracer)
+    if tracer_pid(target) != first_tracer:
+        raise Fail("%s: the target lost its first tracer (TracerPid %d)"
+                   % (what, tracer_pid(target)))
+
+
+@test("attach_err_traced_by_strace")
+def t_attach_err_traced_by_strace(s):
+    attach_permitted()
+    if shutil.which("strace") is None:
+        raise Skip("strace not installed")
+    with Processes(s) as ps:
+        st = ps.start(["strace", "-f", "-o", "/dev/null", "sleep", "30"])
+        target = wait_until(
+            lambda: next((k for k in children_of(st.pid)
+                          if tracer_pid(k) == st.pid), None), 10,
+            "strace's child never appeared traced")
+        traced_twice(s, st.pid, target, "-p PID traced by strace")
+
+
+@test("attach_err_traced_by_ptleak")
+def t_attach_err_traced_by_ptleak(s):
+    attach_permitted()
+    exe = s.builder.get("trigger_leaks")
+    with Processes(s) as ps:
+        first = ps.start([s.ptleak, "-q", exe], stdin=True)
+        first.wait_for("out", rb"^ready$", 10, "ptleak trigger_leaks")
+        target = traced_child(first.pid)
+        traced_twice(s, first.pid, target, "-p PID traced by another ptleak")
+        # The first ptleak goes on undisturbed.
+        first.write(b"x")
+        first.close_stdin()
+        st = first.wait(20, "the first ptleak")
+        if st != 4 or not parse_summary_text(
+                first.err.decode("utf-8", "replace")).get(D) == (1000, 5):
+            raise Fail("the first ptleak: want status 4 and 1,000 bytes in "
+                       "5 blocks definitely lost, got status %d" % st,
+                       tail(first.err))
+
+
+@test("attach_err_bad_pid")
+def t_attach_err_bad_pid(s):
+    for opts in (["-p", "abc"], ["--pid=abc"], ["-p", "12abc"], ["-p", "0"],
+                 ["-p", "-5"], ["-p"]):
+        res, _ = s.ptleak_run(opts, [], json_file=False, timeout=20)
+        expect_status(res, 125, "%s: " % " ".join(opts))
+        one_line_error(res, " ".join(opts))
+
+
+@test("attach_err_pid_and_program")
+def t_attach_err_pid_and_program(s):
+    hello = s.builder.get("hello")
+    with Processes(s) as ps:
+        sl = ps.start(["sleep", "30"])
+        res, _ = s.ptleak_run(["-p", str(sl.pid)], [hello], json_file=False,
+                              timeout=20)
+        expect_status(res, 125, "-p PID PROGRAM: ")
+        one_line_error(res, "-p PID PROGRAM")
+        expect_alive_untraced(sl.pid, "-p PID PROGRAM")
+
+
+NOBODY = 65534
+
+
+@test("attach_err_not_permitted")
+def t_attach_err_not_permitted(s):
+    # An unprivileged user attaching to root's process: refused by the
+    # kernel (EPERM). One line saying so, with the way out; the target is
+    # left as it was.
+    if os.geteuid() != 0:
+        raise Skip("needs root (to start a target nobody may not trace)")
+    # A copy of ptleak that nobody can run wherever the checkout lives.
+    bindir = tempfile.mkdtemp(prefix="ptleak-nobody-")
+    try:
+        os.chmod(bindir, 0o755)
+        exe = os.path.join(bindir, "ptleak")
+        shutil.copy(s.ptleak, exe)
+        os.chmod(exe, 0o755)
+        with Processes(s) as ps:
+            target = ps.start(["sleep", "30"])
+            wait_until(lambda: proc_status(target.pid).get("Uid", "")
+                       .split()[:1] == ["0"] and
+                       proc_status(target.pid).get("Name") == "sleep", 10,
+                       "sleep did not start")
+            what = "-p %d (root's) as nobody" % target.pid
+            res = run([exe, "-p", str(target.pid)], 20, cwd=bindir,
+                      env=s.ptleak_env, user=NOBODY)
+            s.check_sanitizer(res.stderr)
+            expect_status(res, 125, what + ": ")
+            one_line_error(res, what, r"not permitted", r"\b%d\b"
+                           % target.pid, r"CAP_SYS_PTRACE|ptrace_scope")
+            expect_alive_untraced(target.pid, what)
+            # Not stopped either, nor signalled: sleep runs on until told.
+            target.signal(signal.SIGTERM)
+            st = target.wait(10, "sleep after SIGTERM")
+            if st != 128 + signal.SIGTERM:
+                raise Fail("%s: the target should die of SIGTERM, exit %d"
+                           % (what, st))
+    finally:
+        shutil.rmtree(bindir, ignore_errors=True)

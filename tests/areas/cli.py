@@ -1,0 +1,348 @@
+"""The command line: exit statuses, options, bad input (tests/run.py -k
+option, -k bad, -k exit, ...)."""
+import json
+import os
+import re
+
+from lib.proc import Fail, expect_status
+from lib.report import parse_summary_text, show_record, show_stack, \
+    stack_matches
+from lib.runner import test
+
+
+@test("exit_status_200")
+def t_exit_status_200(s):
+    res, doc = s.ptleak_run([], [s.builder.get("exit_code"), "200"])
+    expect_status(res, 200)
+    proc = s.process(doc, res)
+    if proc.get("exit") != {"code": 200}:
+        raise Fail("JSON exit: want {'code': 200}, got %s" % proc.get("exit"))
+
+
+@test("exit_status_series")
+def t_no_hang_on_child_exit_codes(s):
+    # Several quick runs in a row: each must end and leave nothing behind.
+    for code in ("0", "1", "255"):
+        res, _ = s.ptleak_run([], [s.builder.get("exit_code"), code])
+        expect_status(res, int(code))
+
+
+@test("error_exitcode_leak")
+def t_error_exitcode_leak(s):
+    res, _ = s.ptleak_run(["--error-exitcode=7"], [s.builder.get("leak_1000")])
+    expect_status(res, 7, "definite leak with --error-exitcode=7: ")
+
+
+@test("error_exitcode_no_leak")
+def t_error_exitcode_no_leak(s):
+    res, _ = s.ptleak_run(["--error-exitcode=7"],
+                          [s.builder.get("exit_code"), "3"])
+    expect_status(res, 3, "no leak with --error-exitcode=7: ")
+
+
+@test("error_exitcode_leak_nonzero")
+def t_error_exitcode_leak_nonzero(s):
+    res, _ = s.ptleak_run(["--error-exitcode=7"],
+                          [s.builder.get("exit_code"), "3", "42"])
+    expect_status(res, 7, "leak and status 3 with --error-exitcode=7: ")
+
+
+@test("error_exitcode_kinds")
+def t_error_exitcode_kinds(s):
+    hello = [s.builder.get("hello")]
+    res, _ = s.ptleak_run(["--error-exitcode=7"], hello)
+    expect_status(res, 0, "hello (only reachable blocks): ")
+    res, _ = s.ptleak_run(["--error-exitcode=7",
+                           "--errors-for-leak-kinds=reachable"], hello)
+    expect_status(res, 7, "hello, --errors-for-leak-kinds=reachable: ")
+    pl = [s.builder.get("possibly_lost")]
+    res, _ = s.ptleak_run(["--error-exitcode=9"], pl)
+    expect_status(res, 0, "possibly_lost, default kinds (definite): ")
+    res, _ = s.ptleak_run(["--error-exitcode=9",
+                           "--errors-for-leak-kinds=definite,possible"], pl)
+    expect_status(res, 9, "possibly_lost, definite,possible: ")
+
+
+@test("stdin_passthrough")
+def t_stdin_passthrough(s):
+    data = bytes(range(256)) * 400  # binary, 100 KiB
+    res, doc = s.ptleak_run([], [s.builder.get("echo_stdin")], stdin=data)
+    expect_status(res, 0)
+    if res.stdout != data:
+        raise Fail("stdin did not pass through unchanged (%d bytes in, %d out)"
+                   % (len(data), len(res.stdout)))
+
+
+@test("option_output_file")
+def t_output_file(s):
+    out = s.tmpfile("report.txt")
+    res, _ = s.ptleak_run(["-o", out], [s.builder.get("leak_1000")],
+                          json_file=False)
+    expect_status(res, 0)
+    if not os.path.exists(out):
+        raise Fail("-o FILE: no report file")
+    text = open(out, encoding="utf-8", errors="replace").read()
+    got = parse_summary_text(text)
+    if got.get("definitely_lost") != (1000, 1):
+        raise Fail("-o FILE: want 'definitely lost: 1,000 bytes in 1 blocks'",
+                   ["| " + l for l in text.splitlines()[-12:]])
+    if re.search(rb"^==\d+== ", res.stderr, re.M):
+        raise Fail("-o FILE: report lines still on stderr", tail(res.stderr))
+    res, _ = s.ptleak_run(["--output=" + out + "2"],
+                          [s.builder.get("leak_1000")], json_file=False)
+    if not os.path.exists(out + "2"):
+        raise Fail("--output=FILE: no report file")
+
+
+@test("option_json_space_form")
+def t_json_space_form(s):
+    j = s.tmpfile("report.json")
+    res, _ = s.ptleak_run(["--json", j], [s.builder.get("exit_code"), "3",
+                                          "42"], json_file=False)
+    expect_status(res, 3)
+    try:
+        doc = json.load(open(j))
+        d = doc["processes"][0]["summary"]["definitely_lost"]
+    except (OSError, ValueError, KeyError, IndexError) as e:
+        raise Fail("--json FILE (two arguments): %s" % e)
+    if (d.get("bytes"), d.get("blocks")) != (42, 1):
+        raise Fail("--json FILE: want 42 bytes in 1 blocks, got %s" % d)
+
+
+@test("option_quiet")
+def t_quiet(s):
+    res, _ = s.ptleak_run(["-q"], [s.builder.get("leak_1000")])
+    text = res.stderr.decode("utf-8", "replace")
+    if "ptleak-" in text or "Command:" in text:
+        raise Fail("-q: banner still printed", tail(res.stderr))
+    if parse_summary_text(text).get("definitely_lost") != (1000, 1):
+        raise Fail("-q: no LEAK SUMMARY with the leak", tail(res.stderr))
+    res, _ = s.ptleak_run([], [s.builder.get("leak_1000")])
+    text = res.stderr.decode("utf-8", "replace")
+    if not re.search(r"^==\d+== ptleak-", text, re.M) or \
+            not re.search(r"^==\d+== Command: ", text, re.M):
+        raise Fail("default: no banner (==PID== ptleak-... / Command:)",
+                   tail(res.stderr))
+
+
+def deep_record(s, opts):
+    res, doc = s.ptleak_run(opts, [s.builder.get("deep_chain")])
+    expect_status(res, 0)
+    proc = s.process(doc, res)
+    recs = [r for r in proc.get("leaks") or []
+            if r.get("kind") == "definitely_lost"]
+    if len(recs) != 1 or recs[0].get("bytes") != 333:
+        raise Fail("want one definitely lost record of 333 bytes, got %s"
+                   % [show_record(r) for r in recs])
+    return recs[0]["stack"]
+
+
+@test("option_num_callers")
+def t_num_callers(s):
+    stack = deep_record(s, ["--num-callers=2"])
+    if not stack_matches(["malloc", "f3@deep_b.c"], stack) or len(stack) != 2:
+        raise Fail("--num-callers=2: want malloc <- f3, got %s"
+                   % show_stack(stack))
+
+
+@test("option_show_below_main")
+def t_show_below_main(s):
+    stack = deep_record(s, ["--show-below-main"])
+    names = [f.get("function") for f in stack]
+    if "main" not in names or names.index("main") == len(names) - 1:
+        raise Fail("--show-below-main: want frames after main, got %s"
+                   % show_stack(stack))
+    stack = deep_record(s, [])
+    names = [f.get("function") for f in stack]
+    if not names or names[-1] != "main":
+        raise Fail("default: want main as the last frame, got %s"
+                   % show_stack(stack))
+
+
+@test("option_show_leak_kinds")
+def t_show_leak_kinds(s):
+    exe = [s.builder.get("valgrind_kinds")]
+    res, doc = s.ptleak_run(["--show-leak-kinds=all"], exe)
+    text = res.stderr.decode("utf-8", "replace")
+    for line in ("100 bytes in 1 blocks are still reachable in loss record "
+                 "1 of 3",
+                 "50 bytes in 1 blocks are definitely lost in loss record "
+                 "2 of 3",
+                 "10 bytes in 1 blocks are definitely lost in loss record "
+                 "3 of 3"):
+        if line not in text:
+            raise Fail("--show-leak-kinds=all: text lacks %r" % line,
+                       tail(res.stderr))
+    res, doc = s.ptleak_run([], exe)
+    text = res.stderr.decode("utf-8", "replace")
+    if "still reachable in loss record" in text:
+        raise Fail("default --show-leak-kinds: a still reachable record "
+                   "was shown", tail(res.stderr))
+    if "50 bytes in 1 blocks are definitely lost in loss record 2 of 3" \
+            not in text:
+        raise Fail("default: text lacks the 50-byte record", tail(res.stderr))
+    res, doc = s.ptleak_run(["--show-leak-kinds=none"], exe)
+    text = res.stderr.decode("utf-8", "replace")
+    if "in loss record" in text:
+        raise Fail("--show-leak-kinds=none: records shown", tail(res.stderr))
+    proc = s.process(doc, res)
+    if len(proc.get("leaks") or []) != 3:
+        raise Fail("--show-leak-kinds=none: JSON must still hold all 3 "
+                   "records, got %d" % len(proc.get("leaks") or []))
+    res, doc = s.ptleak_run(["--show-leak-kinds=definite,reachable"], exe)
+    text = res.stderr.decode("utf-8", "replace")
+    if "100 bytes in 1 blocks are still reachable in loss record 1 of 3" \
+            not in text:
+        raise Fail("--show-leak-kinds=definite,reachable: no reachable "
+                   "record", tail(res.stderr))
+
+
+@test("option_help")
+def t_help(s):
+    res, _ = s.ptleak_run(["--help"], [], json_file=False)
+    expect_status(res, 0, "--help: ")
+    text = (res.stdout + res.stderr).decode("utf-8", "replace")
+    missing = [w for w in ("125", "126", "127", "--json", "--error-exitcode")
+               if w not in text]
+    if missing or "usage" not in text.lower():
+        raise Fail("--help lacks %s" % (missing or ["usage"]),
+                   tail(res.stdout + res.stderr))
+    res2, _ = s.ptleak_run(["-h"], [], json_file=False)
+    expect_status(res2, 0, "-h: ")
+
+
+@test("option_version")
+def t_version(s):
+    res, _ = s.ptleak_run(["--version"], [], json_file=False)
+    expect_status(res, 0, "--version: ")
+    text = (res.stdout + res.stderr).decode("utf-8", "replace")
+    if "0.1" not in text:
+        raise Fail("--version does not say 0.1", tail(res.stdout))
+
+
+@test("option_double_dash")
+def t_double_dash(s):
+    res, doc = s.ptleak_run(["--"], [s.builder.get("exit_code"), "4"])
+    expect_status(res, 4, "-- PROGRAM: ")
+
+
+@test("options_after_program")
+def t_options_after_program(s):
+    hello = s.builder.get("hello")
+    res, doc = s.ptleak_run([], [hello, "--version", "-q", "--json=/x"])
+    expect_status(res, 0)
+    if res.stdout != b"hello, world\n":
+        raise Fail("options after PROGRAM must go to it: stdout %r"
+                   % res.stdout[:80])
+    proc = s.process(doc, res)
+    if proc.get("command") != [hello, "--version", "-q", "--json=/x"]:
+        raise Fail("JSON command: got %s" % proc.get("command"))
+
+
+def one_line_naming(res, name):
+    lines = [l for l in res.stderr.decode("utf-8", "replace").splitlines()
+             if l.strip()]
+    if len(lines) != 1 or name not in lines[0]:
+        raise Fail("want one line on stderr naming %r, got %d" % (name,
+                                                                  len(lines)),
+                   tail(res.stderr))
+
+
+@test("bad_missing_path")
+def t_bad_missing_path(s):
+    name = "/nonexistent/ptleak-no-such-program"
+    res, _ = s.ptleak_run([], [name], json_file=False)
+    expect_status(res, 127)
+    one_line_naming(res, name)
+
+
+@test("bad_missing_in_path")
+def t_bad_missing_in_path(s):
+    name = "ptleak-no-such-command"
+    res, _ = s.ptleak_run([], [name], json_file=False)
+    expect_status(res, 127)
+    one_line_naming(res, name)
+
+
+@test("bad_directory")
+def t_bad_directory(s):
+    res, _ = s.ptleak_run([], [s.builder.out_dir], json_file=False)
+    expect_status(res, 126)
+
+
+@test("bad_not_executable")
+def t_bad_not_executable(s):
+    path = os.path.join(s.tmp, "not-executable")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\nexit 0\n")
+    os.chmod(path, 0o644)
+    res, _ = s.ptleak_run([], [path], json_file=False)
+    expect_status(res, 126)
+
+
+@test("bad_format")
+def t_bad_format(s):
+    path = os.path.join(s.tmp, "bad-format")
+    with open(path, "wb") as f:
+        f.write(b"\x7fELF\x00garbage, not a program\n" + bytes(64))
+    os.chmod(path, 0o755)
+    res, _ = s.ptleak_run([], [path], json_file=False)
+    expect_status(res, 126)
+
+
+@test("bad_no_args")
+def t_bad_no_args(s):
+    # One line naming the problem, as for every bad input.
+    res, _ = s.ptleak_run([], [], json_file=False)
+    expect_status(res, 125)
+    lines = res.stderr.decode(errors="replace").splitlines()
+    if len(lines) != 1 or "no program" not in lines[0]:
+        raise Fail("no arguments: want one line saying no program was given",
+                   tail(res.stderr))
+
+
+@test("bad_unknown_option")
+def t_bad_unknown_option(s):
+    res, _ = s.ptleak_run(["--no-such-option"], [s.builder.get("hello")],
+                          json_file=False)
+    expect_status(res, 125)
+    if res.stdout:
+        raise Fail("unknown option: the program must not run",
+                   tail(res.stdout))
+
+
+@test("bad_option_values")
+def t_bad_option_values(s):
+    hello = [s.builder.get("hello")]
+    for opt in ("--num-callers=0", "--num-callers=65", "--error-exitcode=0",
+                "--error-exitcode=256", "--show-leak-kinds=bogus",
+                "--errors-for-leak-kinds=bogus"):
+        res, _ = s.ptleak_run([opt], hello, json_file=False)
+        expect_status(res, 125, opt + ": ")
+
+
+@test("bad_output_path")
+def t_bad_output_path(s):
+    res, _ = s.ptleak_run(["-o", "/nonexistent-dir/report.txt"],
+                          [s.builder.get("hello")], json_file=False)
+    expect_status(res, 125, "unwritable -o path: ")
+    res, _ = s.ptleak_run(["--json=/nonexistent-dir/report.json"],
+                          [s.builder.get("hello")], json_file=False)
+    expect_status(res, 125, "unwritable --json path: ")
+
+
+@test("shebang_script")
+def t_shebang_script(s):
+    # A script is traced as its interpreter (/bin/sh), which execs the
+    # fixture: only the exit status and "no hang" are asserted.
+    s.builder.get("leak_1000")
+    path = os.path.join(s.builder.out_dir, "run_leak_1000.sh")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\nexec ./leak_1000\n")
+    os.chmod(path, 0o755)
+    res, _ = s.ptleak_run([], ["./run_leak_1000.sh"], cwd=s.builder.out_dir,
+                          json_file=False)
+    expect_status(res, 0, "shebang script: ")
+    if b"calling malloc()" not in res.stdout:
+        raise Fail("shebang script: the fixture's output is missing",
+                   tail(res.stdout))

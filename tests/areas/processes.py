@@ -1,0 +1,454 @@
+"""Processes (tests/run.py -k proc): fork/-f, posix_spawn/vfork, exec,
+signals sent from outside, a terminal's Ctrl-C and Ctrl-Z (in a
+pseudo-terminal), what a program inherits; the program's stdout and
+status must equal a run without ptleak."""
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+
+from lib.checks import native_same, traced_child
+from lib.fixtures import FIXTURES
+from lib.proc import (Fail, Skip, exit_status, expect_status, proc_state,
+                      run, run_in_pty, tail, children_of, wait_until)
+from lib.report import (D, I, P, R, RE, Z, load_json, parse_summary_text,
+                        proc_errors)
+from lib.runner import test
+from lib.suite import Processes
+
+
+# ---- B1: fork --------------------------------------------------------------
+def fork_pids(res):
+    m = re.search(rb"fork_leaks: parent (\d+) child (\d+)", res.stderr)
+    if not m:
+        raise Fail("fork_leaks did not print its pids (ptleak exited %d)"
+                   % exit_status(res.status), tail(res.stderr))
+    return int(m.group(1)), int(m.group(2))
+
+
+FORK_PARENT = [R(D, 200, 2, ["malloc", "parent_leak@fork_leaks.c", "main"])]
+
+
+FORK_CHILD = [R(D, 600, 3, ["malloc", "child_leak@fork_leaks.c", "main"]),
+              R(D, 200, 2, ["malloc", "parent_leak@fork_leaks.c", "main"])]
+
+
+@test("proc_fork_default")
+def t_fork_default(s):
+    cmd = [s.builder.get("fork_leaks")]
+    res, doc = s.ptleak_run([], cmd, timeout=30)
+    errs = native_same(s, cmd, res)
+    if res.stdout != b"child exited with status 7\n":
+        errs.append("the child was harmed: stdout %r" % res.stdout)
+    parent, child = fork_pids(res)
+    procs = (doc or {}).get("processes") or []
+    if [p.get("pid") for p in procs] != [parent]:
+        errs.append("without -f the JSON has the parent only: want pids "
+                    "[%d], got %s" % (parent, [p.get("pid") for p in procs]))
+    if procs:
+        errs += proc_errors(procs[0], {D: (200, 2), I: Z, P: Z}, FORK_PARENT)
+        if procs[0].get("exit") != {"code": 0}:
+            errs.append("JSON exit: %s" % procs[0].get("exit"))
+    if re.search(rb"^==%d== " % child, res.stderr, re.M):
+        errs.append("without -f the text reports the child %d" % child)
+    if errs:
+        raise Fail(errs[0], errs[1:])
+
+
+@test("proc_fork_follow")
+def t_fork_follow(s):
+    cmd = [s.builder.get("fork_leaks")]
+    res, doc = s.ptleak_run(["-f"], cmd, timeout=30)
+    errs = native_same(s, cmd, res)
+    parent, child = fork_pids(res)
+    procs = {p.get("pid"): p for p in (doc or {}).get("processes") or []}
+    if sorted(procs) != sorted([parent, child]):
+        raise Fail("-f: want processes %d and %d, got %s"
+                   % (parent, child, sorted(procs)), errs)
+    errs += proc_errors(procs[parent], {D: (200, 2), I: Z, P: Z},
+                        FORK_PARENT, "parent: ")
+    errs += proc_errors(procs[child], {D: (800, 5), I: Z, P: Z},
+                        FORK_CHILD, "child: ")
+    if procs[parent].get("exit") != {"code": 0}:
+        errs.append("parent JSON exit: %s" % procs[parent].get("exit"))
+    if procs[child].get("exit") != {"code": 7}:
+        errs.append("child JSON exit: want {'code': 7}, got %s"
+                    % procs[child].get("exit"))
+    # Text: one block per process, in the order they exited (child first).
+    text = res.stderr.decode("utf-8", "replace")
+    pos = {}
+    for pid, want in ((child, "800 bytes in 5 blocks"),
+                      (parent, "200 bytes in 2 blocks")):
+        m = re.search(r"^==%d==\s+definitely lost: %s$" % (pid, want), text,
+                      re.M)
+        if not m:
+            errs.append("text: no \"==%d== definitely lost: %s\"" % (pid,
+                                                                    want))
+        else:
+            pos[pid] = m.start()
+    if len(pos) == 2 and pos[child] > pos[parent]:
+        errs.append("text: the child's report (exited first) must come "
+                    "before the parent's")
+    if errs:
+        raise Fail(errs[0], errs[1:])
+
+
+# ---- B2: posix_spawn, vfork ------------------------------------------------
+SPAWN_PARENT = [R(D, 88, 1, ["malloc", "leak_after@spawn_leaks.c", "main"]),
+                R(D, 77, 1, ["malloc", "leak_before@spawn_leaks.c", "main"])]
+
+
+SPAWN_OUT = (b"posix_spawn: status 5\n" * 3 + b"vfork: status 5\n" * 3
+             + b"spawned 6\n")
+
+
+def spawn_run(s, opts):
+    cmd = [s.builder.get("spawn_leaks"), s.builder.get("exit_code"), "5",
+           "9"]
+    res, doc = s.ptleak_run(opts, cmd, timeout=30)
+    errs = native_same(s, cmd, res)
+    if res.stdout != SPAWN_OUT:
+        errs.append("stdout: want %r" % SPAWN_OUT)
+    procs = (doc or {}).get("processes") or []
+    mine = [p for p in procs if p.get("command") == cmd]
+    if len(mine) != 1:
+        raise Fail("want one process with the command %s, got %d (ptleak "
+                   "exited %d)" % (shell_quote(cmd), len(mine),
+                                   exit_status(res.status)),
+                   errs + [json.dumps(p.get("command")) for p in procs])
+    errs += proc_errors(mine[0], {D: (165, 2), I: Z, P: Z}, SPAWN_PARENT,
+                        "spawn_leaks: ")
+    return procs, mine[0], errs
+
+
+@test("proc_spawn_default")
+def t_spawn_default(s):
+    procs, parent, errs = spawn_run(s, [])
+    if len(procs) != 1:
+        errs.append("without -f: want 1 process in the JSON, got %d"
+                    % len(procs))
+    if errs:
+        raise Fail(errs[0], errs[1:])
+
+
+@test("proc_spawn_follow")
+def t_spawn_follow(s):
+    procs, parent, errs = spawn_run(s, ["-f"])
+    kids = [p for p in procs if p is not parent]
+    if len(kids) != 6:
+        errs.append("-f: want 6 children (3 posix_spawn, 3 vfork) besides "
+                    "spawn_leaks, got %d" % len(kids))
+    for k in kids:
+        label = "child %s: " % k.get("pid")
+        if k.get("exit") != {"code": 5}:
+            errs.append(label + "JSON exit: want {'code': 5}, got %s"
+                        % k.get("exit"))
+        # After its exec the child's report is exit_code's.
+        errs += proc_errors(k, {D: (9, 1), I: Z, P: Z},
+                            [R(D, 9, 1, ["malloc", "leak_some@exit_code.c",
+                                         "main"])], label)
+    if errs:
+        raise Fail(errs[0], errs[1:])
+
+
+@test("proc_exec_from_sh")
+# ---- B3: exec ----------------------------------------------------------------
+def t_exec_from_sh(s):
+    s.builder.get("leak_1000")
+    cmd = ["sh", "-c", "exec ./leak_1000"]
+    res, doc = s.ptleak_run([], cmd, cwd=s.builder.out_dir, timeout=30)
+    errs = native_same(s, cmd, res, cwd=s.builder.out_dir)
+    procs = (doc or {}).get("processes") or []
+    if len(procs) != 1:
+        raise Fail("want 1 process in the JSON, got %d" % len(procs), errs)
+    errs += proc_errors(procs[0], {D: (1000, 1), I: Z, P: Z},
+                        [R(D, 1000, 1, ["malloc", "do_leak@leak_1000.c",
+                                        "main"])])
+    if procs[0].get("exit") != {"code": 0}:
+        errs.append("JSON exit: %s" % procs[0].get("exit"))
+    if parse_summary_text(res.stderr.decode("utf-8", "replace")).get(D) != \
+            (1000, 1):
+        errs.append("text: want \"definitely lost: 1,000 bytes in 1 blocks\"")
+    if errs:
+        raise Fail(errs[0], errs[1:])
+
+
+@test("proc_exec_wrapper_script")
+def t_exec_wrapper_script(s):
+    # pyenv's python3 on these machines is a bash script that execs pyenv,
+    # which execs the real interpreter: the report is about the last one.
+    wrapper = None
+    for cand in (shutil.which("python3"), os.path.join(
+            os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv")),
+            "shims", "python3")):
+        if cand and os.access(cand, os.X_OK):
+            with open(cand, "rb") as f:
+                if f.read(2) == b"#!":
+                    wrapper = cand
+                    break
+    if not wrapper:
+        raise Skip("no python3 wrapper script here (pyenv's shim)")
+    lib = s.builder.get("liballoc_free.so")
+    cmd = [wrapper, os.path.join(FIXTURES, "py_alloc_free.py"), lib]
+    res, doc = s.ptleak_run([], cmd, timeout=120)
+    expect_status(res, 0, "python3 through its wrapper: ")
+    n = int(res.stdout.decode().strip())
+    procs = (doc or {}).get("processes") or []
+    if len(procs) != 1:
+        raise Fail("want 1 process in the JSON, got %d" % len(procs))
+    command = procs[0].get("command") or [""]
+    if command[0] == wrapper or not os.path.basename(command[0]).startswith("python"):
+        raise Fail("the report is not about the interpreter the wrapper ran: %s"
+                   % command)
+    errs = proc_errors(procs[0], {D: (32 * n, n), I: Z},
+                       [R(D, 32 * n, n, ["malloc", "do_alloc@alloc_free.c"])])
+    if errs:
+        raise Fail(errs[0], errs[1:])
+
+
+# ---- B4: signals from outside, SIGKILL ------------------------------------
+SIG_EXTERNAL_OUT = (b"ready\ngot SIGUSR1 #1\ngot SIGUSR1 #2\n"
+                    b"got SIGUSR1 #3\ndone: 3 SIGUSR1, stopped: yes\n")
+
+
+def drive_sig_external(b, pid, what):
+    """3 SIGUSR1 (each acknowledged), SIGSTOP for 0.6 s, SIGCONT, SIGUSR2."""
+    for n in range(1, 4):
+        os.kill(pid, signal.SIGUSR1)
+        b.wait_for("out", rb"^got SIGUSR1 #%d$" % n, 10, what)
+    os.kill(pid, signal.SIGSTOP)
+    time.sleep(0.6)
+    os.kill(pid, signal.SIGCONT)
+    time.sleep(0.1)
+    os.kill(pid, signal.SIGUSR2)
+
+
+@test("proc_signals_from_outside")
+def t_signals_from_outside(s):
+    exe = s.builder.get("sig_external")
+    with Processes(s) as ps:
+        nat = ps.start([exe])
+        nat.wait_for("out", rb"^ready$", 10, "sig_external alone")
+        drive_sig_external(nat, nat.pid, "sig_external alone")
+        st = nat.wait(20, "sig_external alone")
+        if st != 0 or nat.out != SIG_EXTERNAL_OUT:
+            raise Fail("sig_external alone: status %d, stdout %r"
+                       % (st, nat.out))
+        j = s.tmpfile("report.json")
+        p = ps.start([s.ptleak, "--json=" + j, exe])
+        p.wait_for("out", rb"^ready$", 20, "ptleak sig_external")
+        prog = traced_child(p.pid)
+        drive_sig_external(p, prog, "ptleak sig_external")
+        st = p.wait(30, "ptleak sig_external")
+        errs = []
+        if st != 0:
+            errs.append("exit status: want 0, got %d" % st)
+        if p.out != nat.out:
+            errs += ["stdout differs from a run alone:"] + \
+                ["  alone: " + l for l in tail(nat.out)] + \
+                ["  under: " + l for l in tail(p.out)]
+        doc = load_json(j, "sig_external")
+        errs += proc_errors(doc["processes"][0],
+                            {D: (96, 3), I: Z, P: Z, RE: Z},
+                            [R(D, 96, 3, ["malloc",
+                                          "leak_per_signal@sig_external.c",
+                                          "main"])])
+        if errs:
+            raise Fail(errs[0], errs[1:] + tail(p.err))
+
+
+@test("proc_killed_from_outside")
+def t_killed_from_outside(s):
+    exe = s.builder.get("sig_external")
+    with Processes(s) as ps:
+        j = s.tmpfile("report.json")
+        p = ps.start([s.ptleak, "--json=" + j, exe])
+        p.wait_for("out", rb"^ready$", 20, "ptleak sig_external")
+        prog = traced_child(p.pid)
+        os.kill(prog, signal.SIGUSR1)
+        p.wait_for("out", rb"^got SIGUSR1 #1$", 10, "ptleak sig_external")
+        os.kill(prog, signal.SIGKILL)
+        st = p.wait(30, "ptleak after its program was SIGKILLed")
+        if st != 137:
+            raise Fail("exit status: want 137, got %d" % st, tail(p.err))
+        doc = load_json(j, "SIGKILL")
+        procs = doc["processes"]
+        if len(procs) != 1 or procs[0].get("exit") != {"signal": 9}:
+            raise Fail("JSON: want one process with exit {'signal': 9}, "
+                       "got %s" % [q.get("exit") for q in procs])
+        if not re.search(rb"^==%d== (HEAP|LEAK) SUMMARY" % prog, p.err,
+                         re.M):
+            raise Fail("no text report for the killed program",
+                       tail(p.err))
+
+
+@test("proc_ctrl_c_at_terminal")
+def t_ctrl_c_at_terminal(s):
+    exe = s.builder.get("ctrl_c")
+    st, out, _ = run_in_pty([exe], s.env, 20, lambda w: w(b"\x03"))
+    if st != 3 or b"got SIGINT" not in out:
+        raise Fail("ctrl_c alone in a pty: status %d" % st, tail(out))
+    j = s.tmpfile("report.json")
+    st2, out2, ready = run_in_pty([s.ptleak, "--json=" + j, exe], s.env, 30,
+                                  lambda w: w(b"\x03"))
+    errs = []
+    if not ready:
+        errs.append("the program never printed ready")
+    if st2 != 3:
+        errs.append("exit status: want 3 (the program's), got %d" % st2)
+    if b"got SIGINT" not in out2:
+        errs.append("Ctrl-C did not reach the program (no \"got SIGINT\")")
+    lines = [l for l in out2.splitlines() if not re.match(rb"==\d+==", l)]
+    if lines != out.splitlines():
+        errs += ["the program's output differs from a run alone:"] + \
+            ["  alone: %r" % l for l in out.splitlines()] + \
+            ["  under: %r" % l for l in lines]
+    if not os.path.exists(j):
+        errs.append("no JSON report")
+    else:
+        errs += proc_errors(load_json(j, "ctrl_c")["processes"][0],
+                            {D: (50, 1), I: Z, P: Z, RE: Z},
+                            [R(D, 50, 1, ["malloc",
+                                          "leak_on_sigint@ctrl_c.c",
+                                          "main"])])
+    if parse_summary_text(out2.decode("utf-8", "replace")).get(D) != (50, 1):
+        errs.append("text: no \"definitely lost: 50 bytes in 1 blocks\"")
+    if errs:
+        raise Fail(errs[0], errs[1:] + tail(out2))
+
+
+# ---- Ctrl-Z at a terminal, then SIGCONT (fg) --------------------------------
+# A shell's job control in a few lines: the session leader (this script)
+# runs its argument as a job in a process group of its own, makes that
+# group the terminal's foreground, waits for it to end (not for it to
+# stop) and exits with its status (128+S for a signal). The job's group is
+# not orphaned, so Ctrl-Z's SIGTSTP really stops it.
+JOB_SHELL = r"""
+import os, signal, sys
+pid = os.fork()
+if pid == 0:
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    os.tcsetpgrp(0, os.getpid())
+    for sig in (signal.SIGTTOU, signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    os.execv(sys.argv[1], sys.argv[1:])
+_, st = os.waitpid(pid, 0)
+sys.exit(128 + os.WTERMSIG(st) if os.WIFSIGNALED(st) else os.WEXITSTATUS(st))
+"""
+
+
+CTRL_Z_OUT = [b"ready"] + [b"progress %d/150" % r for r in range(30, 151, 30)] \
+    + [b"done"]
+
+
+def ctrl_z_then_fg(s, traced, problems):
+    """on_ready for run_in_pty(JOB_SHELL ...): Ctrl-Z, check that the job
+    (and with TRACED, ptleak's program) is stopped, stays so for 0.5 s,
+    then SIGCONT to the job's group. What went wrong goes to PROBLEMS."""
+    def on_ready(write, shell_pid):
+        kids = children_of(shell_pid)
+        if len(kids) != 1:
+            problems.append("the job shell has %d children" % len(kids))
+            return
+        job = kids[0]
+        pids = [job] + ([traced_child(job)] if traced else [])
+        write(b"\x1a")
+        try:
+            wait_until(lambda: all(proc_state(p)[0] in "Tt" for p in pids),
+                       5, "Ctrl-Z did not stop the job",
+                       ["pid %d: %s" % (p, proc_state(p)) for p in pids])
+            time.sleep(0.5)
+            late = ["pid %d: %s" % (p, proc_state(p)) for p in pids
+                    if proc_state(p)[0] not in "Tt"]
+            if late:
+                problems.append("the job ran on during its suspension: "
+                                + ", ".join(late))
+        except Fail as e:
+            problems.append("%s: %s" % (e, ", ".join(e.details)))
+        os.killpg(job, signal.SIGCONT)
+    return on_ready
+
+
+@test("proc_ctrl_z_at_terminal")
+def t_ctrl_z_at_terminal(s):
+    exe = s.builder.get("ctrl_z")
+    shell = [s.python, "-c", JOB_SHELL]
+    problems = []
+    st, out, _ = run_in_pty(shell + [exe], s.env, 20,
+                            ctrl_z_then_fg(s, False, problems), pass_pid=True)
+    out = out.replace(b"^Z", b"")     # the terminal's echo of Ctrl-Z
+    if st != 4 or out.splitlines() != CTRL_Z_OUT or problems:
+        raise Fail("ctrl_z alone in a pty: status %d, %s" % (st, problems),
+                   tail(out))
+    j = s.tmpfile("report.json")
+    problems = []
+    st2, out2, ready = run_in_pty(shell + [s.ptleak, "--json=" + j, exe],
+                                  s.env, 30, ctrl_z_then_fg(s, True, problems),
+                                  pass_pid=True)
+    errs = problems[:]
+    if not ready:
+        errs.append("the program never printed ready")
+    if st2 != 4:
+        errs.append("exit status: want 4 (the program's), got %d" % st2)
+    lines = [l for l in out2.replace(b"^Z", b"").splitlines()
+             if not re.match(rb"==\d+==", l)]
+    if lines != out.splitlines():
+        errs += ["the program's output differs from a run alone:"] + \
+            ["  alone: %r" % l for l in out.splitlines()] + \
+            ["  under: %r" % l for l in lines]
+    if not os.path.exists(j):
+        errs.append("no JSON report")
+    else:
+        proc = load_json(j, "ctrl_z")["processes"][0]
+        errs += proc_errors(proc, {D: (120, 5), I: Z, P: Z, RE: Z},
+                            [R(D, 120, 5, ["malloc", "leak_one@ctrl_z.c",
+                                           "main"])])
+        heap = {"allocations": 155, "frees": 150, "bytes_allocated": 26445}
+        got = proc.get("summary") or {}
+        errs += ["summary %s: want %d, got %s" % (k, v, got.get(k))
+                 for k, v in heap.items() if got.get(k) != v]
+        if proc.get("exit") != {"code": 4}:
+            errs.append("JSON exit: want {'code': 4}, got %s"
+                        % proc.get("exit"))
+    if parse_summary_text(out2.decode("utf-8", "replace")).get(D) != (120, 5):
+        errs.append("text: no \"definitely lost: 120 bytes in 5 blocks\"")
+    if errs:
+        raise Fail(errs[0], errs[1:] + tail(out2))
+
+
+@test("inherit")
+def t_inherit(s):
+    # The program inherits what it would inherit without ptleak: the
+    # environment (nothing added), file descriptors (a file left open on
+    # fd 5 included, nothing of ptleak's), signal dispositions (SIGUSR1
+    # ignored) and mask (SIGUSR2 blocked), personality, rlimits and umask.
+    exe = s.builder.get("inherit_dump")
+    script = ("import os, signal, sys\n"
+              "os.umask(0o027)\n"
+              "signal.signal(signal.SIGUSR1, signal.SIG_IGN)\n"
+              "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})\n"
+              "fd = os.open('/dev/null', os.O_RDONLY)\n"
+              "os.dup2(fd, 5)\n"
+              "os.execv(sys.argv[1], sys.argv[1:])\n")
+    env = dict(s.env, PTLEAK_TEST_MARK="inherit")
+    wrap = [sys.executable, "-c", script]
+    direct = run(wrap + [exe], 60, env=env)
+    traced = run(wrap + [s.ptleak, "-q", "-o", os.devnull, exe], 60,
+                 env=env)
+    s.check_sanitizer(traced.stderr)
+    expect_status(direct, 0, "inherit_dump alone: ")
+    expect_status(traced, 0, "inherit_dump under ptleak: ")
+    for want in (b"env PTLEAK_TEST_MARK=inherit", b"fd 5\n", b"signal 10 ignored",
+                 b"signal 12 default blocked", b"umask 027"):
+        if want not in direct.stdout:
+            raise Fail("inherit_dump alone lacks %r: the test is broken" % want,
+                       tail(direct.stdout))
+    if traced.stdout != direct.stdout:
+        a = direct.stdout.decode().splitlines()
+        b = traced.stdout.decode().splitlines()
+        diff = ["- " + x for x in a if x not in b] + ["+ " + x for x in b if x not in a]
+        raise Fail("the program inherits something else under ptleak", diff[:15])
