@@ -1,5 +1,7 @@
 # ptleak: plain Makefile. `make` builds build/ptleak, `make check` runs the
-# test suite, `make bench` the benchmarks. Quiet unless V=1.
+# test suite, `make check-asan` the same suite against the ASan/UBSan build
+# of ptleak, `make bench` the benchmarks. Quiet unless V=1. Test options:
+# TESTFLAGS="-k NAME -v -j N" (see tests/run.py).
 #
 # The build installs what it needs: `make deps` (run by every other target)
 # checks for the libraries and tools with pkg-config / command -v and, when
@@ -79,15 +81,30 @@ $(BUILD)/unit/unwind_test: tests/unit/unwind_test.c $(BUILD)/unit/unwind_fixture
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 
+# Every tests/unit/NAME_test.c is a unit test, BUILD/unit/NAME_test, which
+# the suite runs as unit:NAME. Without a rule of its own (as above) it is
+# linked with every object but main's.
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/*_test.c))
+$(BUILD)/unit/%_test: tests/unit/%_test.c $(filter-out $(BUILD)/tracer/main.o,$(OBJ))
+	@mkdir -p $(dir $@)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+
 # Run ptleak on a leaky example from the seed documents.
 example: all
 	$(Q)mkdir -p $(BUILD)/fixtures
 	$(Q)$(CC) -g -O0 -o $(BUILD)/fixtures/example fixtures/valgrind_kinds.c
 	./$(BUILD)/ptleak ./$(BUILD)/fixtures/example
 
-check: all test-deps $(BUILD)/ptleak-asan $(BUILD)/unit/unwind_test
-	$(Q)python3 tests/run.py --ptleak $(BUILD)/ptleak --asan $(BUILD)/ptleak-asan \
-		--unit $(BUILD)/unit/unwind_test --build $(BUILD)
+check: all test-deps $(UNIT_TESTS)
+	$(Q)python3 tests/run.py --ptleak $(BUILD)/ptleak --unit $(BUILD)/unit \
+		--build $(BUILD) $(TESTFLAGS)
+
+# The whole suite again, ptleak being the sanitizer build (the fixtures
+# are the same, never sanitized): any ASan/UBSan report fails a test.
+check-asan: all test-deps $(BUILD)/ptleak-asan $(UNIT_TESTS)
+	$(Q)python3 tests/run.py --ptleak $(BUILD)/ptleak-asan --sanitized \
+		--unit $(BUILD)/unit --build $(BUILD) $(TESTFLAGS)
 
 bench: all test-deps
 	$(Q)python3 tests/bench.py --ptleak $(BUILD)/ptleak --build $(BUILD)
