@@ -9,6 +9,9 @@
 
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
+# The default suppression file: ptleak looks for it at ../lib/ptleak/ from
+# its own directory (and, in the build tree, next to itself).
+SUPPDIR ?= $(PREFIX)/lib/ptleak
 MANDIR ?= $(PREFIX)/share/man
 DESTDIR ?=
 BUILD ?= build
@@ -22,7 +25,7 @@ ifdef CI
 WARN += -Werror
 endif
 CFLAGS ?= -O2 -g
-ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -I. -D_GNU_SOURCE \
+ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -I. -D_GNU_SOURCE -DPTLEAK_SUPPDIR='"$(SUPPDIR)"' \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lunwind-x86_64 -lunwind -lstdc++
 
@@ -40,7 +43,7 @@ endif
 
 .PHONY: all deps test-deps check check-asan bench install uninstall clean example
 
-all: deps $(BUILD)/ptleak
+all: deps $(BUILD)/ptleak $(BUILD)/default.supp
 
 deps:
 	$(Q)sh tests/deps.sh build
@@ -56,6 +59,10 @@ $(BUILD)/%.o: %.c $(wildcard tracer/*.h symbols/*.h) | deps
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/default.supp: supp/default.supp
+	@mkdir -p $(dir $@)
+	$(Q)cp $< $@
 
 # The tracer checks itself: the same sources built with ASan and UBSan.
 # (Never the fixtures: ASan replaces malloc, so no breakpoint would fire.)
@@ -113,9 +120,12 @@ install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	install -m 755 $(BUILD)/ptleak $(DESTDIR)$(BINDIR)/ptleak
 	install -m 644 doc/ptleak.1 $(DESTDIR)$(MANDIR)/man1/ptleak.1
+	install -d $(DESTDIR)$(SUPPDIR)
+	install -m 644 supp/default.supp $(DESTDIR)$(SUPPDIR)/default.supp
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/ptleak $(DESTDIR)$(MANDIR)/man1/ptleak.1
+	rm -f $(DESTDIR)$(SUPPDIR)/default.supp
 
 clean:
 	rm -rf $(BUILD)

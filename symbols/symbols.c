@@ -579,8 +579,10 @@ static void desc_forget_range(struct symbols *s, uint64_t start, uint64_t end)
 }
 
 /* RAW demangled, without a version suffix ("__libc_start_main@@GLIBC_2.34"
- * comes from .symtab that way), interned. */
-static const char *function_name(struct symbols *s, const char *raw)
+ * comes from .symtab that way), interned; *LINKAGE gets it undemangled
+ * (what valgrind's suppressions name). */
+static const char *function_name(struct symbols *s, const char *raw,
+				 const char **linkage)
 {
 	size_t len = unversioned_len(raw);
 	char *plain = strndup(raw, len), *demangled = NULL;
@@ -592,9 +594,58 @@ static const char *function_name(struct symbols *s, const char *raw)
 	if (plain[0] == '_' && plain[1] == 'Z')
 		demangled = __cxa_demangle(plain, NULL, NULL, &status);
 	name = intern(s, demangled && status == 0 ? demangled : plain);
+	*linkage = intern(s, plain);
 	free(demangled);
 	free(plain);
 	return name;
+}
+
+/*
+ * FILE as the line table names it, made absolute with the directory the
+ * unit was compiled in (DW_AT_comp_dir) when it is relative, "./" and
+ * "dir/../" parts folded, interned. A tool linking a frame to the code
+ * needs the whole path; the line table often gives "./malloc/malloc.c"
+ * or "fixtures/x.c", relative to the compilation directory.
+ */
+static const char *source_path(struct symbols *s, Dwarf_Die *cu, const char *file)
+{
+	Dwarf_Attribute attr;
+	const char *dir = NULL, *out;
+	char *full, *w;
+
+	if (file[0] != '/' && cu)
+		dir = dwarf_formstring(dwarf_attr(cu, DW_AT_comp_dir, &attr));
+	if (!dir || dir[0] != '/')
+		dir = NULL;
+	if (asprintf(&full, "%s%s%s", dir ? dir : "", dir ? "/" : "", file) < 0)
+		return intern(s, file);
+	if (full[0] != '/') {
+		out = intern(s, full);
+		free(full);
+		return out;
+	}
+	/* Fold components in place: w is the end of the output so far. */
+	w = full;
+	for (const char *r = full; *r;) {
+		const char *e = strchrnul(r + 1, '/');
+		size_t n = (size_t)(e - r);	/* "/name" */
+		if (n == 1 || (n == 2 && r[1] == '.')) {
+			/* "//" or "/." */
+		} else if (n == 3 && r[1] == '.' && r[2] == '.') {
+			while (w > full && *--w != '/')
+				;
+		} else {
+			memmove(w, r, n);
+			w += n;
+		}
+		r = e;
+	}
+	if (w == full)
+		*w++ = '/';
+	*w = '\0';
+	out = intern(s, full);
+	free(full);
+	return out;
 }
 
 /*
@@ -629,8 +680,8 @@ static const char *public_alias(Dwfl_Module *mod, uint64_t addr,
  * CU's own ranges are checked; and Go binaries have no .debug_aranges at
  * all, so then the CUs are searched one by one (answers are cached by pc).
  */
-static bool source_of(Dwfl_Module *mod, uint64_t addr, const char **file,
-		      int *line)
+static bool source_of(struct symbols *s, Dwfl_Module *mod, uint64_t addr,
+		      const char **file, int *line)
 {
 	Dwarf_Addr bias;
 	Dwarf_Die *cu = dwfl_module_addrdie(mod, addr, &bias);
@@ -649,6 +700,8 @@ static bool source_of(Dwfl_Module *mod, uint64_t addr, const char **file,
 		if (!(l = dwfl_module_getsrc(mod, addr)))
 			return false;
 		*file = dwfl_lineinfo(l, NULL, line, NULL, NULL, NULL);
+		if (*file)
+			*file = source_path(s, cu, *file);
 		return *file != NULL;
 	}
 	if (!(dw = dwfl_module_getdwarf(mod, &bias)) ||
@@ -660,6 +713,8 @@ static bool source_of(Dwfl_Module *mod, uint64_t addr, const char **file,
 	if (!cu || !(dl = dwarf_getsrc_die(cu, addr - bias)))
 		return false;
 	*file = dwarf_linesrc(dl, NULL, NULL);
+	if (*file)
+		*file = source_path(s, cu, *file);
 	return *file && dwarf_lineno(dl, line) == 0;
 }
 
@@ -705,9 +760,9 @@ static void describe_uncached(struct symbols *s, uint64_t pc, bool is_ret,
 	else if (name && off == 0 && name[0] == '_' && name[1] != 'Z')
 		name = public_alias(mod, addr, name);
 	if (name)
-		out->function = function_name(s, name);
-	if (source_of(mod, addr, &file, &lineno)) {
-		out->file = intern(s, file);
+		out->function = function_name(s, name, &out->linkage_name);
+	if (source_of(s, mod, addr, &file, &lineno)) {
+		out->file = file;
 		out->line = lineno;
 	}
 }

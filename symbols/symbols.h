@@ -67,11 +67,14 @@ uint64_t symbols_lookup_name(struct symbols *s, const char *module_prefix,
 
 /* Where PC lies. Strings are owned by S and live until symbols_free.
  * function: demangled C++ names ("operator new(unsigned long)"), NULL if
- * unknown. file: source file name as in the line table (may be a full
- * path), NULL if no line info. line: 0 if unknown. module: path of the ELF
- * object, NULL if PC is in no known module. */
+ * unknown; linkage_name: the same undemangled ("_Znwm"), NULL with it.
+ * file: the source file's full path (the line table's name joined to the
+ * unit's compilation directory when relative; absolute unless the DWARF
+ * lacks the directory), NULL if no line info. line: 0 if unknown.
+ * module: path of the ELF object, NULL if PC is in no known module. */
 struct symbol_info {
 	const char *function;
+	const char *linkage_name;
 	const char *file;
 	int line;
 	const char *module;

@@ -29,6 +29,7 @@ test)
 	command -v g++ >/dev/null 2>&1 || need g++
 	command -v go >/dev/null 2>&1 || need golang-go
 	command -v strace >/dev/null 2>&1 || need strace
+	command -v curl >/dev/null 2>&1 || need curl
 	command -v strip >/dev/null 2>&1 || need binutils
 	[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need libc6-dev
 	;;

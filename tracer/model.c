@@ -34,6 +34,15 @@ unsigned leak_kind_flag(enum leak_kind k)
 	return k < LEAK__COUNT ? 1u << k : 0;
 }
 
+const struct model_supp_use *model_supp_of(const struct report_model *m,
+					   const struct model_record *rec)
+{
+	for (size_t i = 0; rec->suppressed_by >= 0 && i < m->n_supp_used; i++)
+		if (m->supp_used[i].index == rec->suppressed_by)
+			return &m->supp_used[i];
+	return NULL;
+}
+
 double model_age_s(const struct report_model *m, uint64_t t)
 {
 	return t && m->now_ns > t ? (double)(m->now_ns - t) / 1e9 : 0.0;
@@ -150,7 +159,7 @@ size_t model_frames(struct process *p, const struct options *o, uint32_t id,
 		out[i].pc = pcs[i];
 		frames_describe(p->frames, p->syms, p->stacks, id, i, &out[i].si);
 		if (i == 0)
-			out[i].si.function = alloc_call_name(call);
+			out[i].si.function = out[i].si.linkage_name = alloc_call_name(call);
 		if (!o->show_below_main && out[i].si.function &&
 		    !strcmp(out[i].si.function, "main"))
 			return i + 1;
@@ -196,6 +205,7 @@ void model_free(struct report_model *m)
 		free(m->records[i].frames);
 	}
 	free(m->records);
+	free(m->supp_used);
 	free(m);
 }
 

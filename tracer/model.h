@@ -53,6 +53,15 @@ struct model_totals {
 	uint64_t bytes[LEAK__COUNT], blocks[LEAK__COUNT];
 };
 
+/* A suppression that matched records of the model (suppress.h). */
+struct model_supp_use {
+	int index;		/* what a record's suppressed_by says */
+	const char *name;	/* borrowed from the suppression set */
+	const char *file;
+	int line;		/* of the name, as valgrind counts it */
+	uint64_t records, bytes, blocks;
+};
+
 struct report_model {
 	pid_t pid, ppid;
 	char *const *argv;	/* borrowed from the process */
@@ -67,6 +76,8 @@ struct report_model {
 	size_t n_records;
 	struct model_totals totals;	/* per kind, suppressed blocks excluded */
 	struct model_totals suppressed;	/* per kind, suppressed blocks only */
+	struct model_supp_use *supp_used;	/* in the order of the files */
+	size_t n_supp_used;
 };
 
 /*
@@ -79,6 +90,10 @@ struct report_model {
 struct report_model *model_build(struct process *p, const struct scan_result *r,
 				 const struct options *o, unsigned kinds);
 void model_free(struct report_model *m);
+
+/* The suppression that matched REC, NULL if it is shown. */
+const struct model_supp_use *model_supp_of(const struct report_model *m,
+					   const struct model_record *rec);
 
 /* Seconds from T to the model's now (0 if T is unknown or later). */
 double model_age_s(const struct report_model *m, uint64_t t);

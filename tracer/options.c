@@ -32,7 +32,15 @@ static const char usage[] =
 "                              (default definite)\n"
 "      --num-callers=N         frames per stack, 1-64 (default 12)\n"
 "      --show-below-main       keep the frames below main\n"
+"      --suppressions=FILE     suppress the loss records FILE matches: valgrind's\n"
+"                              format ({ Memcheck:Leak fun:/obj:/src: ... }) or\n"
+"                              LeakSanitizer's (leak:PATTERN); repeatable\n"
+"      --gen-suppressions=all  print a valgrind suppression after each loss\n"
+"                              record (=yes: the same, without asking)\n"
+"      --no-default-suppressions  do not read the default file (glibc's and\n"
+"                              ld.so's one-time allocations)\n"
 "  -q, --quiet                 no banner, only the report\n"
+"  -v, --verbose               also list the suppressions used, with counts\n"
 "  -f, --follow-forks          trace forked children too, one report each\n"
 "  -p, --pid=PID               attach to running process PID; leave on\n"
 "                              SIGINT/SIGTERM, after --duration, or at its exit\n"
@@ -154,6 +162,21 @@ void options_parse(struct options *o, int argc, char **argv)
 			exit(0);
 		} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
 			o->quiet = true;
+		} else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+			o->verbose = true;
+		} else if ((v = value_of("--suppressions", argc, argv, &i))) {
+			o->suppressions = xrealloc(o->suppressions, (size_t)(o->n_suppressions + 1) *
+						   sizeof(*o->suppressions));
+			o->suppressions[o->n_suppressions++] = v;
+		} else if (!strcmp(a, "--no-default-suppressions")) {
+			o->no_default_suppressions = true;
+		} else if ((v = value_of("--gen-suppressions", argc, argv, &i))) {
+			if (!strcmp(v, "all") || !strcmp(v, "yes"))
+				o->gen_suppressions = true;
+			else if (!strcmp(v, "no"))
+				o->gen_suppressions = false;
+			else
+				bad("--gen-suppressions: '%s' is not all, yes or no", v);
 		} else if (!strcmp(a, "-f") || !strcmp(a, "--follow-forks")) {
 			o->follow_forks = true;
 		} else if (!strcmp(a, "-p")) {

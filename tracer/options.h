@@ -28,6 +28,11 @@ struct options {
 	double duration;	/* attach: leave after this many seconds; 0 = no */
 	double interval;	/* attach: periodic top sites; 0 = no */
 	char **argv;		/* PROGRAM and its arguments; NULL with -p */
+	const char **suppressions;	/* --suppressions=FILE, in order */
+	int n_suppressions;
+	bool no_default_suppressions;
+	bool gen_suppressions;	/* --gen-suppressions=all|yes */
+	bool verbose;		/* -v: suppressions used, ... */
 };
 
 /*

@@ -20,6 +20,7 @@
 #include "tracer/proc.h"
 #include "tracer/scan.h"
 #include "tracer/stacks.h"
+#include "tracer/suppress.h"
 #include "tracer/util.h"
 #include "tracer/writer.h"
 
@@ -32,6 +33,7 @@ static const struct report_writer *const writers[] = {
 static struct writer_out outs[ARRAY_SIZE(writers)];
 static bool active[ARRAY_SIZE(writers)];
 static uint64_t counted_leaks;
+static struct suppressions *supps;	/* NULL: none loaded */
 
 const char *writer_num(uint64_t v, char buf[32])
 {
@@ -82,8 +84,30 @@ static FILE *open_report(const char *path)
 	return f;
 }
 
+/* The default suppression file, then --suppressions, in order; a broken
+ * one stops ptleak before anything runs. */
+static void load_suppressions(const struct options *o)
+{
+	char *def = o->no_default_suppressions ? NULL : suppress_default_path();
+	char *err;
+
+	if (!def && !o->n_suppressions)
+		return;
+	supps = suppressions_new();
+	if (def && suppressions_load(supps, def, &err) < 0)
+		die("%s", err ? err : def);
+	if (o->verbose)
+		fprintf(stderr, "ptleak: default suppressions: %s\n",
+			def ? def : "none found (looked next to the ptleak binary)");
+	free(def);
+	for (int i = 0; i < o->n_suppressions; i++)
+		if (suppressions_load(supps, o->suppressions[i], &err) < 0)
+			die("%s", err ? err : o->suppressions[i]);
+}
+
 void report_open(const struct options *o)
 {
+	load_suppressions(o);
 	for (size_t i = 0; i < ARRAY_SIZE(writers); i++) {
 		const char *path = writers[i]->path(o);
 		if (!path && !writers[i]->to_stderr)
@@ -112,7 +136,9 @@ void report_process(struct process *p, const struct options *o)
 	for (size_t i = 0; i < ARRAY_SIZE(writers); i++)
 		if (active[i])
 			kinds |= writers[i]->kinds(o);
+	kinds |= suppressions_kinds(supps);
 	struct report_model *m = model_build(p, p->scan, o, kinds);
+	suppressions_apply(supps, m);
 	for (size_t i = 0; i < ARRAY_SIZE(writers); i++) {
 		if (!active[i])
 			continue;
@@ -145,6 +171,8 @@ int report_close(const struct options *o)
 			rc = -1;
 		}
 	}
+	suppressions_free(supps);
+	supps = NULL;
 	if (rc < 0)
 		return -1;
 	return counted_leaks > INT32_MAX ? INT32_MAX : (int)counted_leaks;

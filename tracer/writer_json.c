@@ -35,13 +35,17 @@ static void write_frames(FILE *f, const struct model_record *rec)
 			rec->frames[k].pc);
 		writer_json_str(f, si->function);
 		fputs(",\"file\":", f);
-		writer_json_str(f, si->line ? writer_base_name(si->file) : NULL);
+		writer_json_str(f, si->line ? si->file : NULL);
 		if (si->file && si->line)
 			fprintf(f, ",\"line\":%d", si->line);
 		else
 			fputs(",\"line\":null", f);
 		fputs(",\"module\":", f);
 		writer_json_str(f, si->module);
+		if (si->module)
+			fprintf(f, ",\"module_offset\":\"0x%" PRIx64 "\"", si->module_offset);
+		else
+			fputs(",\"module_offset\":null", f);
 		fputc('}', f);
 	}
 }
@@ -51,7 +55,7 @@ static void write_process(FILE *f, const struct report_model *m)
 	const struct heap_stats *st = &m->heap;
 	int status = m->exit_status;
 
-	fprintf(f, "{\"pid\":%d,\"command\":[", m->pid);
+	fprintf(f, "{\"pid\":%d,\"ppid\":%d,\"command\":[", m->pid, m->ppid);
 	for (char *const *v = m->argv; v && *v; v++) {
 		if (v != m->argv)
 			fputc(',', f);
@@ -70,6 +74,12 @@ static void write_process(FILE *f, const struct report_model *m)
 	for (int k = 0; k < LEAK__COUNT; k++)
 		fprintf(f, "\"%s\":{\"bytes\":%" PRIu64 ",\"blocks\":%" PRIu64 "},",
 			leak_kind_name((enum leak_kind)k), m->totals.bytes[k], m->totals.blocks[k]);
+	uint64_t sb = 0, sn = 0;
+	for (int k = 0; k < LEAK__COUNT; k++) {
+		sb += m->suppressed.bytes[k];
+		sn += m->suppressed.blocks[k];
+	}
+	fprintf(f, "\"suppressed\":{\"bytes\":%" PRIu64 ",\"blocks\":%" PRIu64 "},", sb, sn);
 	fprintf(f, "\"allocations\":%" PRIu64 ",\"frees\":%" PRIu64
 		",\"bytes_allocated\":%" PRIu64 ",\"peak_bytes\":%" PRIu64
 		",\"scanned\":%s,\"scan_ms\":%.3f},\"leaks\":[",
@@ -78,13 +88,29 @@ static void write_process(FILE *f, const struct report_model *m)
 	for (size_t i = 0; i < m->n_records; i++) {
 		const struct model_record *rec = &m->records[i];
 		fprintf(f, "%s{\"kind\":\"%s\",\"bytes\":%" PRIu64 ",\"blocks\":%" PRIu64
-			",\"indirect_bytes\":%" PRIu64
-			",\"age\":{\"oldest_s\":%.3f,\"median_s\":%.3f},\"stack\":[",
+			",\"indirect_bytes\":%" PRIu64 ",\"indirect_blocks\":%" PRIu64
+			",\"age\":{\"oldest_s\":%.3f,\"median_s\":%.3f},\"suppressed_by\":",
 			i ? "," : "", leak_kind_name(rec->kind), rec->bytes, rec->blocks,
-			rec->indirect_bytes, model_age_s(m, rec->oldest_ns),
+			rec->indirect_bytes, rec->indirect_blocks, model_age_s(m, rec->oldest_ns),
 			model_age_s(m, rec->median_ns));
+		const struct model_supp_use *u = model_supp_of(m, rec);
+		writer_json_str(f, u ? u->name : NULL);
+		fputs(",\"addresses\":[", f);
+		for (uint64_t k = 0; k < rec->blocks; k++)
+			fprintf(f, "%s\"0x%" PRIx64 "\"", k ? "," : "", rec->addrs[k]);
+		fputs("],\"stack\":[", f);
 		write_frames(f, rec);
 		fputs("]}", f);
+	}
+	fputs("],\"suppressions_used\":[", f);
+	for (size_t i = 0; i < m->n_supp_used; i++) {
+		const struct model_supp_use *u = &m->supp_used[i];
+		fprintf(f, "%s{\"name\":", i ? "," : "");
+		writer_json_str(f, u->name);
+		fputs(",\"file\":", f);
+		writer_json_str(f, u->file);
+		fprintf(f, ",\"line\":%d,\"records\":%" PRIu64 ",\"bytes\":%" PRIu64
+			",\"blocks\":%" PRIu64 "}", u->line, u->records, u->bytes, u->blocks);
 	}
 	fputs("]}", f);
 }

@@ -7,6 +7,7 @@
 
 #include "tracer/model.h"
 #include "tracer/options.h"
+#include "tracer/suppress.h"
 #include "tracer/version.h"
 #include "tracer/writer.h"
 
@@ -33,7 +34,8 @@ static void write_frames(FILE *f, pid_t pid, const struct model_frame *fr, size_
 	}
 }
 
-static void write_record(FILE *f, const struct report_model *m, size_t i)
+static void write_record(FILE *f, const struct report_model *m, size_t i,
+			 const struct options *o)
 {
 	const struct model_record *rec = &m->records[i];
 	char a[32], b[32], c[32], d[32];
@@ -55,6 +57,8 @@ static void write_record(FILE *f, const struct report_model *m, size_t i)
 	fputc('\n', f);
 	write_frames(f, pid, rec->frames, rec->n_frames);
 	fprintf(f, "==%d==\n", pid);
+	if (o->gen_suppressions)
+		suppress_write_block(f, rec);
 }
 
 static void text_process(struct writer_out *w, const struct report_model *m,
@@ -92,7 +96,7 @@ static void text_process(struct writer_out *w, const struct report_model *m,
 	for (size_t i = 0; i < m->n_records; i++)
 		if ((o->show_kinds & leak_kind_flag(m->records[i].kind)) &&
 		    m->records[i].suppressed_by < 0)
-			write_record(f, m, i);
+			write_record(f, m, i, o);
 	fprintf(f, "==%d== LEAK SUMMARY:\n", pid);
 	for (int k = 0; k < LEAK__COUNT; k++)
 		fprintf(f, "==%d==    %15s: %s bytes in %s blocks\n", pid,
@@ -105,6 +109,13 @@ static void text_process(struct writer_out *w, const struct report_model *m,
 	}
 	fprintf(f, "==%d==         suppressed: %s bytes in %s blocks\n", pid,
 		writer_num(sb, a), writer_num(sn, b));
+	/* valgrind -v's list, in its words: records matched, name, where. */
+	for (size_t i = 0; o->verbose && i < m->n_supp_used; i++) {
+		const struct model_supp_use *u = &m->supp_used[i];
+		fprintf(f, "--%d-- used_suppression: %6" PRIu64 " %s %s:%d suppressed: %s bytes "
+			"in %s blocks\n", pid, u->records, u->name, u->file, u->line,
+			writer_num(u->bytes, a), writer_num(u->blocks, b));
+	}
 	fflush(f);
 }
 

@@ -79,7 +79,7 @@ def start_server(s, ps):
 
 def start_attach(s, ps, pid, opts):
     """ptleak OPTS -p PID, once its banner says it is attached."""
-    p = ps.start([s.ptleak] + opts + ["-p", str(pid)])
+    p = ps.start([s.ptleak, "--no-default-suppressions"] + opts + ["-p", str(pid)])
     p.wait_for("err", rb"attached.*\b%d\b" % pid, 20,
                "ptleak -p %d (waiting for its banner line \"... attached to "
                "process %d\")" % (pid, pid))

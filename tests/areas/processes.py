@@ -238,7 +238,7 @@ def t_signals_from_outside(s):
             raise Fail("sig_external alone: status %d, stdout %r"
                        % (st, nat.out))
         j = s.tmpfile("report.json")
-        p = ps.start([s.ptleak, "--json=" + j, exe])
+        p = ps.start([s.ptleak, "--no-default-suppressions", "--json=" + j, exe])
         p.wait_for("out", rb"^ready$", 20, "ptleak sig_external")
         prog = traced_child(p.pid)
         drive_sig_external(p, prog, "ptleak sig_external")
@@ -265,7 +265,7 @@ def t_killed_from_outside(s):
     exe = s.builder.get("sig_external")
     with Processes(s) as ps:
         j = s.tmpfile("report.json")
-        p = ps.start([s.ptleak, "--json=" + j, exe])
+        p = ps.start([s.ptleak, "--no-default-suppressions", "--json=" + j, exe])
         p.wait_for("out", rb"^ready$", 20, "ptleak sig_external")
         prog = traced_child(p.pid)
         os.kill(prog, signal.SIGUSR1)
@@ -292,7 +292,7 @@ def t_ctrl_c_at_terminal(s):
     if st != 3 or b"got SIGINT" not in out:
         raise Fail("ctrl_c alone in a pty: status %d" % st, tail(out))
     j = s.tmpfile("report.json")
-    st2, out2, ready = run_in_pty([s.ptleak, "--json=" + j, exe], s.env, 30,
+    st2, out2, ready = run_in_pty([s.ptleak, "--no-default-suppressions", "--json=" + j, exe], s.env, 30,
                                   lambda w: w(b"\x03"))
     errs = []
     if not ready:
@@ -386,7 +386,7 @@ def t_ctrl_z_at_terminal(s):
                    tail(out))
     j = s.tmpfile("report.json")
     problems = []
-    st2, out2, ready = run_in_pty(shell + [s.ptleak, "--json=" + j, exe],
+    st2, out2, ready = run_in_pty(shell + [s.ptleak, "--no-default-suppressions", "--json=" + j, exe],
                                   s.env, 30, ctrl_z_then_fg(s, True, problems),
                                   pass_pid=True)
     errs = problems[:]
