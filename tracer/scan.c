@@ -12,9 +12,8 @@
  *    free chunks hold stale pointers, so the whole heap is not a root.
  *  - main_arena (struct malloc_state, 2200 bytes in glibc 2.27 and later)
  *    sits in libc's data. Its bins point at chunk headers, which can lie
- *    inside the last bytes of a live neighbour. It is found by its shape:
- *    empty bins point at themselves minus 16, and its `next` list of
- *    arenas leads back to it.
+ *    inside the last bytes of a live neighbour. glibc_heap.c finds it by
+ *    its shape.
  */
 #include "tracer/scan.h"
 
@@ -26,6 +25,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "tracer/glibc_heap.h"
 #include "tracer/proc.h"
 #include "tracer/util.h"
 
@@ -35,10 +35,6 @@
 #define CACHE_SLOTS 16
 #define FEW 64			/* mark stack this short: read through the cache */
 #define ARENA_HEAP_SIZE (64ull << 20)	/* glibc HEAP_MAX_SIZE on 64-bit */
-#define MALLOC_STATE_SIZE 2200u
-#define MALLOC_STATE_BINS 112u		/* offset of bins[] */
-#define MALLOC_STATE_NEXT 2168u		/* offset of next */
-#define NBINS_PAIRS 127u
 
 enum mark { UNREACHED, REACHABLE, POSSIBLE, INDIRECT };
 
@@ -371,76 +367,15 @@ static void exclude_arena_heaps(struct scan *s)
 	}
 }
 
-/* Does the arena list starting at NEXT lead back to A? */
-static bool arena_ring(struct scan *s, uint64_t a, uint64_t next)
-{
-	for (int hop = 0; hop < 64; hop++) {
-		if (next == a)
-			return true;
-		if (!next || proc_read_u64(s->p, next + MALLOC_STATE_NEXT, &next) < 0)
-			return false;
-	}
-	return false;
-}
-
-/* Empty bins of a malloc_state at A, whose bytes start at DATA + (A - START). */
-static unsigned empty_bins(uint64_t a, uint64_t start, const uint8_t *data)
-{
-	unsigned n = 0;
-
-	for (uint64_t k = 0; k < NBINS_PAIRS; k++) {
-		uint64_t x = a + MALLOC_STATE_BINS + 16 * k, fd, bk;
-		memcpy(&fd, data + (x - start), 8);
-		memcpy(&bk, data + (x - start) + 8, 8);
-		n += fd == x - 16 && bk == x - 16;
-	}
-	return n;
-}
-
-/* Is the malloc_state candidate at A (bytes in DATA) shaped like glibc's
- * main_arena? fastbinsY[] and top point into heaps, never into libc's own
- * data (a candidate shifted onto the bins would see bin pointers there);
- * next is NULL (glibc 2.36 sets it with the second arena), itself, or a
- * ring of arenas back to it. */
-static bool looks_like_main_arena(struct scan *s, uint64_t a, uint64_t start,
-				  const uint8_t *data, size_t len)
-{
-	uint64_t w, next;
-
-	for (uint64_t off = 16; off <= 104; off += 8) {	/* fastbinsY, top, last_remainder */
-		memcpy(&w, data + (a - start) + off, 8);
-		if (w - start < len)
-			return false;
-		if (off == 96 && !w)
-			return false;	/* top: set once malloc ran */
-	}
-	if (empty_bins(a, start, data) < 8)
-		return false;
-	memcpy(&next, data + (a - start) + MALLOC_STATE_NEXT, 8);
-	return !next || next == a || arena_ring(s, a, next);
-}
-
 /* Look for glibc's main_arena in the data mapping [start, start+len),
- * whose contents are in DATA. */
+ * whose contents are in DATA (glibc_heap.c knows its shape). */
 static void exclude_main_arena(struct scan *s, uint64_t start, const uint8_t *data, size_t len)
 {
-	for (size_t x = 0; x + 16 <= len; x += 8) {
-		uint64_t fd, bk, X = start + x;
-		memcpy(&fd, data + x, 8);
-		memcpy(&bk, data + x + 8, 8);
-		if (fd != X - 16 || bk != X - 16)
-			continue;
-		/* An empty bin: which one? Try each place the arena could start. */
-		for (uint64_t k = 0; k < NBINS_PAIRS; k++) {
-			uint64_t a = X - MALLOC_STATE_BINS - 16 * k;
-			if (a < start || a + MALLOC_STATE_SIZE > start + len)
-				continue;
-			if (looks_like_main_arena(s, a, start, data, len)) {
-				debug("main_arena at 0x%" PRIx64, a);
-				exclude(s, a, a + MALLOC_STATE_SIZE);
-				return;
-			}
-		}
+	uint64_t a = glibc_main_arena_in(s->p, start, data, len);
+
+	if (a) {
+		debug("main_arena at 0x%" PRIx64, a);
+		exclude(s, a, a + GLIBC_MALLOC_STATE_SIZE);
 	}
 }
 
