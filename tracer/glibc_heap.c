@@ -574,7 +574,7 @@ int glibc_heap_walk(struct process *p, const uint64_t *tps, size_t ntp, struct g
 	memset(h, 0, sizeof(*h));
 	h->main_arena = find_main_arena(p, m, nm);
 	if (!h->main_arena) {
-		fail(&w, "glibc's malloc state (main_arena) was not found");
+		fail(&w, "no glibc main_arena in its data");
 		goto out;
 	}
 	uint64_t arenas[MAX_ARENAS];

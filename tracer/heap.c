@@ -121,12 +121,20 @@ static void insert(struct heap *h, const struct block *b)
 		 * entry point we do not hook). The old block is gone. */
 		h->st.live_bytes -= h->slots[i].size;
 		h->st.live_blocks--;
+		if (h->slots[i].before_attach) {
+			h->st.before_bytes -= h->slots[i].size;
+			h->st.before_blocks--;
+		}
 	} else {
 		h->used++;
 	}
 	h->slots[i] = *b;
 	h->st.live_bytes += b->size;
 	h->st.live_blocks++;
+	if (b->before_attach) {
+		h->st.before_bytes += b->size;
+		h->st.before_blocks++;
+	}
 	if (h->st.live_bytes > h->st.peak_bytes)
 		h->st.peak_bytes = h->st.live_bytes;
 }
@@ -144,6 +152,10 @@ static bool take(struct heap *h, uint64_t ptr, struct block *out)
 	*out = h->slots[i];
 	h->st.live_bytes -= out->size;
 	h->st.live_blocks--;
+	if (out->before_attach) {
+		h->st.before_bytes -= out->size;
+		h->st.before_blocks--;
+	}
 	h->used--;
 	/* Backward-shift deletion: pull later members of the run into the
 	 * hole when their home slot is at or before it. */
@@ -168,6 +180,19 @@ static void add_alloc(struct heap *h, const struct alloc_event *ev)
 	};
 	h->st.allocations++;
 	h->st.bytes_allocated += ev->size;
+	if (!h->st.min_ptr || ev->ptr < h->st.min_ptr)
+		h->st.min_ptr = ev->ptr;
+	insert(h, &b);
+}
+
+static void add_before_attach(struct heap *h, const struct alloc_event *ev)
+{
+	struct block b = { .ptr = ev->ptr, .size = ev->size, .call = CALL_MALLOC,
+			   .before_attach = true };
+
+	h->st.before_found_bytes += ev->size;
+	h->st.before_found_blocks++;
+	/* The scan's brk heap starts at the lowest block (heap.h). */
 	if (!h->st.min_ptr || ev->ptr < h->st.min_ptr)
 		h->st.min_ptr = ev->ptr;
 	insert(h, &b);
@@ -236,6 +261,10 @@ void heap_record(struct heap *h, const struct alloc_event *ev)
 		break;
 	case OP_REALLOC_EXIT:
 		realloc_exit(h, ev);
+		break;
+	case OP_BEFORE_ATTACH:
+		if (ev->ptr)
+			add_before_attach(h, ev);
 		break;
 	}
 }

@@ -40,6 +40,9 @@ enum alloc_op {
 	OP_FREE,		/* ptr (NULL and unknown pointers are ignored) */
 	OP_REALLOC_ENTER,	/* old_ptr (may be NULL) */
 	OP_REALLOC_EXIT,	/* old_ptr, ptr (NULL: failed or freed), size, stack */
+	OP_BEFORE_ATTACH,	/* ptr, size: live when ptleak attached (read from the
+				 * allocator, glibc_heap.h); no stack, no time, not
+				 * counted as an allocation */
 };
 
 struct alloc_event {
@@ -58,14 +61,19 @@ struct block {
 	uint64_t size;
 	uint32_t stack_id;
 	uint8_t call;		/* enum alloc_call that made it (realloc: the realloc) */
-	uint64_t time_ns;
+	bool before_attach;	/* OP_BEFORE_ATTACH: allocated before ptleak attached */
+	uint64_t time_ns;	/* 0: unknown (before_attach) */
 };
 
 struct heap_stats {
 	uint64_t allocations, frees;
 	uint64_t bytes_allocated;
 	uint64_t live_bytes, live_blocks, peak_bytes;
-	uint64_t unknown_frees;	/* frees of blocks allocated before tracing */
+	uint64_t unknown_frees;	/* frees of blocks allocated before tracing, not known */
+	/* Blocks from before the attach (OP_BEFORE_ATTACH): found, and
+	 * still live (also in live_*). Their frees count in frees. */
+	uint64_t before_found_bytes, before_found_blocks;
+	uint64_t before_bytes, before_blocks;
 	uint64_t min_ptr;	/* lowest block address ever allocated, 0: none */
 };
 

@@ -50,6 +50,7 @@ double model_age_s(const struct report_model *m, uint64_t t)
 
 struct member {
 	enum leak_kind kind;
+	bool before_attach;
 	uint32_t stack_id;
 	uint8_t call;
 	uint64_t time_ns;
@@ -63,6 +64,8 @@ static int by_member(const void *a, const void *b)
 
 	if (x->kind != y->kind)
 		return x->kind < y->kind ? -1 : 1;
+	if (x->before_attach != y->before_attach)
+		return x->before_attach ? -1 : 1;
 	if (x->stack_id != y->stack_id)
 		return x->stack_id < y->stack_id ? -1 : 1;
 	if (x->time_ns != y->time_ns)
@@ -76,6 +79,8 @@ static int by_record(const void *a, const void *b)
 
 	if (x->kind != y->kind)
 		return x->kind < y->kind ? -1 : 1;
+	if (x->before_attach != y->before_attach)
+		return x->before_attach ? -1 : 1;
 	return x->stack_id < y->stack_id ? -1 : x->stack_id > y->stack_id;
 }
 
@@ -108,7 +113,8 @@ static void make_records(struct report_model *m, const struct scan_result *r)
 	for (size_t i = 0; i < r->n; i++) {
 		enum leak_kind k = (enum leak_kind)r->kind[i];
 		const struct block *b = &r->blocks[i];
-		mb[i] = (struct member){ .kind = k, .stack_id = b->stack_id, .call = b->call,
+		mb[i] = (struct member){ .kind = k, .before_attach = b->before_attach,
+					 .stack_id = b->stack_id, .call = b->call,
 					 .time_ns = b->time_ns, .size = b->size, .ptr = b->ptr };
 		m->totals.bytes[k] += b->size;
 		m->totals.blocks[k]++;
@@ -117,9 +123,11 @@ static void make_records(struct report_model *m, const struct scan_result *r)
 	for (size_t i = 0, j; i < r->n; i = j) {
 		struct model_record *rec = &v[n++];
 		*rec = (struct model_record){ .kind = mb[i].kind, .stack_id = mb[i].stack_id,
+					      .before_attach = mb[i].before_attach,
 					      .call = (enum alloc_call)mb[i].call,
 					      .oldest_ns = mb[i].time_ns, .suppressed_by = -1 };
 		for (j = i; j < r->n && mb[j].kind == mb[i].kind &&
+			    mb[j].before_attach == mb[i].before_attach &&
 			    mb[j].stack_id == mb[i].stack_id; j++) {
 			rec->bytes += mb[j].size;
 			rec->blocks++;
@@ -134,8 +142,9 @@ static void make_records(struct report_model *m, const struct scan_result *r)
 	for (size_t i = 0; i < r->n; i++) {
 		if (r->kind[i] != LEAK_INDIRECT)
 			continue;
-		struct model_record key = { .kind = LEAK_DEFINITE,
-					    .stack_id = r->blocks[r->leader[i]].stack_id };
+		const struct block *lead = &r->blocks[r->leader[i]];
+		struct model_record key = { .kind = LEAK_DEFINITE, .stack_id = lead->stack_id,
+					    .before_attach = lead->before_attach };
 		struct model_record *rec = bsearch(&key, v, n, sizeof(*v), by_record);
 		if (rec) {
 			rec->indirect_bytes += r->blocks[i].size;
@@ -179,6 +188,8 @@ struct report_model *model_build(struct process *p, const struct scan_result *r,
 	m->exit_status = p->exit_status;
 	m->attached = p->attached;
 	m->attach_ns = p->attach_ns;
+	m->before_known = p->before_known;
+	m->before_why = p->before_known ? NULL : p->before_why;
 	m->now_ns = now_ns();
 	m->heap = *heap_stats(p->heap);
 	m->scanned = r->scanned;
@@ -187,7 +198,7 @@ struct report_model *model_build(struct process *p, const struct scan_result *r,
 	make_records(m, r);
 	for (size_t i = 0; i < m->n_records; i++) {
 		struct model_record *rec = &m->records[i];
-		if (!(kinds & leak_kind_flag(rec->kind)))
+		if (!(kinds & leak_kind_flag(rec->kind)) || rec->before_attach)
 			continue;
 		rec->n_frames = model_frames(p, o, rec->stack_id, rec->call, fr, ARRAY_SIZE(fr));
 		rec->frames = xmalloc((rec->n_frames + 1) * sizeof(*rec->frames));

@@ -33,6 +33,10 @@ struct model_record {
 	enum leak_kind kind;
 	enum alloc_call call;	/* the entry point that allocated the blocks */
 	uint32_t stack_id;
+	/* Blocks found live in the allocator when ptleak attached: no stack
+	 * (n_frames 0), no ages (oldest_ns, median_ns 0); one such record
+	 * per kind. */
+	bool before_attach;
 	uint64_t bytes, blocks;
 	/* Definitely lost records: the blocks of their cliques, indirectly
 	 * lost, counted here too (valgrind's "N (D direct, I indirect)"). */
@@ -66,8 +70,14 @@ struct report_model {
 	pid_t pid, ppid;
 	char *const *argv;	/* borrowed from the process */
 	int exit_status;	/* wait status; -1: still running (detach) */
-	bool attached;		/* -p: only blocks since attach_ns are known */
+	bool attached;		/* -p: traced since attach_ns */
 	uint64_t attach_ns;
+	/* -p: whether the blocks live before the attach were read from the
+	 * allocator (records with before_attach; leak kinds exact), or why
+	 * not (leak kinds conservative: before_why, e.g. "the allocator is
+	 * not glibc's"). */
+	bool before_known;
+	const char *before_why;	/* borrowed from the process; NULL if known */
 	uint64_t now_ns;	/* when the model was built */
 	struct heap_stats heap;
 	bool scanned;		/* false: memory was gone, all definitely lost */

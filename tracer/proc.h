@@ -78,6 +78,10 @@ struct process {
 	int exit_status;	/* wait status when reaped, -1 before */
 	bool attached;		/* -p: traced since attach_ns, not from exec */
 	uint64_t attach_ns;
+	/* -p: the blocks live at the attach were read from the allocator
+	 * (preattach.h) and are in the heap; else why not. */
+	bool before_known;
+	char before_why[192];
 	bool argv_owned;	/* argv read from /proc (exec, fork): ours to free */
 	struct frames *frames;	/* symbolized frames of the stacks */
 	bool reported;

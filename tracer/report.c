@@ -218,6 +218,8 @@ void report_interval(struct process *p, const struct options *o)
 		tot[i] = (struct site_total){ .stack_id = (uint32_t)i,
 					      .prev_bytes = i < n_prev ? prev_bytes[i] : 0 };
 	for (size_t i = 0; i < nb; i++) {
+		if (b[i].before_attach)
+			continue;	/* no site: not part of what grows since */
 		tot[b[i].stack_id].bytes += b[i].size;
 		tot[b[i].stack_id].blocks++;
 		tot[b[i].stack_id].call = b[i].call;
@@ -226,17 +228,19 @@ void report_interval(struct process *p, const struct options *o)
 	for (size_t i = 0; i < ns; i++)
 		prev_bytes[i] = tot[i].bytes;
 	n_prev = ns;
-	int64_t dbytes = (int64_t)(st->live_bytes - prev_live_bytes);
-	int64_t dblocks = (int64_t)(st->live_blocks - prev_live_blocks);
+	uint64_t live_bytes = st->live_bytes - st->before_bytes;
+	uint64_t live_blocks = st->live_blocks - st->before_blocks;
+	int64_t dbytes = (int64_t)(live_bytes - prev_live_bytes);
+	int64_t dblocks = (int64_t)(live_blocks - prev_live_blocks);
 	uint64_t since = prev_tick_ns ? prev_tick_ns : p->attach_ns;
 	fprintf(f, "==%d== [t=%.1fs] live since attach: %s bytes in %s blocks "
 		"(%s%s bytes, %s%s blocks in %.1fs)\n", p->pid, age_s(now, p->attach_ns),
-		writer_num(st->live_bytes, a), writer_num(st->live_blocks, c),
+		writer_num(live_bytes, a), writer_num(live_blocks, c),
 		dbytes < 0 ? "-" : "+", writer_num((uint64_t)(dbytes < 0 ? -dbytes : dbytes), d),
 		dblocks < 0 ? "-" : "+", writer_num((uint64_t)(dblocks < 0 ? -dblocks : dblocks), e),
 		age_s(now, since));
-	prev_live_bytes = st->live_bytes;
-	prev_live_blocks = st->live_blocks;
+	prev_live_bytes = live_bytes;
+	prev_live_blocks = live_blocks;
 	prev_tick_ns = now;
 	qsort(tot, ns, sizeof(*tot), by_live_bytes);
 	for (size_t i = 0; i < ns && i < 10 && tot[i].bytes; i++) {

@@ -50,11 +50,13 @@
 #include "tracer/heap.h"
 #include "tracer/hooks.h"
 #include "tracer/launch.h"
+#include "tracer/preattach.h"
 #include "tracer/proc.h"
 #include "tracer/report.h"
 #include "tracer/scan.h"
 #include "tracer/stacks.h"
 #include "tracer/util.h"
+#include "tracer/writer.h"
 
 #define MAX_EARLY 256
 #define TICK_US 100000		/* attach mode: how often waitpid wakes up */
@@ -757,6 +759,7 @@ struct tracer *tracer_attach(const struct options *o)
 		tracer_dispatch(tr, &(struct event){ .kind = EV_LEAVE });
 		die("cannot hook the allocator of process %d; detached, it runs on untraced", pid);
 	}
+	long before = preattach_inventory(p);
 	p->attach_ns = now_ns();
 	if (o->duration)
 		tr->deadline_ns = p->attach_ns + (uint64_t)(o->duration * 1e9);
@@ -766,6 +769,15 @@ struct tracer *tracer_attach(const struct options *o)
 		comm_of(pid, comm, sizeof(comm));
 		fprintf(stderr, "==%d== ptleak-%s: attached to process %d (%s), %zu threads\n",
 			pid, "0.1", pid, comm, p->n_threads);
+		char a[32], b[32];
+		const struct heap_stats *st = heap_stats(p->heap);
+		if (before >= 0)
+			fprintf(stderr, "==%d== %s bytes in %s blocks were live in glibc's heap "
+				"(allocated before ptleak attached)\n", pid,
+				writer_num(st->before_bytes, a), writer_num(st->before_blocks, b));
+		else
+			fprintf(stderr, "==%d== blocks allocated before the attach are not known: %s; "
+				"leak kinds are conservative\n", pid, p->before_why);
 	}
 	struct thread_list l = threads_of(p);
 	for (size_t i = 0; i < l.n; i++) {
@@ -953,7 +965,9 @@ static void on_trap(struct tracer *tr, struct thread *t)
 static void scan_now(struct tracer *tr, struct process *p, const struct user_regs_struct *regs,
 		     size_t n)
 {
-	p->scan = scan_process(p, regs, n, p->attached);
+	/* Attached without knowing the heap from before: memory ptleak cannot
+	 * account for must count as a root. */
+	p->scan = scan_process(p, regs, n, p->attached && !p->before_known);
 }
 
 /* Report P, scanning it first if its memory was never seen final (it
@@ -1017,6 +1031,8 @@ static void follow_child(struct process *c, struct process *parent, struct threa
 	c->generation = parent->generation;
 	c->attached = parent->attached;
 	c->attach_ns = parent->attach_ns;
+	c->before_known = parent->before_known;
+	memcpy(c->before_why, parent->before_why, sizeof(c->before_why));
 	c->argv = copy_argv(parent->argv);
 	c->argv_owned = true;
 	if (!parent->heap)

@@ -68,8 +68,14 @@ static void write_process(FILE *f, const struct report_model *m)
 		fprintf(f, "{\"signal\":%d}", WTERMSIG(status));
 	else
 		fprintf(f, "{\"code\":%d}", WEXITSTATUS(status));
-	if (m->attached)
-		fprintf(f, ",\"attached\":true,\"traced_s\":%.3f", model_age_s(m, m->attach_ns));
+	if (m->attached) {
+		fprintf(f, ",\"attached\":true,\"traced_s\":%.3f,\"before_attach_known\":%s",
+			model_age_s(m, m->attach_ns), m->before_known ? "true" : "false");
+		if (!m->before_known) {
+			fputs(",\"before_attach_why\":", f);
+			writer_json_str(f, m->before_why);
+		}
+	}
 	fputs(",\"summary\":{", f);
 	for (int k = 0; k < LEAK__COUNT; k++)
 		fprintf(f, "\"%s\":{\"bytes\":%" PRIu64 ",\"blocks\":%" PRIu64 "},",
@@ -82,17 +88,29 @@ static void write_process(FILE *f, const struct report_model *m)
 	fprintf(f, "\"suppressed\":{\"bytes\":%" PRIu64 ",\"blocks\":%" PRIu64 "},", sb, sn);
 	fprintf(f, "\"allocations\":%" PRIu64 ",\"frees\":%" PRIu64
 		",\"bytes_allocated\":%" PRIu64 ",\"peak_bytes\":%" PRIu64
-		",\"scanned\":%s,\"scan_ms\":%.3f},\"leaks\":[",
+		",\"scanned\":%s,\"scan_ms\":%.3f",
 		st->allocations, st->frees, st->bytes_allocated, st->peak_bytes,
 		m->scanned ? "true" : "false", m->scan_ns / 1e6);
+	if (m->attached && m->before_known)
+		fprintf(f, ",\"before_attach\":{\"found_bytes\":%" PRIu64 ",\"found_blocks\":%" PRIu64
+			",\"bytes\":%" PRIu64 ",\"blocks\":%" PRIu64 "}",
+			st->before_found_bytes, st->before_found_blocks, st->before_bytes,
+			st->before_blocks);
+	fputs("},\"leaks\":[", f);
 	for (size_t i = 0; i < m->n_records; i++) {
 		const struct model_record *rec = &m->records[i];
 		fprintf(f, "%s{\"kind\":\"%s\",\"bytes\":%" PRIu64 ",\"blocks\":%" PRIu64
 			",\"indirect_bytes\":%" PRIu64 ",\"indirect_blocks\":%" PRIu64
-			",\"age\":{\"oldest_s\":%.3f,\"median_s\":%.3f},\"suppressed_by\":",
+			",\"before_attach\":%s,\"age\":",
 			i ? "," : "", leak_kind_name(rec->kind), rec->bytes, rec->blocks,
-			rec->indirect_bytes, rec->indirect_blocks, model_age_s(m, rec->oldest_ns),
-			model_age_s(m, rec->median_ns));
+			rec->indirect_bytes, rec->indirect_blocks,
+			rec->before_attach ? "true" : "false");
+		if (rec->before_attach)
+			fputs("null", f);
+		else
+			fprintf(f, "{\"oldest_s\":%.3f,\"median_s\":%.3f}",
+				model_age_s(m, rec->oldest_ns), model_age_s(m, rec->median_ns));
+		fputs(",\"suppressed_by\":", f);
 		const struct model_supp_use *u = model_supp_of(m, rec);
 		writer_json_str(f, u ? u->name : NULL);
 		fputs(",\"addresses\":[", f);

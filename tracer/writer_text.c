@@ -51,10 +51,12 @@ static void write_record(FILE *f, const struct report_model *m, size_t i,
 		fprintf(f, "==%d== %s bytes in %s blocks are %s in loss record %zu of %zu",
 			pid, writer_num(rec->bytes, a), writer_num(rec->blocks, b),
 			leak_kind_words(rec->kind), i + 1, m->n_records);
-	if (m->attached)
+	if (m->attached && !rec->before_attach)
 		fprintf(f, " (ages: oldest %.1f s, median %.1f s)",
 			model_age_s(m, rec->oldest_ns), model_age_s(m, rec->median_ns));
 	fputc('\n', f);
+	if (rec->before_attach)
+		fprintf(f, "==%d==    allocated before ptleak attached\n", pid);
 	write_frames(f, pid, rec->frames, rec->n_frames);
 	fprintf(f, "==%d==\n", pid);
 	if (o->gen_suppressions)
@@ -66,7 +68,7 @@ static void text_process(struct writer_out *w, const struct report_model *m,
 {
 	FILE *f = w->f;
 	const struct heap_stats *st = &m->heap;
-	char a[32], b[32], c[32];
+	char a[32], b[32], c[32], d[32];
 	pid_t pid = m->pid;
 
 	if (w->n_processes)
@@ -77,9 +79,13 @@ static void text_process(struct writer_out *w, const struct report_model *m,
 		for (char *const *v = m->argv; v && *v; v++)
 			fprintf(f, " %s", *v);
 		fprintf(f, "\n");
-		if (m->attached)
+		if (m->attached && m->before_known)
+			fprintf(f, "==%d== Traced for %.1f s since attaching; the blocks from before "
+				"were read from glibc's heap\n", pid, model_age_s(m, m->attach_ns));
+		else if (m->attached)
 			fprintf(f, "==%d== Traced for %.1f s since attaching; blocks allocated before "
-				"are not known\n", pid, model_age_s(m, m->attach_ns));
+				"are not known (%s): leak kinds are conservative\n", pid,
+				model_age_s(m, m->attach_ns), m->before_why ? m->before_why : "?");
 		fprintf(f, "==%d==\n", pid);
 	}
 	fprintf(f, "==%d== HEAP SUMMARY:\n", pid);
@@ -89,6 +95,11 @@ static void text_process(struct writer_out *w, const struct report_model *m,
 	fprintf(f, "==%d==   total heap usage: %s allocs, %s frees, %s bytes allocated\n",
 		pid, writer_num(st->allocations, a), writer_num(st->frees, b),
 		writer_num(st->bytes_allocated, c));
+	if (m->attached && m->before_known)
+		fprintf(f, "==%d==    before the attach: %s bytes in %s blocks were live, "
+			"%s bytes in %s blocks still are\n", pid,
+			writer_num(st->before_found_bytes, a), writer_num(st->before_found_blocks, b),
+			writer_num(st->before_bytes, c), writer_num(st->before_blocks, d));
 	fprintf(f, "==%d==\n", pid);
 	if (!m->scanned)
 		fprintf(f, "==%d== no reachability scan (the process's memory was gone): "

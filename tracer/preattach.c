@@ -1,0 +1,96 @@
+/*
+ * preattach: the heap from before the attach (see preattach.h).
+ */
+#include "tracer/preattach.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "symbols/symbols.h"
+#include "tracer/glibc_heap.h"
+#include "tracer/heap.h"
+#include "tracer/proc.h"
+#include "tracer/util.h"
+
+#define MAX_TPS 4096
+
+struct malloc_owners {
+	unsigned n;
+	bool libc;		/* libc.so.6 defines one */
+	char other[128];	/* the first module other than libc defining malloc */
+};
+
+static void on_malloc(void *arg, const char *name, uint64_t addr, const char *module)
+{
+	struct malloc_owners *o = arg;
+	const char *base = module && strrchr(module, '/') ? strrchr(module, '/') + 1 : module;
+
+	o->n++;
+	if (base && !strncmp(base, "libc.so", 7))
+		o->libc = true;
+	else if (!o->other[0])
+		snprintf(o->other, sizeof(o->other), "%s", base ? base : "?");
+}
+
+struct tp_list {
+	uint64_t v[MAX_TPS];
+	size_t n;
+};
+
+static void add_tp(struct thread *t, void *arg)
+{
+	struct tp_list *l = arg;
+	struct user_regs_struct r;
+
+	if (!t->fs_base && thread_getregs(t->tid, &r) == 0)
+		t->fs_base = r.fs_base;
+	if (t->fs_base && l->n < MAX_TPS)
+		l->v[l->n++] = t->fs_base;
+}
+
+long preattach_inventory(struct process *p)
+{
+	static const char *const names[] = { "malloc" };
+	struct malloc_owners o = { 0 };
+	struct glibc_heap h;
+
+	p->before_known = false;
+	/* A malloc defined next to libc's (or instead of it, dynamically) is
+	 * the program's allocator: glibc's heap would be nearly empty. */
+	if (symbols_find_functions(p->syms, names, 1, on_malloc, &o) >= 0 && o.other[0] &&
+	    (o.libc || o.n > 1)) {
+		snprintf(p->before_why, sizeof(p->before_why),
+			 "the allocator is not glibc's (malloc is %s's)", o.other);
+		return -1;
+	}
+	struct tp_list *tps = xmalloc(sizeof(*tps));
+	tps->n = 0;
+	thread_foreach(p, add_tp, tps);
+	uint64_t t0 = now_ns();
+	int rc = glibc_heap_walk(p, tps->v, tps->n, &h);
+	free(tps);
+	if (rc < 0) {
+		if (!h.main_arena)
+			snprintf(p->before_why, sizeof(p->before_why),
+				 "the allocator is not glibc's (%s)", h.why);
+		else
+			snprintf(p->before_why, sizeof(p->before_why), "glibc's heap: %s", h.why);
+		return -1;
+	}
+	for (size_t i = 0; i < h.n; i++) {
+		struct alloc_event ev = { .op = OP_BEFORE_ATTACH, .ptr = h.blocks[i].ptr,
+					  .size = h.blocks[i].size };
+		heap_record(p->heap, &ev);
+	}
+	debug("inventory: %zu blocks, %" PRIu64 " bytes, %u arenas, %u heaps, %" PRIu64
+	      " mmapped, %" PRIu64 " in fastbins, %" PRIu64 " in %u tcaches, %.3f ms",
+	      h.n, h.bytes, h.arenas, h.heaps, h.mmapped, h.fast_chunks, h.tcache_chunks,
+	      h.tcaches, (now_ns() - t0) / 1e6);
+	p->before_known = true;
+	long n = (long)h.n;
+	glibc_heap_release(&h);
+	return n;
+}
