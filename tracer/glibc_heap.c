@@ -277,57 +277,6 @@ static bool tcache_lists(struct walk *w, struct chunk *ch, bool mark, uint64_t *
 	return true;
 }
 
-/*
- * The tcaches: each thread's `tcache` pointer sits in libc's static TLS
- * at one offset below the thread pointer, the same in every thread. The
- * offset is where some thread's TLS points at a chunk shaped like a
- * tcache structure (lists that walk to their counts), one with entries
- * preferred: a program's own __thread pointer to a zeroed block of that
- * size would look like an empty one.
- */
-static int walk_tcaches(struct walk *w, const uint64_t *tps, size_t ntp)
-{
-	uint64_t *win = xmalloc(TLS_WINDOW);
-	int64_t off = -1, empty_off = -1;
-
-	for (size_t t = 0; t < ntp && off < 0; t++) {
-		size_t len = TLS_WINDOW;
-		while (len >= PAGE && proc_read(w->p, tps[t] - len, win, len) < 0)
-			len /= 2;
-		if (len < PAGE)
-			continue;
-		for (size_t k = len / 8; k-- > 0 && off < 0;) {
-			struct chunk *ch = win[k] > 16 ? find_chunk(w, win[k] - 16) : NULL;
-			uint64_t entries;
-			if (!ch || ch->mmapped || (ch->size != 0x290 && ch->size != 0x250) ||
-			    !tcache_lists(w, ch, false, &entries))
-				continue;
-			if (entries)
-				off = (int64_t)(len - 8 * k);
-			else if (empty_off < 0)
-				empty_off = (int64_t)(len - 8 * k);
-		}
-	}
-	free(win);
-	if (off < 0)
-		off = empty_off;
-	for (size_t t = 0; off > 0 && t < ntp; t++) {
-		uint64_t tc, entries;
-		if (proc_read_u64(w->p, tps[t] - (uint64_t)off, &tc) < 0 || tc <= 16)
-			continue;
-		struct chunk *ch = find_chunk(w, tc - 16);
-		if (!ch || ch->free)
-			continue;	/* not a chunk, or seen through another thread */
-		if (!tcache_lists(w, ch, true, &entries))
-			return fail(w, "the tcache of the thread at 0x%" PRIx64 " does not hold together",
-				    tps[t]);
-		ch->free = true;	/* allocator state, not the program's */
-		w->h->tcaches++;
-		w->h->tcache_chunks += entries;
-	}
-	return 0;
-}
-
 struct mapping {
 	uint64_t start, end;
 	bool rw, anon, heap, file;
@@ -366,6 +315,70 @@ static size_t read_mappings(pid_t pid, struct mapping **out)
 	fclose(f);
 	*out = v;
 	return n;
+}
+
+static const struct mapping *mapping_of(const struct mapping *m, size_t nm, uint64_t a)
+{
+	for (size_t i = 0; i < nm; i++)
+		if (a >= m[i].start && a < m[i].end)
+			return &m[i];
+	return NULL;
+}
+
+/*
+ * The tcaches: each thread's `tcache` pointer sits in libc's static TLS
+ * at one offset below the thread pointer, the same in every thread. The
+ * offset is where some thread's TLS points at a chunk shaped like a
+ * tcache structure (lists that walk to their counts), one with entries
+ * preferred: a program's own __thread pointer to a zeroed block of that
+ * size would look like an empty one.
+ */
+static int walk_tcaches(struct walk *w, const uint64_t *tps, size_t ntp,
+			const struct mapping *m, size_t nm)
+{
+	uint64_t *win = xmalloc(TLS_WINDOW);
+	int64_t off = -1, empty_off = -1;
+
+	for (size_t t = 0; t < ntp && off < 0; t++) {
+		/* The TLS below the thread pointer, within its mapping (ld.so
+		 * maps the main thread's TCB and static TLS together). */
+		const struct mapping *tm = mapping_of(m, nm, tps[t] - 8);
+		if (!tm)
+			continue;
+		size_t len = tps[t] - tm->start < TLS_WINDOW ? (size_t)(tps[t] - tm->start) : TLS_WINDOW;
+		len &= ~(size_t)7;
+		if (len < 8 || proc_read(w->p, tps[t] - len, win, len) < 0)
+			continue;
+		for (size_t k = len / 8; k-- > 0 && off < 0;) {
+			struct chunk *ch = win[k] > 16 ? find_chunk(w, win[k] - 16) : NULL;
+			uint64_t entries;
+			if (!ch || ch->mmapped || (ch->size != 0x290 && ch->size != 0x250) ||
+			    !tcache_lists(w, ch, false, &entries))
+				continue;
+			if (entries)
+				off = (int64_t)(len - 8 * k);
+			else if (empty_off < 0)
+				empty_off = (int64_t)(len - 8 * k);
+		}
+	}
+	free(win);
+	if (off < 0)
+		off = empty_off;
+	for (size_t t = 0; off > 0 && t < ntp; t++) {
+		uint64_t tc, entries;
+		if (proc_read_u64(w->p, tps[t] - (uint64_t)off, &tc) < 0 || tc <= 16)
+			continue;
+		struct chunk *ch = find_chunk(w, tc - 16);
+		if (!ch || ch->free)
+			continue;	/* not a chunk, or seen through another thread */
+		if (!tcache_lists(w, ch, true, &entries))
+			return fail(w, "the tcache of the thread at 0x%" PRIx64 " does not hold together",
+				    tps[t]);
+		ch->free = true;	/* allocator state, not the program's */
+		w->h->tcaches++;
+		w->h->tcache_chunks += entries;
+	}
+	return 0;
 }
 
 /* ---- main_arena -------------------------------------------------------- */
@@ -456,14 +469,6 @@ static uint64_t find_main_arena(struct process *p, const struct mapping *m, size
 }
 
 /* ---- arenas ------------------------------------------------------------ */
-
-static const struct mapping *mapping_of(const struct mapping *m, size_t nm, uint64_t a)
-{
-	for (size_t i = 0; i < nm; i++)
-		if (a >= m[i].start && a < m[i].end)
-			return &m[i];
-	return NULL;
-}
 
 /*
  * The main arena's sbrk heap ends with its top chunk and, when contiguous,
@@ -570,6 +575,7 @@ int glibc_heap_walk(struct process *p, const uint64_t *tps, size_t ntp, struct g
 	size_t nm = read_mappings(p->pid, &m);
 	struct walk w = { .p = p, .h = h, .rd = { .p = p, .buf = xmalloc(WINDOW) } };
 	int rc = -1;
+	uint64_t t0 = now_ns();
 
 	memset(h, 0, sizeof(*h));
 	h->main_arena = find_main_arena(p, m, nm);
@@ -591,13 +597,24 @@ int glibc_heap_walk(struct process *p, const uint64_t *tps, size_t ntp, struct g
 		if (walk_thread_arena(&w, arenas[i]) < 0)
 			goto out;
 	h->arenas = na;
+	uint64_t t_walk = now_ns();
 	find_mmapped(&w, m, nm);
-	qsort(w.c, w.n, sizeof(*w.c), by_addr);
+	/* Each heap's chunks come in address order: sort only if the heaps
+	 * or mmapped chunks did not. */
+	for (size_t i = 1; i < w.n; i++)
+		if (w.c[i - 1].addr > w.c[i].addr) {
+			qsort(w.c, w.n, sizeof(*w.c), by_addr);
+			break;
+		}
+	uint64_t t_sort = now_ns();
 	for (unsigned i = 0; i < na; i++)
 		if (walk_fastbins(&w, arenas[i]) < 0)
 			goto out;
-	if (walk_tcaches(&w, tps, ntp) < 0)
+	if (walk_tcaches(&w, tps, ntp, m, nm) < 0)
 		goto out;
+	debug("glibc heap: %zu chunks walked in %.3f ms, mmapped and sorted in %.3f ms, "
+	      "free lists in %.3f ms", w.n, (t_walk - t0) / 1e6, (t_sort - t_walk) / 1e6,
+	      (now_ns() - t_sort) / 1e6);
 
 	h->blocks = xmalloc((w.n + 1) * sizeof(*h->blocks));
 	for (size_t i = 0; i < w.n; i++) {

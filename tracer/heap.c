@@ -109,6 +109,12 @@ static void grow(struct heap *h)
 	free(old);
 }
 
+void heap_reserve(struct heap *h, size_t n)
+{
+	while ((h->used + n + 1) * 2 > h->mask + 1)
+		grow(h);
+}
+
 static void insert(struct heap *h, const struct block *b)
 {
 	if ((h->used + 1) * 2 > h->mask + 1)

@@ -86,6 +86,9 @@ void heap_clear(struct heap *h);	/* exec: a new program, a new heap */
 struct heap *heap_clone(const struct heap *h);
 
 void heap_record(struct heap *h, const struct alloc_event *ev);
+/* Room for N more live blocks without rehashing (a bulk of events ahead:
+ * the attach inventory). */
+void heap_reserve(struct heap *h, size_t n);
 
 const struct heap_stats *heap_stats(const struct heap *h);
 

@@ -51,11 +51,15 @@ static void add_tp(struct thread *t, void *arg)
 		l->v[l->n++] = t->fs_base;
 }
 
-long preattach_inventory(struct process *p)
+struct preattach {
+	struct glibc_heap h;
+};
+
+struct preattach *preattach_read(struct process *p)
 {
 	static const char *const names[] = { "malloc" };
 	struct malloc_owners o = { 0 };
-	struct glibc_heap h;
+	struct preattach *pa = xcalloc(1, sizeof(*pa));
 
 	p->before_known = false;
 	/* A malloc defined next to libc's (or instead of it, dynamically) is
@@ -64,33 +68,43 @@ long preattach_inventory(struct process *p)
 	    (o.libc || o.n > 1)) {
 		snprintf(p->before_why, sizeof(p->before_why),
 			 "the allocator is not glibc's (malloc is %s's)", o.other);
-		return -1;
+		free(pa);
+		return NULL;
 	}
 	struct tp_list *tps = xmalloc(sizeof(*tps));
 	tps->n = 0;
 	thread_foreach(p, add_tp, tps);
 	uint64_t t0 = now_ns();
-	int rc = glibc_heap_walk(p, tps->v, tps->n, &h);
+	int rc = glibc_heap_walk(p, tps->v, tps->n, &pa->h);
 	free(tps);
 	if (rc < 0) {
-		if (!h.main_arena)
+		if (!pa->h.main_arena)
 			snprintf(p->before_why, sizeof(p->before_why),
-				 "the allocator is not glibc's (%s)", h.why);
+				 "the allocator is not glibc's (%s)", pa->h.why);
 		else
-			snprintf(p->before_why, sizeof(p->before_why), "glibc's heap: %s", h.why);
-		return -1;
-	}
-	for (size_t i = 0; i < h.n; i++) {
-		struct alloc_event ev = { .op = OP_BEFORE_ATTACH, .ptr = h.blocks[i].ptr,
-					  .size = h.blocks[i].size };
-		heap_record(p->heap, &ev);
+			snprintf(p->before_why, sizeof(p->before_why), "glibc's heap: %s", pa->h.why);
+		free(pa);
+		return NULL;
 	}
 	debug("inventory: %zu blocks, %" PRIu64 " bytes, %u arenas, %u heaps, %" PRIu64
-	      " mmapped, %" PRIu64 " in fastbins, %" PRIu64 " in %u tcaches, %.3f ms",
-	      h.n, h.bytes, h.arenas, h.heaps, h.mmapped, h.fast_chunks, h.tcache_chunks,
-	      h.tcaches, (now_ns() - t0) / 1e6);
+	      " mmapped, %" PRIu64 " in fastbins, %" PRIu64 " in %u tcaches, read in %.3f ms",
+	      pa->h.n, pa->h.bytes, pa->h.arenas, pa->h.heaps, pa->h.mmapped, pa->h.fast_chunks,
+	      pa->h.tcache_chunks, pa->h.tcaches, (now_ns() - t0) / 1e6);
+	return pa;
+}
+
+size_t preattach_record(struct process *p, struct preattach *pa)
+{
+	size_t n = pa->h.n;
+
+	heap_reserve(p->heap, n);
+	for (size_t i = 0; i < n; i++) {
+		struct alloc_event ev = { .op = OP_BEFORE_ATTACH, .ptr = pa->h.blocks[i].ptr,
+					  .size = pa->h.blocks[i].size };
+		heap_record(p->heap, &ev);
+	}
 	p->before_known = true;
-	long n = (long)h.n;
-	glibc_heap_release(&h);
+	glibc_heap_release(&pa->h);
+	free(pa);
 	return n;
 }

@@ -13,13 +13,23 @@
  * a static musl binary), or its heap does not hold together, nothing is
  * added: p->before_why says why, and the scan stays conservative.
  */
+#include <stddef.h>
+
 struct process;
+struct preattach;
 
 /*
- * Take the inventory of P (attached, every thread stopped, symbols
- * read). Sets p->before_known, or p->before_why. Returns the number of
- * blocks added, -1 if none could be known.
+ * Read the inventory of P (attached, every thread stopped, symbols read):
+ * only the reading needs the program stopped. NULL if nothing can be
+ * known: p->before_why says why.
  */
-long preattach_inventory(struct process *p);
+struct preattach *preattach_read(struct process *p);
+
+/*
+ * The blocks of PA into P's heap, after the threads were resumed but
+ * before any of their events is handled (a free of such a block must
+ * find it); sets p->before_known, frees PA. Returns the number of blocks.
+ */
+size_t preattach_record(struct process *p, struct preattach *pa);
 
 #endif

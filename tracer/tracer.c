@@ -759,7 +759,7 @@ struct tracer *tracer_attach(const struct options *o)
 		tracer_dispatch(tr, &(struct event){ .kind = EV_LEAVE });
 		die("cannot hook the allocator of process %d; detached, it runs on untraced", pid);
 	}
-	long before = preattach_inventory(p);
+	struct preattach *before = preattach_read(p);
 	p->attach_ns = now_ns();
 	if (o->duration)
 		tr->deadline_ns = p->attach_ns + (uint64_t)(o->duration * 1e9);
@@ -769,15 +769,6 @@ struct tracer *tracer_attach(const struct options *o)
 		comm_of(pid, comm, sizeof(comm));
 		fprintf(stderr, "==%d== ptleak-%s: attached to process %d (%s), %zu threads\n",
 			pid, "0.1", pid, comm, p->n_threads);
-		char a[32], b[32];
-		const struct heap_stats *st = heap_stats(p->heap);
-		if (before >= 0)
-			fprintf(stderr, "==%d== %s bytes in %s blocks were live in glibc's heap "
-				"(allocated before ptleak attached)\n", pid,
-				writer_num(st->before_bytes, a), writer_num(st->before_blocks, b));
-		else
-			fprintf(stderr, "==%d== blocks allocated before the attach are not known: %s; "
-				"leak kinds are conservative\n", pid, p->before_why);
 	}
 	struct thread_list l = threads_of(p);
 	for (size_t i = 0; i < l.n; i++) {
@@ -787,6 +778,23 @@ struct tracer *tracer_attach(const struct options *o)
 			resume(tr, l.v[i], 0);
 	}
 	free(l.v);
+	/* Only the reading needed them stopped; none of their events is
+	 * handled before this. */
+	if (before) {
+		size_t n = preattach_record(p, before);
+		debug("inventory recorded: %zu blocks", n);
+	}
+	if (!o->quiet) {
+		char a[32], b[32];
+		const struct heap_stats *st = heap_stats(p->heap);
+		if (p->before_known)
+			fprintf(stderr, "==%d== %s bytes in %s blocks were live in glibc's heap "
+				"(allocated before ptleak attached)\n", pid,
+				writer_num(st->before_bytes, a), writer_num(st->before_blocks, b));
+		else
+			fprintf(stderr, "==%d== blocks allocated before the attach are not known: %s; "
+				"leak kinds are conservative\n", pid, p->before_why);
+	}
 	return tr;
 }
 
