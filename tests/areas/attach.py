@@ -18,14 +18,16 @@ from lib.checks import (attach_permitted, expect_alive_untraced,
 from lib.proc import (Fail, Skip, describe_status, exit_status,
                       expect_status, proc_state, proc_status, run, tail,
                       tracer_pid, children_of, wait_until)
-from lib.report import (D, I, R, Z, fmt, load_json, parse_summary_text,
-                        proc_errors, record_key)
+from lib.report import (D, I, P, R, RE, Z, fmt, load_json,
+                        parse_summary_text, proc_errors, record_key,
+                        stack_matches)
 from lib.runner import test
 from lib.suite import Processes
 
 
 # ---- A1: the leaking server ----------------------------------------------
 SERVER_LEAK_BLOCKS, SERVER_LEAK_SIZE = 2, 48
+SERVER_LEAK_USABLE = 56     # malloc_usable_size(malloc(48)) in glibc
 
 
 SERVER_STACK = ["malloc", "leak_request@leak_server.c", "handle_request",
@@ -109,6 +111,10 @@ def check_server_report(doc, text, pid, first_seq, nreq, what):
         traced = None
     nbytes = nreq * SERVER_LEAK_BLOCKS * SERVER_LEAK_SIZE
     nblocks = nreq * SERVER_LEAK_BLOCKS
+    # The requests served before the attach leaked too: read from glibc's
+    # heap, with their usable size (56 for malloc(48)) and no stack.
+    pre_blocks = (first_seq - 1) * SERVER_LEAK_BLOCKS
+    pre_bytes = pre_blocks * SERVER_LEAK_USABLE
     # Every call since attaching, from every thread: per request malloc
     # (buffer), calloc (64), realloc to 600 (grows: an allocation and a
     # free), strdup (the answer), the leaked blocks; 4 frees.
@@ -123,8 +129,24 @@ def check_server_report(doc, text, pid, first_seq, nreq, what):
         if got_sum.get(k) != want:
             errors.append("summary %s since attaching: want %s, got %s"
                           % (k, want, got_sum.get(k)))
-    errors += proc_errors(proc, {D: (nbytes, nblocks)},
-                          [R(D, nbytes, nblocks, SERVER_STACK)])
+    want = [R(D, nbytes, nblocks, SERVER_STACK)]
+    if pre_blocks:
+        want.append(R(D, pre_bytes, pre_blocks, []))
+        want.sort(key=lambda r: -r["bytes"])
+    errors += proc_errors(proc, {D: (nbytes + pre_bytes,
+                                     nblocks + pre_blocks)}, want)
+    dl = [r for r in proc.get("leaks") or [] if r.get("kind") == D]
+    before = [(r.get("bytes"), r.get("blocks")) for r in dl
+              if r.get("before_attach") is True]
+    if before != ([(pre_bytes, pre_blocks)] if pre_blocks else []):
+        errors.append("definitely lost before the attach: want %s bytes in %s "
+                      "blocks (before_attach: true, no stack), got %s"
+                      % (pre_bytes, pre_blocks, before))
+    if any(r.get("stack") for r in dl if r.get("before_attach")):
+        errors.append("a before_attach record has a stack")
+    if proc.get("before_attach_known") is not True:
+        errors.append("before_attach_known: want true, got %r"
+                      % proc.get("before_attach_known"))
     recs = [r for r in proc.get("leaks") or []
             if r.get("kind") == D and r.get("bytes") == nbytes]
     if recs:
@@ -141,10 +163,19 @@ def check_server_report(doc, text, pid, first_seq, nreq, what):
         errors.append("text lacks the loss record line with ages: %r"
                       % rec_line)
     if not re.search(r"^==%d==\s+definitely lost: %s bytes in %s blocks$"
-                     % (pid, fmt(nbytes), fmt(nblocks)), text, re.M):
+                     % (pid, fmt(nbytes + pre_bytes),
+                        fmt(nblocks + pre_blocks)), text, re.M):
         errors.append("text LEAK SUMMARY lacks \"definitely lost: %s bytes "
-                      "in %s blocks\" under ==%d==" % (fmt(nbytes),
-                                                       fmt(nblocks), pid))
+                      "in %s blocks\" under ==%d==" % (
+                          fmt(nbytes + pre_bytes), fmt(nblocks + pre_blocks),
+                          pid))
+    if pre_blocks and not re.search(
+            r"^==%d== %s bytes in %s blocks are definitely lost in loss record "
+            r"\d+ of \d+\n==%d==    allocated before ptleak attached$"
+            % (pid, fmt(pre_bytes), fmt(pre_blocks), pid), text, re.M):
+        errors.append("text lacks the loss record of the %s blocks from "
+                      "before the attach, \"allocated before ptleak "
+                      "attached\"" % pre_blocks)
     if errors:
         raise Fail("%s: %s" % (what, errors[0]), errors[1:] +
                    ["text:"] + ["| " + l for l in text.splitlines()[-14:]])
@@ -156,7 +187,7 @@ def attach_server_run(s, mode):
     what = "attach (%s)" % mode
     with Processes(s) as ps:
         server, port = start_server(s, ps)
-        # Requests before attaching: unknown to ptleak, never reported.
+        # Requests before attaching: their leaks are found in glibc's heap.
         seq = server_requests(port, 5, 1, what + ", before attaching")
         j = s.tmpfile("attach.json")
         opts = ["--json=" + j]
@@ -440,6 +471,146 @@ def free_pid():
         if not os.path.exists("/proc/%d" % p.pid):
             return p.pid
     raise Skip("no free pid found")
+
+
+# ---- the heap from before the attach -------------------------------------
+def preattach_run(s, name):
+    """preattach_heap.c built as NAME: the blocks it says it holds, read
+    from glibc's heap at -p: the lost ones definitely lost, exactly, with
+    no stack; nothing else lost; the program unharmed."""
+    attach_permitted()
+    with Processes(s) as ps:
+        prog = ps.start([s.builder.get(name), "60"], stdin=True)
+        prog.wait_for("out", rb"^ready$", 15, name)
+        out = prog.out.decode()
+        kept = tuple(int(x) for x in re.search(r"^kept (\d+) (\d+)$", out,
+                                               re.M).groups())
+        lost = tuple(int(x) for x in re.search(r"^lost (\d+) (\d+)$", out,
+                                               re.M).groups())
+        if kept[1] != 29 or lost[1] != 13:
+            raise Fail("%s says it keeps %d and lost %d blocks, want 29 and 13"
+                       % (name, kept[1], lost[1]), tail(prog.out))
+        j = s.tmpfile("preattach.json")
+        p = start_attach(s, ps, prog.pid, ["--json=" + j,
+                                           "--show-leak-kinds=all"])
+        time.sleep(0.3)
+        p.signal(signal.SIGINT)
+        st = p.wait(20, "ptleak -p after SIGINT")
+        if st != 0:
+            raise Fail("ptleak exit status: want 0, got %d" % st, tail(p.err))
+        expect_alive_untraced(prog.pid, name)
+        doc = load_json(j, name)
+        proc = doc["processes"][0]
+        text = p.err.decode("utf-8", "replace")
+        errs = proc_errors(proc, {D: lost, I: (0, 0), P: (0, 0)},
+                           [R(D, lost[0], lost[1], [])])
+        leaks = proc.get("leaks") or []
+        if [r.get("before_attach") for r in leaks if r.get("kind") == D] != \
+                [True]:
+            errs.append("the definitely lost record must be before_attach")
+        if any(r.get("stack") for r in leaks if r.get("before_attach")):
+            errs.append("a before_attach record has a stack")
+        reach = (proc.get("summary") or {}).get(RE) or {}
+        # Still reachable: what it keeps, and libc's own (stdout's buffer,
+        # the threads' DTVs): a few blocks more, never fewer.
+        if not (kept[0] <= reach.get("bytes", 0) <= kept[0] + 16384 and
+                kept[1] <= reach.get("blocks", 0) <= kept[1] + 12):
+            errs.append("still reachable: want the %d bytes in %d blocks it "
+                        "keeps and a few of libc's, got %s" % (kept + (reach,)))
+        ba = (proc.get("summary") or {}).get("before_attach") or {}
+        if (ba.get("bytes"), ba.get("blocks")) != (
+                reach.get("bytes", 0) + lost[0], reach.get("blocks", 0)
+                + lost[1]) or ba.get("found_blocks") != ba.get("blocks"):
+            errs.append("summary before_attach: want every live block, "
+                        "found and still live, got %s" % ba)
+        if not re.search(r"^==%d== %s bytes in %s blocks were live in glibc's "
+                         r"heap \(allocated before ptleak attached\)$"
+                         % (prog.pid, fmt(ba.get("found_bytes", 0)),
+                            fmt(ba.get("found_blocks", 0))), text, re.M):
+            errs.append("no banner line \"N bytes in M blocks were live in "
+                        "glibc's heap\"")
+        if not re.search(r"^==%d== %s bytes in %s blocks are definitely lost "
+                         r"in loss record \d+ of \d+\n==%d==    allocated "
+                         r"before ptleak attached$" % (
+                             prog.pid, fmt(lost[0]), fmt(lost[1]), prog.pid),
+                         text, re.M):
+            errs.append("text lacks the definitely lost record \"allocated "
+                        "before ptleak attached\"")
+        if errs:
+            raise Fail("%s: %s" % (name, errs[0]), errs[1:] + ["text:"] +
+                       ["| " + l for l in text.splitlines()[-16:]])
+        prog.close_stdin()
+        if prog.wait(10, name) != 0:
+            raise Fail("%s: exit status %s after ptleak left, want 0"
+                       % (name, prog.poll()), tail(prog.err))
+
+
+@test("attach_preattach")
+def t_attach_preattach(s):
+    preattach_run(s, "preattach_heap")
+
+
+@test("attach_preattach_o2")
+def t_attach_preattach_o2(s):
+    preattach_run(s, "preattach_heap_o2")
+
+
+@test("attach_preattach_static")
+def t_attach_preattach_static(s):
+    preattach_run(s, "preattach_heap_static")
+
+
+def preattach_other_allocator(s, name, why, exact=True):
+    """Not glibc's malloc: said so, conservative, the attach report as
+    exact as ever for what happens after (EXACT false: jemalloc's own
+    memory keeps pointers to the leaked blocks, in launch mode too: only
+    the 5 blocks, of whatever kind, are checked)."""
+    attach_permitted()
+    with Processes(s) as ps:
+        prog = ps.start([s.builder.get(name)], stdin=True)
+        prog.wait_for("out", rb"^ready$", 10, name)
+        j = s.tmpfile("attach.json")
+        p = start_attach(s, ps, prog.pid, ["--json=" + j])
+        line = (rb"^==%d== blocks allocated before the attach are not known: "
+                rb"the allocator is not glibc's \(%s\); leak kinds are "
+                rb"conservative$" % (prog.pid, why.encode()))
+        p.wait_for("err", line, 5, "the banner's line about the allocator")
+        prog.write(b"x")
+        prog.close_stdin()
+        if p.wait(30, "ptleak -p") != 0 or prog.wait(10, name) != 4:
+            raise Fail("%s: ptleak or the program ended badly" % name,
+                       tail(p.err))
+        doc = load_json(j, name)
+    proc = doc["processes"][0]
+    if exact:
+        errs = proc_errors(proc, {D: (1000, 5), I: Z}, TRIGGER_RECORDS)
+    else:
+        got = sorted((r.get("bytes"), r.get("blocks"))
+                     for r in proc.get("leaks") or []
+                     if any(stack_matches(w["stack"], r.get("stack") or [])
+                            for w in TRIGGER_RECORDS))
+        errs = [] if got == [(400, 3), (600, 2)] else [
+            "want the records of 400 bytes in 3 blocks and 600 in 2, got %s"
+            % got]
+    if proc.get("before_attach_known") is not False or \
+            "not glibc's" not in (proc.get("before_attach_why") or ""):
+        errs.append("JSON: want before_attach_known false and the reason, got "
+                    "%r, %r" % (proc.get("before_attach_known"),
+                                proc.get("before_attach_why")))
+    if errs:
+        raise Fail("%s: %s" % (name, errs[0]), errs[1:])
+
+
+@test("attach_preattach_musl")
+def t_attach_preattach_musl(s):
+    preattach_other_allocator(s, "trigger_leaks_musl",
+                              "no glibc main_arena in its data")
+
+
+@test("attach_preattach_jemalloc")
+def t_attach_preattach_jemalloc(s):
+    preattach_other_allocator(s, "trigger_leaks_jemalloc",
+                              r"malloc is libjemalloc\.so\.2's", exact=False)
 
 
 @test("attach_err_nonexistent_pid")

@@ -11,7 +11,10 @@ from lib.runner import Test
 
 # Checks a unit test must at least run (a test that stopped early passes
 # nothing).
-MIN_CHECKS = {"unwind": 20}
+MIN_CHECKS = {"unwind": 20, "glibc_heap": 33}
+# Arguments of a unit test: "@B" is built fixture B.
+ARGS = {"glibc_heap": ["@preattach_heap", "@preattach_heap_o2",
+                       "@preattach_heap_static"]}
 
 
 def unit_test(name):
@@ -21,7 +24,7 @@ def unit_test(name):
         exe = os.path.join(s.unit_dir, name + "_test")
         if not os.access(exe, os.X_OK):
             raise Fail("%s not built (make check builds it)" % exe)
-        res = run([exe], 120, env=s.env)
+        res = run([exe] + s.resolve(ARGS.get(name, [])), 120, env=s.env)
         out = res.stdout.decode(errors="replace").splitlines()
         fails = [l for l in out if l.startswith("FAIL")]
         if res.status != 0 or fails:
