@@ -21,6 +21,7 @@
 #include "tracer/glibc_heap.h"
 #include "tracer/proc.h"
 #include "tracer/util.h"
+#include "tests/unit/check.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -39,21 +40,6 @@
 
 #define MAX_BLOCKS 256
 
-static int failures;
-
-__attribute__((format(printf, 2, 3)))
-static void check(bool ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf(ok ? "ok " : "FAIL: ");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	if (!ok)
-		failures++;
-}
 
 struct said {
 	char what[8];

@@ -36,6 +36,7 @@
  */
 #include "symbols/symbols.h"
 #include "symbols/unwind.h"
+#include "tests/unit/check.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -62,22 +63,7 @@ extern const int fixture_a_line, fixture_b_line, fixture_c_line;
 #define N_TIMED 10000
 #endif
 
-static int failures;
 static pid_t child = -1;
-
-__attribute__((format(printf, 2, 3)))
-static void check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf(ok ? "ok " : "FAIL: ");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	if (!ok)
-		failures++;
-}
 
 static __attribute__((noreturn)) void die(const char *what)
 {
