@@ -21,13 +21,14 @@
 #include <sys/wait.h>
 
 #include "tracer/proc.h"
+#include "tracer/relocate.h"
 #include "tracer/util.h"
 
 #define PAGE 4096u
 #define GADGET_OFF 0u
 #define TRAMPOLINE_OFF 8u
 #define FIRST_SLOT_OFF 16u
-#define SLOT_SIZE 32u
+#define SLOT_SIZE RELOC_SLOT_SIZE
 #define MAX_PAGES 64
 #define REL32_REACH 0x7fff0000ll	/* a little under 2 GiB */
 
@@ -274,83 +275,13 @@ static struct code_page *page_for(struct bpset *b, struct thread *t, uint64_t ad
 	return map_page_near(b, t, addr);
 }
 
-static size_t put_abs_jump(uint8_t *out, uint64_t target)
-{
-	static const uint8_t jmp_rip0[6] = { 0xff, 0x25, 0, 0, 0, 0 };
-
-	memcpy(out, jmp_rip0, sizeof(jmp_rip0));
-	memcpy(out + 6, &target, 8);
-	return 14;
-}
-
-/* Build the slot contents for the instruction at ADDR into OUT (SLOT_SIZE
- * bytes) given the slot's address; returns 0, or -1 with *why set. */
-static int relocate(struct bpset *b, const uint8_t *code, uint64_t addr,
-		    uint64_t slot, uint8_t *out, bool *needs_near,
-		    const char **why, uint8_t *len, bool *jmp_first)
-{
-	cs_insn *insn;
-	size_t n = cs_disasm(b->cs, code, 16, addr, 1, &insn);
-	int rc = -1;
-
-	if (n != 1) {
-		*why = "cannot decode the first instruction";
-		return -1;
-	}
-	const cs_x86 *x = &insn->detail->x86;
-	bool rip_rel = false, rel_branch = false;
-	for (int i = 0; i < x->op_count; i++)
-		if (x->operands[i].type == X86_OP_MEM && x->operands[i].mem.base == X86_REG_RIP)
-			rip_rel = true;
-	if (cs_insn_group(b->cs, insn, CS_GRP_BRANCH_RELATIVE) ||
-	    ((cs_insn_group(b->cs, insn, CS_GRP_JUMP) || cs_insn_group(b->cs, insn, CS_GRP_CALL)) &&
-	     x->op_count == 1 && x->operands[0].type == X86_OP_IMM))
-		rel_branch = true;
-	*needs_near = rip_rel;
-	*len = (uint8_t)insn->size;
-	*jmp_first = rel_branch;
-	memset(out, 0xcc, SLOT_SIZE);
-	if (code[0] == 0xcc) {
-		*why = "an int3 is there already (another debugger?)";
-	} else if (rel_branch) {
-		if (insn->id != X86_INS_JMP) {
-			*why = "the first instruction is a relative call or conditional jump";
-		} else {
-			put_abs_jump(out, (uint64_t)x->operands[0].imm);
-			rc = 0;
-		}
-	} else {
-		memcpy(out, code, insn->size);
-		if (rip_rel) {
-			int32_t disp;
-			uint8_t off = x->encoding.disp_offset;
-			memcpy(&disp, code + off, 4);
-			int64_t nd = (int64_t)disp + (int64_t)(addr - slot);
-			if (off == 0 || x->encoding.disp_size != 4 ||
-			    nd != (int32_t)nd) {
-				*why = "RIP-relative operand out of reach";
-				goto out;
-			}
-			disp = (int32_t)nd;
-			memcpy(out + off, &disp, 4);
-		}
-		put_abs_jump(out + insn->size, addr + insn->size);
-		rc = 0;
-	}
-out:
-	cs_free(insn, n);
-	return rc;
-}
-
 int bp_add(struct bpset *b, struct thread *t, uint64_t addr,
 	   enum site_kind kind, int call, unsigned generation)
 {
 	struct process *p = t->proc;
 	struct site *s = bp_find(b, addr);
 	uint8_t code[16], slot_code[SLOT_SIZE], int3 = 0xcc;
-	bool needs_near = false, jmp_first = false;
 	const char *why = NULL;
-	uint8_t len = 0;
 
 	if (s) {
 		s->generation = generation;
@@ -361,17 +292,21 @@ int bp_add(struct bpset *b, struct thread *t, uint64_t addr,
 		return -1;
 	}
 	/* Decode once to learn whether the slot must be near. */
-	if (relocate(b, code, addr, addr, slot_code, &needs_near, &why, &len, &jmp_first) < 0 &&
-	    !needs_near)
+	struct relocation rel;
+	if (relocate(b->cs, code, addr, addr, slot_code, &rel) < 0 && !rel.needs_near) {
+		why = rel.why;
 		goto unsupported;
-	struct code_page *pg = page_for(b, t, addr, needs_near);
+	}
+	struct code_page *pg = page_for(b, t, addr, rel.needs_near);
 	if (!pg) {
 		why = "no code page could be mapped within reach";
 		goto unsupported;
 	}
 	uint64_t slot = pg->base + pg->used;
-	if (relocate(b, code, addr, slot, slot_code, &needs_near, &why, &len, &jmp_first) < 0)
+	if (relocate(b->cs, code, addr, slot, slot_code, &rel) < 0) {
+		why = rel.why;
 		goto unsupported;
+	}
 	if (proc_write(p, slot, slot_code, sizeof(slot_code)) < 0 ||
 	    proc_write(p, addr, &int3, 1) < 0) {
 		error("cannot write breakpoint at 0x%" PRIx64 ": %s", addr, strerror(errno));
@@ -383,8 +318,8 @@ int bp_add(struct bpset *b, struct thread *t, uint64_t addr,
 		b->sites = xrealloc(b->sites, b->cap_sites * sizeof(*b->sites));
 	}
 	b->sites[b->n_sites++] = (struct site){
-		.addr = addr, .slot = slot, .orig = code[0], .len = len,
-		.in_slot_jmp = jmp_first, .kind = kind,
+		.addr = addr, .slot = slot, .orig = code[0], .len = rel.len,
+		.in_slot_jmp = rel.jmp_first, .kind = kind,
 		.call = call, .generation = generation,
 	};
 	debug("site 0x%" PRIx64 " kind %d call %d slot 0x%" PRIx64, addr, kind, call, slot);

@@ -182,7 +182,7 @@ static void add_alloc(struct heap *h, const struct alloc_event *ev)
 	struct block b = {
 		.ptr = ev->ptr, .size = ev->size,
 		.stack_id = ev->stack_id, .call = (uint8_t)ev->call,
-		.time_ns = ev->time_ns,
+		.time_ns = ev->time_ns, .seq = ev->seq,
 	};
 	h->st.allocations++;
 	h->st.bytes_allocated += ev->size;

@@ -1,12 +1,13 @@
 #ifndef PTLEAK_HEAP_H
 #define PTLEAK_HEAP_H
 /*
- * heap: the table of live blocks, and the one narrow interface through
- * which allocation events reach it, whatever produced them (the ptrace
- * breakpoints today, a probe ring written by code injected into the
- * tracee tomorrow).
+ * heap: the table of live blocks, and the events that change it, whatever
+ * produced them (an event source, source.h: the ptrace breakpoints, a
+ * probe in the tracee; the attach inventory, preattach.h).
  *
- * A producer fills a struct alloc_event and calls heap_record(). Events
+ * A producer fills a struct alloc_event and records it through its
+ * process's database, allocdb_record() (allocdb.h), which numbers it and
+ * calls heap_record(). Events
  * must arrive in the order the allocator performed them; for realloc that
  * means two events: REALLOC_ENTER when the call starts (the old block
  * stops being the program's: another thread may get its address from
@@ -54,6 +55,7 @@ struct alloc_event {
 	uint64_t size;
 	uint32_t stack_id;	/* from stacks_intern(); 0: no stack */
 	uint64_t time_ns;	/* CLOCK_MONOTONIC */
+	uint64_t seq;		/* order of arrival, set by allocdb_record() */
 };
 
 struct block {
@@ -63,6 +65,7 @@ struct block {
 	uint8_t call;		/* enum alloc_call that made it (realloc: the realloc) */
 	bool before_attach;	/* OP_BEFORE_ATTACH: allocated before ptleak attached */
 	uint64_t time_ns;	/* 0: unknown (before_attach) */
+	uint64_t seq;		/* its allocation event's sequence number */
 };
 
 struct heap_stats {

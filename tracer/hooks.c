@@ -1,21 +1,24 @@
 /*
- * hooks: allocator entry/return handling (see hooks.h).
+ * hooks: the ptrace event source, allocator entry/return handling (see
+ * hooks.h and source.h).
  */
 #include "tracer/hooks.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <link.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/ptrace.h>
 #include <unistd.h>
 
 #include "symbols/symbols.h"
 #include "symbols/unwind.h"
+#include "tracer/allocdb.h"
 #include "tracer/breakpoint.h"
 #include "tracer/frames.h"
-#include "tracer/heap.h"
 #include "tracer/proc.h"
-#include "tracer/stacks.h"
+#include "tracer/source.h"
 #include "tracer/util.h"
 
 int hooks_num_callers = 12;
@@ -74,7 +77,7 @@ static void arm_one(void *arg, const char *name, uint64_t addr, const char *modu
 	}
 }
 
-int hooks_arm(struct process *p, struct thread *t, unsigned generation)
+static int hooks_arm(struct process *p, struct thread *t, unsigned generation)
 {
 	const char *names[ARRAY_SIZE(entry_points)];
 	struct arm_ctx c = { .t = t, .generation = generation };
@@ -104,17 +107,20 @@ static int on_rbrk(struct thread *t)
 		      symbols_errmsg(p->syms));
 		return -1;
 	}
-	frames_freeze_unmapped(p->frames, p->syms, p->stacks);
+	frames_freeze_unmapped(p->frames, p->syms, p->db->stacks);
 	unwinder_flush(p->unw);
 	return hooks_arm(p, t, ++p->generation) < 0 ? -1 : 0;
 }
 
-static void record(struct process *p, const struct alloc_event *ev)
+static void record(struct process *p, struct alloc_event *ev)
 {
-	heap_record(p->heap, ev);
+	allocdb_record(p->db, ev);
 }
 
-int hooks_on_site(struct thread *t, struct site *s, struct user_regs_struct *regs)
+/* Stopped at site S (rip rewound to it): handle it, set REGS->rip where
+ * the thread continues. -1 if the module list changed and re-arming
+ * failed (a message was printed). */
+static int hooks_on_site(struct thread *t, struct site *s, struct user_regs_struct *regs)
 {
 	struct process *p = t->proc;
 	uint64_t pcs[64];
@@ -126,10 +132,10 @@ int hooks_on_site(struct thread *t, struct site *s, struct user_regs_struct *reg
 		return 0;	/* a vfork child, or a nested call */
 
 	enum alloc_call call = (enum alloc_call)s->call;
+	const uint64_t args[3] = { regs->rdi, regs->rsi, regs->rdx };
+	struct alloc_event ev;
 	if (call == CALL_FREE) {
-		struct alloc_event ev = {
-			.op = OP_FREE, .call = call, .tid = t->tid, .ptr = regs->rdi,
-		};
+		hooks_entry_event(call, t->tid, args, &ev);
 		record(p, &ev);
 		return 0;
 	}
@@ -139,7 +145,7 @@ int hooks_on_site(struct thread *t, struct site *s, struct user_regs_struct *reg
 	at_entry.rip = s->addr;
 	int n = unwinder_backtrace(p->unw, t->tid, &at_entry, pcs,
 				   hooks_num_callers < 64 ? hooks_num_callers : 64);
-	uint32_t stack_id = stacks_intern(p->stacks, pcs, n > 0 ? (size_t)n : 0);
+	uint32_t stack_id = allocdb_intern(p->db, pcs, n > 0 ? (size_t)n : 0);
 
 	/* The return address, from the stack pages the unwinder just read.
 	 * The shadow frame exists before the stack points at the trampoline:
@@ -153,7 +159,7 @@ int hooks_on_site(struct thread *t, struct site *s, struct user_regs_struct *reg
 	struct shadow *sh = thread_push_shadow(t);
 	*sh = (struct shadow){
 		.rsp = regs->rsp, .ret = ret, .call = call,
-		.args = { regs->rdi, regs->rsi, regs->rdx }, .stack_id = stack_id,
+		.args = { args[0], args[1], args[2] }, .stack_id = stack_id,
 	};
 	if (proc_write(p, regs->rsp, &tramp, sizeof(tramp)) < 0) {
 		error("cannot redirect the return of %s in thread %d: %s",
@@ -161,13 +167,8 @@ int hooks_on_site(struct thread *t, struct site *s, struct user_regs_struct *reg
 		t->n_shadow--;
 		return 0;
 	}
-	if (call == CALL_REALLOC || call == CALL_REALLOCARRAY) {
-		struct alloc_event ev = {
-			.op = OP_REALLOC_ENTER, .call = call, .tid = t->tid,
-			.old_ptr = regs->rdi,
-		};
-		record(p, &ev);
-	}
+	if (hooks_entry_event(call, t->tid, args, &ev))
+		record(p, &ev);	/* realloc: the old block stops being the program's */
 	return 0;
 }
 
@@ -178,7 +179,75 @@ static uint64_t mul_or_zero(uint64_t a, uint64_t b)
 	return __builtin_mul_overflow(a, b, &r) ? 0 : r;
 }
 
-int hooks_on_return(struct thread *t, struct user_regs_struct *regs)
+bool hooks_entry_event(enum alloc_call call, pid_t tid, const uint64_t args[3],
+		       struct alloc_event *ev)
+{
+	*ev = (struct alloc_event){ .call = call, .tid = tid };
+	switch (call) {
+	case CALL_FREE:
+		ev->op = OP_FREE;
+		ev->ptr = args[0];
+		return true;
+	case CALL_REALLOC:
+	case CALL_REALLOCARRAY:
+		ev->op = OP_REALLOC_ENTER;
+		ev->old_ptr = args[0];
+		return true;
+	default:
+		return false;
+	}
+}
+
+bool hooks_return_event(enum alloc_call call, pid_t tid, const uint64_t args[3],
+			uint64_t rax, uint32_t stack_id, struct alloc_event *ev)
+{
+	*ev = (struct alloc_event){
+		.op = OP_ALLOC, .call = call, .tid = tid, .ptr = rax,
+		.stack_id = stack_id, .time_ns = now_ns(),
+	};
+	switch (call) {
+	case CALL_MALLOC:
+	case CALL_VALLOC:
+		ev->size = args[0];
+		break;
+	case CALL_PVALLOC: {
+		uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE);
+		ev->size = (args[0] + pg - 1) & ~(pg - 1);
+		break;
+	}
+	case CALL_CALLOC:
+		ev->size = mul_or_zero(args[0], args[1]);
+		break;
+	case CALL_ALIGNED_ALLOC:
+	case CALL_MEMALIGN:
+		ev->size = args[1];
+		break;
+	case CALL_POSIX_MEMALIGN:
+		/* The result is in *memptr (args[0]), when rax (an int) is 0:
+		 * the caller reads it into ev->ptr. */
+		ev->size = args[2];
+		ev->ptr = 0;
+		break;
+	case CALL_REALLOC:
+		ev->op = OP_REALLOC_EXIT;
+		ev->old_ptr = args[0];
+		ev->size = args[1];
+		break;
+	case CALL_REALLOCARRAY:
+		ev->op = OP_REALLOC_EXIT;
+		ev->old_ptr = args[0];
+		ev->size = mul_or_zero(args[1], args[2]);
+		break;
+	case CALL_FREE:
+	case CALL__COUNT:
+		return false;
+	}
+	return true;
+}
+
+/* T hit the return trampoline: record the result, set REGS->rip to the
+ * real return address. -1 if T has no call in flight (a ptleak bug). */
+static int hooks_on_return(struct thread *t, struct user_regs_struct *regs)
 {
 	struct process *p = t->proc;
 	size_t i = t->n_shadow;
@@ -195,48 +264,241 @@ int hooks_on_return(struct thread *t, struct user_regs_struct *regs)
 	t->n_shadow = i - 1;
 	regs->rip = sh.ret;
 
-	struct alloc_event ev = {
-		.op = OP_ALLOC, .call = sh.call, .tid = t->tid, .ptr = regs->rax,
-		.stack_id = sh.stack_id, .time_ns = now_ns(),
-	};
-	switch (sh.call) {
-	case CALL_MALLOC:
-	case CALL_VALLOC:
-		ev.size = sh.args[0];
-		break;
-	case CALL_PVALLOC: {
-		uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE);
-		ev.size = (sh.args[0] + pg - 1) & ~(pg - 1);
-		break;
-	}
-	case CALL_CALLOC:
-		ev.size = mul_or_zero(sh.args[0], sh.args[1]);
-		break;
-	case CALL_ALIGNED_ALLOC:
-	case CALL_MEMALIGN:
-		ev.size = sh.args[1];
-		break;
-	case CALL_POSIX_MEMALIGN:
-		ev.size = sh.args[2];
-		ev.ptr = 0;
-		if ((uint32_t)regs->rax == 0 && proc_read_u64(p, sh.args[0], &ev.ptr) < 0)
-			ev.ptr = 0;
-		break;
-	case CALL_REALLOC:
-		ev.op = OP_REALLOC_EXIT;
-		ev.old_ptr = sh.args[0];
-		ev.size = sh.args[1];
-		break;
-	case CALL_REALLOCARRAY:
-		ev.op = OP_REALLOC_EXIT;
-		ev.old_ptr = sh.args[0];
-		ev.size = mul_or_zero(sh.args[1], sh.args[2]);
-		break;
-	case CALL_FREE:
-	case CALL__COUNT:
+	struct alloc_event ev;
+	if (!hooks_return_event(sh.call, t->tid, sh.args, regs->rax, sh.stack_id, &ev))
 		return 0;
-	}
+	if (sh.call == CALL_POSIX_MEMALIGN && (uint32_t)regs->rax == 0 &&
+	    proc_read_u64(p, sh.args[0], &ev.ptr) < 0)
+		ev.ptr = 0;
 	if (p->role == ROLE_TRACED)
 		record(p, &ev);
 	return 0;
 }
+
+/* ---- the source's operations (source.h) ----------------------------- */
+
+/*
+ * A code page, then the dynamic linker's r_brk (dynamic programs) and the
+ * allocator. At an exec the allocator is not mapped yet and is hooked at
+ * r_brk (LOADED false); after attaching it is there already.
+ */
+static int ptrace_arm(struct process *p, struct thread *t, bool loaded)
+{
+	p->bp = bp_new();
+	if (bp_init(p->bp, t) < 0)
+		return -1;
+	uint64_t rbrk = symbols_lookup_name(p->syms, "ld-linux", "_dl_debug_state");
+	p->dynamic = rbrk != 0;
+	if (p->dynamic) {
+		p->r_debug = symbols_lookup_name(p->syms, "ld-linux", "_r_debug");
+		if (bp_add(p->bp, t, rbrk, SITE_RBRK, 0, 0) < 0)
+			return -1;
+		if (!loaded)
+			return 0;
+	}
+	int n = hooks_arm(p, t, ++p->generation);
+	if (n == 0)
+		error("no allocator entry point (malloc, free, ...) found in '%s': "
+		      "a static binary needs its symbol table (is it stripped?)",
+		      p->argv && p->argv[0] ? p->argv[0] : "?");
+	return n > 0 ? 0 : -1;
+}
+
+/* A vfork child runs on its parent's memory, so on its breakpoints. */
+static struct bpset *bp_of(const struct process *p)
+{
+	return p->role == ROLE_VFORK_CHILD && p->parent ? p->parent->bp : p->bp;
+}
+
+/*
+ * Our int3 or the program's own SIGTRAP? Past a site whose instruction is
+ * longer than one byte, or past the trampoline, nothing but our int3 can
+ * have left the thread: that needs no PTRACE_GETSIGINFO, one syscall less
+ * per allocator call. Elsewhere, the kernel's siginfo decides.
+ */
+static bool our_trap(struct thread *t, const struct site *s)
+{
+	siginfo_t si;
+
+	if (s->len > 1)
+		return true;
+	return ptrace(PTRACE_GETSIGINFO, t->tid, 0, &si) == 0 && si.si_code == SI_KERNEL;
+}
+
+/* The registers a trap handler is about to give a thread: decided, not
+ * yet set (for an emergency detach in between). */
+static struct {
+	volatile pid_t tid;
+	struct user_regs_struct regs;
+} pending_regs;
+
+static enum trap_verdict ptrace_on_trap(struct thread *t, struct user_regs_struct *regs,
+					bool leaving)
+{
+	struct bpset *bp = bp_of(t->proc);
+
+	if (!bp)
+		return TRAP_NOT_OURS;
+	struct site *s = bp_find(bp, regs->rip - 1);
+	bool tramp = regs->rip - 1 == bp_trampoline(bp);
+	if (!tramp && (!s || !our_trap(t, s)))
+		return TRAP_NOT_OURS;
+	if (s && leaving) {
+		regs->rip = s->addr;	/* leaving: it runs the real code later */
+	} else if (s) {
+		hooks_on_site(t, s, regs);
+	} else {
+		/* hooks_on_return pops the shadow frame: from here until the
+		 * registers are set, only pending_regs knows where it goes. */
+		pending_regs.regs = *regs;
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+		pending_regs.tid = t->tid;
+		if (hooks_on_return(t, &pending_regs.regs) < 0)
+			return TRAP_FAILED;
+		*regs = pending_regs.regs;
+	}
+	if (thread_setregs(t->tid, regs) < 0 && errno != ESRCH)
+		error("cannot set registers of thread %d: %s", t->tid, strerror(errno));
+	pending_regs.tid = 0;
+	return TRAP_HANDLED;
+}
+
+/* Just past one of our int3s: its SIGTRAP is still queued (the traps of
+ * PTRACE_INTERRUPT are reported first). */
+static bool ptrace_trap_queued(struct thread *t)
+{
+	struct bpset *bp = bp_of(t->proc);
+	struct user_regs_struct r;
+
+	if (!bp || thread_getregs(t->tid, &r) < 0)
+		return false;
+	return bp_find(bp, r.rip - 1) || r.rip - 1 == bp_trampoline(bp);
+}
+
+static void ptrace_fork_child(struct process *parent, struct process *c,
+			      struct thread *t, bool follow)
+{
+	if (!parent->bp || c->role == ROLE_VFORK_CHILD)
+		return;
+	if (follow) {
+		/* Its memory holds the same sites and pages, and the forking
+		 * thread's redirected return addresses. */
+		c->bp = bp_clone(parent->bp);
+		struct thread *ct = thread_find(c->pid);
+		for (size_t i = 0; ct && i < t->n_shadow; i++)
+			*thread_push_shadow(ct) = t->shadow[i];
+		return;
+	}
+	/* The child has a copy of our int3s and redirected return
+	 * addresses: put the program's bytes back before it runs. */
+	if (bp_restore_in(parent->bp, c) < 0) {
+		error("cannot clean forked child %d: %s", c->pid, strerror(errno));
+		return;
+	}
+	for (size_t i = 0; i < t->n_shadow; i++)
+		proc_write(c, t->shadow[i].rsp, &t->shadow[i].ret, 8);
+}
+
+static int ptrace_leave(struct process *p, struct thread *const *threads, size_t n)
+{
+	struct bpset *bp = p->bp;
+
+	if (!bp || p->role != ROLE_TRACED || !n)
+		return 0;
+	uint64_t tramp = bp_trampoline(bp);
+	for (size_t i = 0; i < n; i++) {
+		struct thread *t = threads[i];
+		struct user_regs_struct r;
+		for (size_t k = t->n_shadow; k-- > 0;) {
+			uint64_t v;
+			if (proc_read_u64(p, t->shadow[k].rsp, &v) == 0 && v == tramp)
+				proc_write(p, t->shadow[k].rsp, &t->shadow[k].ret, 8);
+		}
+		t->n_shadow = 0;
+		if (thread_getregs(t->tid, &r) == 0) {
+			uint64_t rip = bp_move_out(bp, r.rip);
+			if (rip != r.rip) {
+				r.rip = rip;
+				thread_setregs(t->tid, &r);
+			}
+		}
+	}
+	/* Our pages are unmapped by code run in a thread that can still
+	 * run code: not one stopped on its way out. */
+	struct thread *runner = NULL;
+	for (size_t i = 0; i < n && !runner; i++)
+		if (!threads[i]->exiting)
+			runner = threads[i];
+	if (!runner)
+		return bp_restore_in(bp, p);	/* it is exiting: the bytes suffice */
+	if (bp_remove_all(bp, runner) < 0) {
+		error("process %d: some of ptleak's code could not be removed", p->pid);
+		return -1;
+	}
+	return 0;
+}
+
+/* Signal-handler safe from here to ptrace_emergency_thread: syscalls and
+ * our own memory only. The code pages stay mapped (a thread may be in a
+ * slot). */
+static void ptrace_emergency(struct process *p)
+{
+	if (p->role == ROLE_TRACED && p->bp && p->memfd >= 0)
+		bp_restore_in(p->bp, p);
+}
+
+/* T is stopped: write back the return addresses it would come back
+ * through and put rip where it would be without ptleak. */
+static void ptrace_emergency_thread(struct thread *t)
+{
+	struct process *p = t->proc;
+	struct bpset *bp = p->bp;
+	struct user_regs_struct r;
+	uint64_t v;
+
+	if (p->role != ROLE_TRACED || !bp || p->memfd < 0)
+		return;
+	uint64_t tramp = bp_trampoline(bp);
+	for (size_t i = 0; i < t->n_shadow; i++)
+		if (pread(p->memfd, &v, 8, (off_t)t->shadow[i].rsp) == 8 && v == tramp)
+			pwrite(p->memfd, &t->shadow[i].ret, 8, (off_t)t->shadow[i].rsp);
+	if (pending_regs.tid == t->tid) {
+		/* Caught between deciding its registers and setting them. */
+		ptrace(PTRACE_SETREGS, t->tid, 0, &pending_regs.regs);
+		pending_regs.tid = 0;
+	}
+	if (ptrace(PTRACE_GETREGS, t->tid, 0, &r) < 0)
+		return;
+	struct site *s = bp_find(bp, r.rip - 1);
+	uint64_t rip = s ? s->addr : bp_move_out(bp, r.rip);
+	if (r.rip - 1 == tramp) {
+		for (size_t i = t->n_shadow; i-- > 0;)
+			if (t->shadow[i].rsp + 8 == r.rsp) {
+				rip = t->shadow[i].ret;
+				break;
+			}
+	}
+	if (rip != r.rip) {
+		r.rip = rip;
+		ptrace(PTRACE_SETREGS, t->tid, 0, &r);
+	}
+}
+
+static void ptrace_release(struct process *p)
+{
+	bp_free(p->bp);
+	p->bp = NULL;
+	p->r_debug = 0;
+}
+
+const struct source_ops source_ptrace = {
+	.name = "ptrace",
+	.arm = ptrace_arm,
+	.on_trap = ptrace_on_trap,
+	.trap_queued = ptrace_trap_queued,
+	.fork_child = ptrace_fork_child,
+	.leave = ptrace_leave,
+	.emergency = ptrace_emergency,
+	.emergency_thread = ptrace_emergency_thread,
+	.release = ptrace_release,
+};

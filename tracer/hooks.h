@@ -1,10 +1,10 @@
 #ifndef PTLEAK_HOOKS_H
 #define PTLEAK_HOOKS_H
 /*
- * hooks: the allocator's entry points, and what a stop at one of them
- * means. This is the ptrace event producer: it turns breakpoint stops into
- * struct alloc_event for the heap (heap.h), the one interface a future
- * in-tracee probe would feed too.
+ * hooks: the ptrace event source (source.h): the allocator's entry points,
+ * and what a stop at one of them means. It turns breakpoint stops into
+ * struct alloc_event for the process's database (allocdb.h), at the stop
+ * itself, so it needs no drain.
  *
  * Entry of an outermost allocating call: the stack is unwound and
  * interned, the return address at [rsp] is swapped for the trampoline's
@@ -15,28 +15,30 @@
  * another hooked call (realloc(NULL, n) calling malloc inside libc, musl's
  * calloc calling malloc) are nested and not recorded.
  */
-#include <sys/user.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
 
-struct process;
-struct thread;
-struct site;
+#include "tracer/heap.h"
+#include "tracer/source.h"
 
-/* Arm a breakpoint on every allocator entry point found in P's modules
- * (and, if P is dynamic, ld.so's r_brk). T is a stopped thread of P.
- * Returns the number of allocator sites armed, -1 on error. */
-int hooks_arm(struct process *p, struct thread *t, unsigned generation);
+/* The source's operations: source_ptrace, declared in source.h. Its
+ * per-process state is the process's bpset, r_debug and generation, and
+ * each thread's shadow stack (proc.h). */
 
 /*
- * Thread T of the process owning the breakpoints stopped at site S
- * (rip already rewound to the site). Handles it and sets REGS->rip where
- * the thread must continue. Returns 0, or -1 if the module list changed
- * and re-arming failed (a message was printed).
+ * The events of one allocator call, as this source makes them from the
+ * call's first three arguments ARGS (rdi, rsi, rdx) and its result RAX;
+ * pure functions, so the conformance test (tests/unit/heap_test.c) feeds
+ * exactly what a traced program would. At entry: free's OP_FREE, realloc's
+ * OP_REALLOC_ENTER (false: the call has no entry event). At return: the
+ * allocation or OP_REALLOC_EXIT (false for free); posix_memalign's pointer
+ * is in *memptr, read by the caller into ev->ptr when RAX is 0.
  */
-int hooks_on_site(struct thread *t, struct site *s, struct user_regs_struct *regs);
-
-/* T hit the return trampoline: record the result, set REGS->rip to the
- * real return address. -1 if T has no call in flight (a ptleak bug). */
-int hooks_on_return(struct thread *t, struct user_regs_struct *regs);
+bool hooks_entry_event(enum alloc_call call, pid_t tid, const uint64_t args[3],
+		       struct alloc_event *ev);
+bool hooks_return_event(enum alloc_call call, pid_t tid, const uint64_t args[3],
+			uint64_t rax, uint32_t stack_id, struct alloc_event *ev);
 
 /* Frames kept per stack (--num-callers). */
 extern int hooks_num_callers;

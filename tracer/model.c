@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tracer/allocdb.h"
 #include "tracer/frames.h"
 #include "tracer/options.h"
 #include "tracer/proc.h"
@@ -160,13 +161,13 @@ size_t model_frames(struct process *p, const struct options *o, uint32_t id,
 		    enum alloc_call call, struct model_frame *out, size_t max)
 {
 	size_t n;
-	const uint64_t *pcs = stacks_get(p->stacks, id, &n);
+	const uint64_t *pcs = stacks_get(p->db->stacks, id, &n);
 
 	if (n > max)
 		n = max;
 	for (size_t i = 0; i < n; i++) {
 		out[i].pc = pcs[i];
-		frames_describe(p->frames, p->syms, p->stacks, id, i, &out[i].si);
+		frames_describe(p->frames, p->syms, p->db->stacks, id, i, &out[i].si);
 		if (i == 0)
 			out[i].si.function = out[i].si.linkage_name = alloc_call_name(call);
 		if (!o->show_below_main && out[i].si.function &&
@@ -191,7 +192,7 @@ struct report_model *model_build(struct process *p, const struct scan_result *r,
 	m->before_known = p->before_known;
 	m->before_why = p->before_known ? NULL : p->before_why;
 	m->now_ns = now_ns();
-	m->heap = *heap_stats(p->heap);
+	m->heap = *heap_stats(p->db->heap);
 	m->scanned = r->scanned;
 	m->words_scanned = r->words_scanned;
 	m->scan_ns = r->ns;

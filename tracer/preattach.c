@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "symbols/symbols.h"
+#include "tracer/allocdb.h"
 #include "tracer/glibc_heap.h"
 #include "tracer/heap.h"
 #include "tracer/proc.h"
@@ -97,11 +98,11 @@ size_t preattach_record(struct process *p, struct preattach *pa)
 {
 	size_t n = pa->h.n;
 
-	heap_reserve(p->heap, n);
+	heap_reserve(p->db->heap, n);
 	for (size_t i = 0; i < n; i++) {
 		struct alloc_event ev = { .op = OP_BEFORE_ATTACH, .ptr = pa->h.blocks[i].ptr,
 					  .size = pa->h.blocks[i].size };
-		heap_record(p->heap, &ev);
+		allocdb_record(p->db, &ev);
 	}
 	p->before_known = true;
 	glibc_heap_release(&pa->h);

@@ -18,8 +18,9 @@
 #include <sys/user.h>
 
 #include "tracer/heap.h"
+#include "tracer/source.h"
 
-struct stacks;
+struct allocdb;
 struct frames;
 struct scan_result;
 struct symbols;
@@ -70,11 +71,11 @@ struct process {
 	unsigned generation;	/* of the module list the sites were armed for */
 	/* what we know of the program being traced */
 	char **argv;
-	struct heap *heap;
-	struct stacks *stacks;
+	struct allocdb *db;	/* blocks and stacks; NULL before an image */
 	struct symbols *syms;
 	struct unwinder *unw;
-	struct bpset *bp;
+	struct bpset *bp;	/* the ptrace source's (hooks.c) */
+	void *source_state[SOURCES_MAX];	/* source.h: source_state() */
 	int exit_status;	/* wait status when reaped, -1 before */
 	bool attached;		/* -p: traced since attach_ns, not from exec */
 	uint64_t attach_ns;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tracer/allocdb.h"
 #include "tracer/frames.h"
 #include "tracer/heap.h"
 #include "tracer/model.h"
@@ -130,7 +131,7 @@ void report_process(struct process *p, const struct options *o)
 {
 	unsigned kinds = 0;
 
-	if (p->reported || !p->heap || !p->scan)
+	if (p->reported || !p->db || !p->scan)
 		return;
 	p->reported = true;
 	for (size_t i = 0; i < ARRAY_SIZE(writers); i++)
@@ -205,10 +206,10 @@ static double age_s(uint64_t now, uint64_t t)
 
 void report_interval(struct process *p, const struct options *o)
 {
-	size_t nb, ns = stacks_count(p->stacks) + 1;
-	struct block *b = heap_snapshot(p->heap, &nb);
+	size_t nb, ns = stacks_count(p->db->stacks) + 1;
+	struct block *b = heap_snapshot(p->db->heap, &nb);
 	struct site_total *tot = xcalloc(ns, sizeof(*tot));
-	const struct heap_stats *st = heap_stats(p->heap);
+	const struct heap_stats *st = heap_stats(p->db->heap);
 	uint64_t now = now_ns();
 	FILE *f = text_stream();
 	char a[32], c[32], d[32], e[32];

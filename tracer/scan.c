@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "tracer/allocdb.h"
 #include "tracer/glibc_heap.h"
 #include "tracer/proc.h"
 #include "tracer/util.h"
@@ -497,7 +498,7 @@ struct scan_result *scan_process(struct process *p, const struct user_regs_struc
 	struct scan_result *res = xcalloc(1, sizeof(*res));
 	uint64_t t0 = now_ns();
 
-	res->blocks = heap_snapshot(p->heap, &res->n);
+	res->blocks = heap_snapshot(p->db->heap, &res->n);
 	res->kind = xcalloc(res->n + 1, 1);
 	res->leader = xcalloc(res->n + 1, sizeof(*res->leader));
 	if (!n_regs) {
@@ -547,7 +548,7 @@ struct scan_result *scan_process(struct process *p, const struct user_regs_struc
 		tps[ntp++] = regs[i].fs_base;
 	mark_dtvs(&s, tps, ntp);
 	drain(&s);
-	uint64_t first_chunk = heap_stats(p->heap)->min_ptr - 16;
+	uint64_t first_chunk = heap_stats(p->db->heap)->min_ptr - 16;
 	for (size_t i = 0; i < nr; i++) {
 		uint64_t a = r[i].start, e = r[i].end;
 		if (r[i].heap && !conservative) {

@@ -96,6 +96,42 @@ def t_fork_follow(s):
         raise Fail(errs[0], errs[1:])
 
 
+@test("proc_fork_follow_unfollowable")
+def t_fork_follow_unfollowable(s):
+    # -f, and the child's symbols cannot be set up (forced through ptleak's
+    # test-only PTLEAK_TEST_FAIL=follow, as an unreadable /proc/PID/maps
+    # would; it used to leave the child traced without an unwinder, and
+    # its first malloc crashed ptleak): one line says so, the child runs
+    # on untraced and unharmed (its parent sees exit 7), the parent's
+    # report is exact, and ptleak exits 125 (a report asked for is
+    # missing).
+    cmd = [s.builder.get("fork_leaks")]
+    env = dict(s.env, PTLEAK_TEST_FAIL="follow")
+    res, doc = s.ptleak_run(["-f"], cmd, timeout=30, env=env)
+    errs = [e for e in native_same(s, cmd, res)
+            if not e.startswith("exit status")]
+    if res.stdout != b"child exited with status 7\n":
+        errs.append("the child was harmed: stdout %r" % res.stdout)
+    if exit_status(res.status) != 125:
+        errs.append("ptleak exit status %d, want 125" % exit_status(res.status))
+    parent, child = fork_pids(res)
+    want = ("ptleak: cannot follow child process %d (cannot read the modules "
+            "of process %d); it runs on untraced" % (child, child)).encode()
+    lines = [l for l in res.stderr.splitlines() if l.startswith(b"ptleak:")]
+    if lines != [want]:
+        errs.append("want exactly the line %r, got %r" % (want, lines))
+    procs = (doc or {}).get("processes") or []
+    if [p.get("pid") for p in procs] != [parent]:
+        errs.append("the JSON has the parent only: want pids [%d], got %s"
+                    % (parent, [p.get("pid") for p in procs]))
+    if procs:
+        errs += proc_errors(procs[0], {D: (200, 2), I: Z, P: Z}, FORK_PARENT)
+    if re.search(rb"^==%d== " % child, res.stderr, re.M):
+        errs.append("the text reports the child %d it did not trace" % child)
+    if errs:
+        raise Fail(errs[0], errs[1:] + tail(res.stderr))
+
+
 # ---- B2: posix_spawn, vfork ------------------------------------------------
 SPAWN_PARENT = [R(D, 88, 1, ["malloc", "leak_after@spawn_leaks.c", "main"]),
                 R(D, 77, 1, ["malloc", "leak_before@spawn_leaks.c", "main"])]

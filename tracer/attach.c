@@ -1,0 +1,429 @@
+/*
+ * attach: attaching to a running process (-p) and leaving it, ptleak's
+ * signal dispositions, and the emergency restore when ptleak dies while
+ * attached (see doc/internals.md, "Attaching and leaving").
+ *
+ * Attach: every thread is seized and interrupted, rescanning
+ * /proc/PID/task until no new thread appears; the loop collects their
+ * stops (LOOP_ATTACHING) and, with all of them stopped, attach_finish
+ * hooks the allocator and resumes them. Leaving (EV_LEAVE): every thread
+ * is interrupted and the loop collects the stops again (LOOP_LEAVING: an
+ * int3 hit not yet handled is rewound); then leave_finish moves threads
+ * out of slots, writes redirected return addresses back, restores the
+ * code, unmaps our pages, and detaches each thread with its pending
+ * signal.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tracer/allocdb.h"
+#include "tracer/hooks.h"
+#include "tracer/launch.h"
+#include "tracer/preattach.h"
+#include "tracer/proc.h"
+#include "tracer/procfs.h"
+#include "tracer/report.h"
+#include "tracer/session.h"
+#include "tracer/source.h"
+#include "tracer/util.h"
+#include "tracer/writer.h"
+
+#define TICK_US 100000		/* attach mode: how often waitpid wakes up */
+
+/* Attach mode: no EXITKILL, the process must outlive us. */
+#define ATTACH_PTRACE_OPTIONS (PTLEAK_PTRACE_OPTIONS & ~PTRACE_O_EXITKILL)
+
+static volatile sig_atomic_t forward_to;
+volatile sig_atomic_t leave_requested;	/* session.h */
+
+/* ---- signals ------------------------------------------------------- */
+
+static void forward_signal(int sig)
+{
+	if (forward_to > 0)
+		kill(forward_to, sig);
+}
+
+static void request_leave(int sig)
+{
+	(void)sig;
+	leave_requested = 1;
+}
+
+static void wake_up(int sig)
+{
+	(void)sig;	/* only to interrupt waitpid */
+}
+
+/*
+ * Wait for thread TID's next stop, retrying on EINTR; give up after about
+ * 200 ms (a thread already in a stop we did not see reports nothing new).
+ * Returns the status, or -1 if it is gone or did not stop.
+ */
+static int wait_stop(pid_t tid)
+{
+	struct timespec ms = { 0, 1000000 };
+	int status;
+
+	for (int i = 0; i < 200; i++) {
+		pid_t r = waitpid(tid, &status, __WALL | WNOHANG);
+		if (r == tid)
+			return WIFSTOPPED(status) ? status : -1;
+		if (r < 0 && errno != EINTR)
+			return -1;
+		nanosleep(&ms, NULL);
+	}
+	return -1;
+}
+
+/*
+ * Emergency detach of one thread, with only syscalls and our own memory
+ * (it runs in a fatal-signal handler): stop it, swallow the SIGTRAP of an
+ * int3 it hit, let the sources put it where it would be without ptleak,
+ * detach it.
+ */
+static void restore_thread(struct thread *t, void *arg)
+{
+	struct process *p = t->proc;
+	int status, deliver = t->pending_sig;
+
+	(void)arg;
+	if (!t->stopped) {
+		ptrace(PTRACE_INTERRUPT, t->tid, 0, 0);
+		status = wait_stop(t->tid);
+		if (status != -1 && (status >> 16) == 0 && WSTOPSIG(status) != SIGTRAP)
+			deliver = WSTOPSIG(status);
+	}
+	/* An int3 hit whose SIGTRAP is still queued behind the interrupt. */
+	for (int tries = 0; tries < 3 && procfs_task_sig_pending(p->pid, t->tid, SIGTRAP); tries++)
+		if (ptrace(PTRACE_CONT, t->tid, 0, 0) < 0 || wait_stop(t->tid) == -1)
+			break;
+	sources_emergency_thread(t);
+	ptrace(PTRACE_DETACH, t->tid, 0, (void *)(long)deliver);
+}
+
+/*
+ * Last resort when ptleak dies while attached (a fatal signal, or die()):
+ * give the program its code, return addresses and threads back, so that
+ * it survives our exit. Only syscalls and our own memory, no allocation:
+ * safe in a signal handler.
+ */
+static void emergency_restore(void)
+{
+	struct tracer *tr = tracer_current;
+
+	if (!tr || !tr->attach || tr->left)
+		return;
+	tr->left = true;
+	/* No more ticks: they would interrupt every wait below. */
+	struct itimerval off = { 0 };
+	setitimer(ITIMER_REAL, &off, NULL);
+	for (size_t i = 0; i < tr->n_procs; i++)
+		if (tr->procs[i]->role == ROLE_TRACED)
+			sources_emergency(tr->procs[i]);
+	for (size_t i = 0; i < tr->n_procs; i++) {
+		struct process *p = tr->procs[i];
+		if (p->role == ROLE_TRACED && p->db && p->memfd >= 0)
+			thread_foreach(p, restore_thread, NULL);
+	}
+}
+
+static void on_fatal(int sig)
+{
+	emergency_restore();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* Launch mode: Ctrl-C and Ctrl-\ at a terminal reach the program from the
+ * terminal itself; ptleak stays to report. SIGTERM and SIGHUP sent to
+ * ptleak are passed on to the program. Installed after the fork, so the
+ * program inherits ptleak's original dispositions. */
+void attach_signals_launch(pid_t pid)
+{
+	struct sigaction sa = { .sa_handler = forward_signal };
+
+	forward_to = pid;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGQUIT, SIG_IGN);
+}
+
+/* Attach mode: SIGINT, SIGTERM and SIGHUP mean "leave"; a ticker wakes
+ * waitpid up for --duration and --interval; a crash restores the target
+ * first. No SA_RESTART: waitpid must return EINTR. */
+static void setup_attach_signals(void)
+{
+	struct sigaction sa = { .sa_handler = request_leave };
+	static const int fatal[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = wake_up;
+	sigaction(SIGALRM, &sa, NULL);
+	sa.sa_handler = on_fatal;
+	sa.sa_flags = SA_RESETHAND;
+	for (size_t i = 0; i < ARRAY_SIZE(fatal); i++)
+		sigaction(fatal[i], &sa, NULL);
+	atexit(emergency_restore);
+
+	struct itimerval it = { .it_interval = { 0, TICK_US }, .it_value = { 0, TICK_US } };
+	setitimer(ITIMER_REAL, &it, NULL);
+}
+
+/* ---- attaching ------------------------------------------------------ */
+
+static noreturn void cannot_attach(pid_t pid, int err)
+{
+	char why[256], comm[64];
+	long tracer_pid = err == EPERM ? procfs_status_field(pid, "TracerPid") : 0;
+
+	if (tracer_pid > 0) {
+		/* Someone attached between our look and our PTRACE_SEIZE. */
+		procfs_comm((pid_t)tracer_pid, comm, sizeof(comm));
+		snprintf(why, sizeof(why), "already traced by process %ld (%s)", tracer_pid, comm);
+	} else if (err == EPERM) {
+		int scope = -1;
+		FILE *f = fopen("/proc/sys/kernel/yama/ptrace_scope", "re");
+		if (f) {
+			if (fscanf(f, "%d", &scope) != 1)
+				scope = -1;
+			fclose(f);
+		}
+		if (scope > 0)
+			snprintf(why, sizeof(why), "operation not permitted "
+				 "(kernel.yama.ptrace_scope is %d: run as root or with CAP_SYS_PTRACE)",
+				 scope);
+		else
+			snprintf(why, sizeof(why), "operation not permitted "
+				 "(another user's process, or a setuid one: needs CAP_SYS_PTRACE)");
+	} else {
+		snprintf(why, sizeof(why), "%s", err == ESRCH ? "no such process" : strerror(err));
+	}
+	die("cannot attach to process %d: %s", pid, why);
+}
+
+/* Seize every thread of P, rescanning until no new one appears: threads
+ * born meanwhile are seized by their (already seized) creator's clone
+ * event or found by the next scan. */
+static void seize_all(struct process *p)
+{
+	char path[64];
+	bool added = true;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", p->pid);
+	while (added) {
+		DIR *d = opendir(path);
+		struct dirent *de;
+
+		added = false;
+		if (!d)
+			cannot_attach(p->pid, ESRCH);
+		while ((de = readdir(d))) {
+			pid_t tid = (pid_t)atoi(de->d_name);
+			if (tid <= 0 || thread_find(tid))
+				continue;
+			if (ptrace(PTRACE_SEIZE, tid, 0, (void *)(long)ATTACH_PTRACE_OPTIONS) < 0) {
+				if (errno == ESRCH)
+					continue;	/* exited meanwhile */
+				int err = errno;
+				closedir(d);
+				cannot_attach(p->pid, err);
+			}
+			thread_add(p, tid);
+			ptrace(PTRACE_INTERRUPT, tid, 0, 0);
+			added = true;
+		}
+		closedir(d);
+	}
+}
+
+struct tracer *tracer_launch(const struct options *o)
+{
+	struct tracer *tr = xcalloc(1, sizeof(*tr));
+	char *path = launch_resolve(o->argv[0]);
+	pid_t pid = launch_start(path, o->argv);
+
+	free(path);
+	tracer_current = tr;
+	attach_signals_launch(pid);
+	tr->o = o;
+	tr->state = LOOP_TRACING;
+	tr->main = process_new(pid, ROLE_TRACED);
+	tr->main->ppid = getpid();
+	tr->main->argv = o->argv;
+	add_process(tr, tr->main);
+	thread_add(tr->main, pid);
+	hooks_num_callers = o->num_callers;
+	return tr;
+}
+
+struct tracer *tracer_attach(const struct options *o)
+{
+	pid_t pid = o->pid;
+	char comm[64];
+
+	long tgid = procfs_status_field(pid, "Tgid");
+	if (tgid < 0)
+		cannot_attach(pid, ESRCH);
+	if (tgid != pid)
+		die("cannot attach to process %d: it is a thread of process %ld (use -p %ld)",
+		    pid, tgid, tgid);
+	if (pid == getpid())
+		die("cannot attach to process %d: that is ptleak itself", pid);
+	long tracer_pid = procfs_status_field(pid, "TracerPid");
+	if (tracer_pid > 0) {
+		procfs_comm((pid_t)tracer_pid, comm, sizeof(comm));
+		die("cannot attach to process %d: already traced by process %ld (%s)",
+		    pid, tracer_pid, comm);
+	}
+
+	struct tracer *tr = xcalloc(1, sizeof(*tr));
+	tracer_current = tr;
+	tr->o = o;
+	tr->attach = true;
+	hooks_num_callers = o->num_callers;
+	struct process *p = process_new(pid, ROLE_TRACED);
+	p->attached = true;
+	p->exec_seen = true;
+	p->ppid = (pid_t)procfs_status_field(pid, "PPid");
+	p->argv = procfs_cmdline(pid);
+	p->argv_owned = true;
+	tr->main = p;
+	add_process(tr, p);
+
+	seize_all(p);
+	setup_attach_signals();
+	/* The loop collects every stop; signals that arrive meanwhile are
+	 * kept and delivered on resume. attach_finish goes on from there. */
+	loop_collect_stops(tr, LOOP_ATTACHING);
+	return tr;
+}
+
+void attach_finish(struct tracer *tr)
+{
+	const struct options *o = tr->o;
+	struct process *p = tr->main;
+	pid_t pid = p->pid;
+	char comm[64];
+
+	tr->state = LOOP_TRACING;
+	if (p->n_threads == 0 || find_process(tr, pid) != p)
+		die("cannot attach to process %d: it exited while ptleak attached", pid);
+	struct thread *t = thread_find(pid);
+	if (!t || t->exiting) {
+		struct thread_list l = threads_of(p);
+		t = l.n ? l.v[0] : NULL;
+		free(l.v);
+	}
+	if (!t || setup_image(tr, t, true) < 0) {
+		tr->die_after_leave = true;
+		leave_begin(tr);
+		return;
+	}
+	struct preattach *before = preattach_read(p);
+	p->attach_ns = now_ns();
+	if (o->duration)
+		tr->deadline_ns = p->attach_ns + (uint64_t)(o->duration * 1e9);
+	if (o->interval)
+		tr->next_tick_ns = p->attach_ns + (uint64_t)(o->interval * 1e9);
+	if (!o->quiet) {
+		procfs_comm(pid, comm, sizeof(comm));
+		fprintf(stderr, "==%d== ptleak-%s: attached to process %d (%s), %zu threads\n",
+			pid, "0.1", pid, comm, p->n_threads);
+	}
+	struct thread_list l = threads_of(p);
+	for (size_t i = 0; i < l.n; i++)
+		restart_apply(tr, l.v[i], l.v[i]->group_stop ? LISTEN : RESUME(0));
+	free(l.v);
+	/* Only the reading needed them stopped; none of their events is
+	 * handled before this. */
+	if (before) {
+		size_t n = preattach_record(p, before);
+		debug("inventory recorded: %zu blocks", n);
+	}
+	if (!o->quiet) {
+		char a[32], b[32];
+		const struct heap_stats *st = heap_stats(p->db->heap);
+		if (p->before_known)
+			fprintf(stderr, "==%d== %s bytes in %s blocks were live in glibc's heap "
+				"(allocated before ptleak attached)\n", pid,
+				writer_num(st->before_bytes, a), writer_num(st->before_blocks, b));
+		else
+			fprintf(stderr, "==%d== blocks allocated before the attach are not known: %s; "
+				"leak kinds are conservative\n", pid, p->before_why);
+	}
+}
+
+/* ---- leaving -------------------------------------------------------- */
+
+void leave_begin(struct tracer *tr)
+{
+	for (size_t i = 0; i < tr->n_procs; i++) {
+		struct thread_list l = threads_of(tr->procs[i]);
+		for (size_t k = 0; k < l.n; k++)
+			if (!l.v[k]->stopped)
+				ptrace(PTRACE_INTERRUPT, l.v[k]->tid, 0, 0);
+		free(l.v);
+	}
+	loop_collect_stops(tr, LOOP_LEAVING);
+}
+
+/* Every thread of P stopped: report it, give it back its own code and
+ * detach. */
+static void release(struct tracer *tr, struct process *p)
+{
+	struct thread_list l = threads_of(p);
+
+	if (p->role == ROLE_TRACED && p->db && l.n) {
+		struct user_regs_struct *regs = xcalloc(l.n, sizeof(*regs));
+		size_t n = 0;
+		for (size_t i = 0; i < l.n; i++)
+			if (thread_getregs(l.v[i]->tid, &regs[n]) == 0)
+				n++;
+		if (!p->scan)
+			scan_now(p, regs, n);
+		free(regs);
+		report_now(tr, p);
+		sources_leave(p, l.v, l.n);
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		struct thread *t = l.v[i];
+		/* A job-stopped thread may have run our code since: the stop
+		 * signal puts it back in its stop once we are gone. */
+		restart_apply(tr, t, DETACH(t->group_stop ? t->group_stop_sig : t->pending_sig));
+	}
+	free(l.v);
+	if (!l.n)
+		drop_process(tr, p);
+}
+
+void leave_finish(struct tracer *tr)
+{
+	/* Traced processes first: vfork children share their memory. */
+	for (size_t i = tr->n_procs; i-- > 0;)
+		if (i < tr->n_procs && tr->procs[i]->role == ROLE_TRACED)
+			release(tr, tr->procs[i]);
+	while (tr->n_procs)
+		release(tr, tr->procs[0]);
+	tr->left = true;
+	tr->state = LOOP_DONE;
+	struct itimerval off = { 0 };
+	setitimer(ITIMER_REAL, &off, NULL);
+	if (tr->die_after_leave)
+		die("cannot hook the allocator of process %d; detached, it runs on untraced",
+		    tr->main->pid);
+}

@@ -1,0 +1,417 @@
+/*
+ * lifecycle: processes and threads coming and going (see session.h):
+ * exec (a new image to hook), fork and vfork (a child to follow, clean or
+ * share breakpoints with), clone, a thread's exit stop (where the scan
+ * runs when the whole process ends) and its reaping (the report).
+ *
+ * Without -f a forked child is cleaned (original bytes back at every site
+ * of its copy of memory) and detached; with -f it is traced with a copy
+ * of its parent's state. A vfork child shares our breakpoints, so it
+ * stays traced, stepping over them, until it execs or exits.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "symbols/symbols.h"
+#include "symbols/unwind.h"
+#include "tracer/allocdb.h"
+#include "tracer/frames.h"
+#include "tracer/proc.h"
+#include "tracer/procfs.h"
+#include "tracer/report.h"
+#include "tracer/scan.h"
+#include "tracer/session.h"
+#include "tracer/source.h"
+#include "tracer/util.h"
+
+/* ---- the process list ---------------------------------------------- */
+
+void add_process(struct tracer *tr, struct process *p)
+{
+	if (tr->n_procs == tr->cap_procs) {
+		tr->cap_procs = tr->cap_procs ? tr->cap_procs * 2 : 8;
+		tr->procs = xrealloc(tr->procs, tr->cap_procs * sizeof(*tr->procs));
+	}
+	tr->procs[tr->n_procs++] = p;
+}
+
+struct process *find_process(struct tracer *tr, pid_t pid)
+{
+	for (size_t i = 0; i < tr->n_procs; i++)
+		if (tr->procs[i]->pid == pid)
+			return tr->procs[i];
+	return NULL;
+}
+
+static void reset_image(struct process *p)
+{
+	sources_release(p);
+	symbols_free(p->syms);
+	unwinder_free(p->unw);
+	allocdb_free(p->db);
+	scan_result_free(p->scan);
+	frames_free(p->frames);
+	p->frames = NULL;
+	p->syms = NULL;
+	p->unw = NULL;
+	p->db = NULL;
+	p->scan = NULL;
+	p->reported = false;
+}
+
+static void free_argv(struct process *p)
+{
+	if (p->argv_owned) {
+		for (char **v = p->argv; v && *v; v++)
+			free(*v);
+		free(p->argv);
+	}
+	p->argv = NULL;
+	p->argv_owned = false;
+}
+
+void release_process(struct process *p)
+{
+	reset_image(p);
+	free_argv(p);
+	process_free(p);
+}
+
+/* P is gone or detached: out of the list (the main process is kept for
+ * its exit status and freed at the end). */
+void drop_process(struct tracer *tr, struct process *p)
+{
+	for (size_t i = 0; i < tr->n_procs; i++) {
+		if (tr->procs[i] == p) {
+			tr->procs[i] = tr->procs[--tr->n_procs];
+			break;
+		}
+	}
+	if (p != tr->main)
+		release_process(p);
+}
+
+static char **copy_argv(char **argv)
+{
+	size_t n = 0;
+
+	while (argv && argv[n])
+		n++;
+	char **c = xcalloc(n + 1, sizeof(*c));
+	for (size_t i = 0; i < n; i++)
+		c[i] = xstrdup(argv[i]);
+	return c;
+}
+
+static void collect(struct thread *t, void *arg)
+{
+	struct thread_list *l = arg;
+
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 16;
+		l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
+	}
+	l->v[l->n++] = t;
+}
+
+struct thread_list threads_of(struct process *p)
+{
+	struct thread_list l = { 0 };
+
+	thread_foreach(p, collect, &l);
+	return l;
+}
+
+/* ---- a program image ------------------------------------------------ */
+
+/*
+ * Fault injection for the tests, read from ptleak's own environment:
+ * PTLEAK_TEST_FAIL=follow makes setting up a followed child's symbols
+ * fail as a real failure would (unreadable /proc/PID/maps, ...).
+ */
+static bool test_fail(const char *what)
+{
+	const char *v = getenv("PTLEAK_TEST_FAIL");
+
+	return v && !strcmp(v, what);
+}
+
+/* Memory, symbols and unwinder of P's current image. 0, or -1 with the
+ * reason in WHY. WHAT names the caller for the fault injection. */
+static int open_image(struct process *p, const char *what, char *why, size_t size)
+{
+	if (process_open_mem(p) < 0) {
+		snprintf(why, size, "cannot open the memory of process %d: %s", p->pid,
+			 strerror(errno));
+		return -1;
+	}
+	p->syms = test_fail(what) ? NULL : symbols_new(p->pid);
+	if (!p->syms) {
+		snprintf(why, size, "cannot read the modules of process %d", p->pid);
+		return -1;
+	}
+	p->unw = unwinder_new(p->pid, p->syms);
+	if (!p->unw) {
+		snprintf(why, size, "cannot set up unwinding for process %d: %s", p->pid,
+			 strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Hook a program image: memory, symbols, unwinder and an empty database,
+ * then every event source. At an exec the libraries are not mapped yet
+ * (LOADED false); after attaching they are.
+ */
+int setup_image(struct tracer *tr, struct thread *t, bool loaded)
+{
+	struct process *p = t->proc;
+
+	char why[256];
+
+	(void)tr;
+	if (open_image(p, loaded ? "attach" : "exec", why, sizeof(why)) < 0) {
+		error("%s", why);
+		return -1;
+	}
+	p->db = allocdb_new();
+	p->frames = frames_new();
+	return sources_arm(p, t, loaded);
+}
+
+/* Let a launched process run on untraced: a program we cannot hook is not
+ * harmed. Nothing of ours is armed in it. */
+static void give_up(struct tracer *tr, struct process *p)
+{
+	struct thread_list l = threads_of(p);
+	bool is_main = p == tr->main;	/* detaching its last thread frees another */
+
+	tr->hook_failed = true;
+	for (size_t i = 0; i < l.n; i++)
+		restart_apply(tr, l.v[i], DETACH(0));
+	free(l.v);
+	if (is_main) {
+		int status;
+		while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR)
+			;
+		p->exit_status = status;
+	}
+	if (!l.n)
+		drop_process(tr, p);
+}
+
+void scan_now(struct process *p, const struct user_regs_struct *regs, size_t n)
+{
+	/* Attached without knowing the heap from before: memory ptleak cannot
+	 * account for must count as a root. */
+	p->scan = scan_process(p, regs, n, p->attached && !p->before_known);
+}
+
+void report_now(struct tracer *tr, struct process *p)
+{
+	if (!p->db)
+		return;
+	if (!p->scan)
+		scan_now(p, NULL, 0);
+	report_process(p, tr->o);
+}
+
+/* ---- events --------------------------------------------------------- */
+
+struct restart on_exec(struct tracer *tr, struct thread *t, const struct event *ev)
+{
+	struct process *p = t->proc;
+
+	if (p->role == ROLE_VFORK_CHILD && tr->o->follow_forks) {
+		p->role = ROLE_TRACED;	/* its own memory now: trace it */
+		p->parent = NULL;
+	} else if (p->role != ROLE_TRACED) {
+		/* A vfork child got its own memory: nothing of ours in it. */
+		return DETACH(0);
+	}
+	/* Every other thread is gone; a non-leader exec took the leader's tid. */
+	struct thread_list l = threads_of(p);
+	for (size_t i = 0; i < l.n; i++)
+		if (l.v[i] != t)
+			thread_remove(l.v[i]);
+	free(l.v);
+	reset_image(p);
+	if (p->exec_seen || p != tr->main) {
+		/* A later program of this process: the report is about it. */
+		free_argv(p);
+		p->argv = procfs_cmdline(p->pid);
+		p->argv_owned = true;
+	}
+	p->exec_seen = true;
+	t->n_shadow = 0;
+	t->exiting = false;	/* a non-leader exec reports the leader's exit first */
+	debug("exec in %d (from tid %lu)", p->pid, ev->msg);
+	if (setup_image(tr, t, false) < 0) {
+		reset_image(p);
+		give_up(tr, p);
+		return GONE;
+	}
+	return RESUME(0);
+}
+
+struct others {
+	struct thread *self;
+	bool alive;
+};
+
+static void check_other(struct thread *u, void *arg)
+{
+	struct others *o = arg;
+
+	if (u != o->self && !u->exiting && !procfs_thread_dying(u->proc->pid, u->tid))
+		o->alive = true;
+}
+
+/*
+ * A thread is about to leave (PTRACE_EVENT_EXIT); the memory is still
+ * mapped. The process's memory is final when this exit ends the whole
+ * process: exit_group (exit(), return from main) or a fatal signal kill
+ * every thread at once, and the others may never stop at their own exit
+ * event. Only a lone thread's SYS_exit (pthread_exit) leaves the others
+ * running, unless it is the last one.
+ */
+struct restart on_exit_stop(struct tracer *tr, struct thread *t)
+{
+	struct process *p = t->proc;
+	struct user_regs_struct regs;
+
+	(void)tr;
+	t->exiting = true;
+	if (p->role == ROLE_TRACED && p->exec_seen && p->db && !p->scan &&
+	    thread_getregs(t->tid, &regs) == 0) {
+		bool whole_process = regs.orig_rax != SYS_exit;
+		if (!whole_process) {
+			struct others o = { .self = t };
+			thread_foreach(p, check_other, &o);
+			whole_process = !o.alive;
+		}
+		if (whole_process)
+			scan_now(p, &regs, 1);
+	}
+	return RESUME(0);
+}
+
+/*
+ * A forked child traced with -f: a copy of its parent's state. false if
+ * its own symbols or unwinder cannot be set up: it cannot be traced then
+ * (its first allocation would have no unwinder), and is let go.
+ */
+static bool follow_child(struct process *c, struct process *parent)
+{
+	char why[256];
+
+	c->exec_seen = parent->exec_seen;
+	c->dynamic = parent->dynamic;
+	c->r_debug = parent->r_debug;
+	c->generation = parent->generation;
+	c->attached = parent->attached;
+	c->attach_ns = parent->attach_ns;
+	c->before_known = parent->before_known;
+	memcpy(c->before_why, parent->before_why, sizeof(c->before_why));
+	c->argv = copy_argv(parent->argv);
+	c->argv_owned = true;
+	if (!parent->db)
+		return true;
+	if (open_image(c, "follow", why, sizeof(why)) < 0) {
+		error("cannot follow child process %d (%s); it runs on untraced", c->pid, why);
+		return false;
+	}
+	c->db = allocdb_clone(parent->db);
+	c->frames = frames_new();
+	return true;
+}
+
+struct restart on_fork(struct tracer *tr, struct thread *t, const struct event *ev)
+{
+	pid_t cpid = (pid_t)ev->msg;
+	struct process *parent = t->proc;
+	bool vfork = ev->kind == EV_VFORK;
+	bool follow = tr->o->follow_forks && parent->role == ROLE_TRACED;
+	enum proc_role role = vfork ? ROLE_VFORK_CHILD : follow ? ROLE_TRACED : ROLE_DETACH;
+	struct process *c = process_new(cpid, role);
+
+	c->parent = parent;
+	c->ppid = parent->pid;
+	add_process(tr, c);
+	thread_add(c, cpid);
+	if (role == ROLE_TRACED && !follow_child(c, parent)) {
+		tr->hook_failed = true;
+		reset_image(c);
+		c->role = role = ROLE_DETACH;
+	}
+	if (role != ROLE_VFORK_CHILD)
+		sources_fork_child(parent, c, t, role == ROLE_TRACED);
+	for (size_t i = 0; i < tr->n_early; i++) {
+		if (tr->early[i] != cpid)
+			continue;
+		/* Its first stop came before this event. */
+		tr->early[i] = tr->early[--tr->n_early];
+		struct thread *ct = thread_find(cpid);
+		ct->stopped = true;
+		restart_apply(tr, ct, role == ROLE_DETACH ? DETACH(0) : RESUME(0));
+		break;
+	}
+	return RESUME(0);
+}
+
+struct restart on_clone(struct tracer *tr, struct thread *t, const struct event *ev)
+{
+	pid_t tid = (pid_t)ev->msg;
+	struct thread *nt = thread_add(t->proc, tid);
+
+	for (size_t i = 0; i < tr->n_early; i++) {
+		if (tr->early[i] == tid) {
+			tr->early[i] = tr->early[--tr->n_early];
+			nt->stopped = true;
+			restart_apply(tr, nt, RESUME(0));
+			break;
+		}
+	}
+	return RESUME(0);
+}
+
+/* A stop from a tid we do not know yet: a new thread or child whose
+ * creation event is still queued. Threads of known processes are adopted
+ * at once; others wait for their creation event, however many. */
+struct thread *adopt(struct tracer *tr, const struct event *ev)
+{
+	if (ev->kind == EV_EXITED)
+		return NULL;
+	long tgid = procfs_status_field(ev->tid, "Tgid");
+	struct process *p = tgid > 0 ? find_process(tr, (pid_t)tgid) : NULL;
+	if (p && tgid != ev->tid)
+		return thread_add(p, ev->tid);
+	if (tr->n_early == tr->cap_early) {
+		tr->cap_early = tr->cap_early ? tr->cap_early * 2 : 64;
+		tr->early = xrealloc(tr->early, tr->cap_early * sizeof(*tr->early));
+	}
+	tr->early[tr->n_early++] = ev->tid;
+	debug("tid %d stopped before its creation event (%zu waiting)", ev->tid, tr->n_early);
+	return NULL;
+}
+
+struct restart on_exited(struct tracer *tr, struct thread *t, const struct event *ev)
+{
+	struct process *p = t->proc;
+	bool leader = t->tid == p->pid;
+
+	thread_remove(t);
+	if (!leader && p->n_threads > 0)
+		return GONE;
+	if (leader)
+		p->exit_status = ev->status;
+	if (p->role == ROLE_TRACED)
+		report_now(tr, p);
+	drop_process(tr, p);
+	return GONE;
+}

@@ -1,0 +1,114 @@
+#ifndef PTLEAK_SESSION_H
+#define PTLEAK_SESSION_H
+/*
+ * session: the tracer's own state, shared by the files of the event loop
+ * (tracer.h is the public contract):
+ *   loop.c     waiting, sorting statuses into events, draining the
+ *              sources, dispatching, and applying each handler's restart;
+ *   attach.c   attaching (-p), leaving, the emergency restore, signals;
+ *   lifecycle.c processes and threads coming and going: exec, fork,
+ *              clone, exit.
+ *
+ * The loop is flat: a handler only decides how its thread resumes (a
+ * struct restart, after strace's restart_op / restart_sig) and
+ * tracer_dispatch applies it once, at the end. Attaching and leaving are
+ * states of the loop: while in them, a thread that would be continued is
+ * held in its stop instead (its signal kept for later), and when every
+ * thread is stopped (or 3 s have passed) the state's work is done.
+ */
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "tracer/options.h"
+#include "tracer/tracer.h"
+
+struct process;
+struct thread;
+struct user_regs_struct;
+
+enum loop_state {
+	LOOP_ATTACHING,		/* -p: collecting every thread's first stop */
+	LOOP_TRACING,
+	LOOP_LEAVING,		/* collecting stops to detach */
+	LOOP_DONE,		/* left: nothing more to wait for */
+};
+
+enum restart_op {
+	RESTART_NONE,		/* nothing to do: the thread is gone */
+	RESTART_CONT,		/* PTRACE_CONT with sig (or its pending signal);
+				 * attaching or leaving: held in its stop */
+	RESTART_RUN,		/* PTRACE_CONT even then: a trap is still queued */
+	RESTART_LISTEN,		/* stay in the job-control stop */
+	RESTART_DETACH,		/* PTRACE_DETACH with sig */
+};
+
+struct restart {
+	enum restart_op op;
+	int sig;
+};
+
+#define RESUME(s) ((struct restart){ RESTART_CONT, (s) })
+#define DETACH(s) ((struct restart){ RESTART_DETACH, (s) })
+#define LISTEN ((struct restart){ RESTART_LISTEN, 0 })
+#define GONE ((struct restart){ RESTART_NONE, 0 })
+
+struct tracer {
+	const struct options *o;
+	struct process *main;
+	struct process **procs;
+	size_t n_procs, cap_procs;
+	/* Stops of tids whose creation event has not arrived yet. */
+	pid_t *early;
+	size_t n_early, cap_early;
+	bool hook_failed;	/* a process was let go untraced: exit 125 */
+	bool attach;
+	enum loop_state state;
+	uint64_t state_deadline_ns;	/* attaching/leaving: give up waiting then */
+	bool die_after_leave;	/* leaving because attaching failed */
+	bool left;		/* attach mode: detached cleanly */
+	uint64_t deadline_ns;	/* --duration, 0 = none */
+	uint64_t next_tick_ns;	/* --interval, 0 = none */
+};
+
+extern struct tracer *tracer_current;	/* for signal handlers and atexit */
+extern volatile sig_atomic_t leave_requested;	/* SIGINT/SIGTERM/SIGHUP, -p */
+
+/* loop.c */
+/* Apply R to thread T (which may be another than the event's). */
+void restart_apply(struct tracer *tr, struct thread *t, struct restart r);
+/* Enter LOOP_ATTACHING or LOOP_LEAVING: wait up to 3 s for every stop. */
+void loop_collect_stops(struct tracer *tr, enum loop_state state);
+
+/* attach.c */
+void attach_signals_launch(pid_t pid);
+void attach_finish(struct tracer *tr);	/* every thread stopped: hook, resume */
+void leave_begin(struct tracer *tr);	/* EV_LEAVE: stop every thread */
+void leave_finish(struct tracer *tr);	/* every thread stopped: clean, detach */
+
+/* lifecycle.c */
+void add_process(struct tracer *tr, struct process *p);
+struct process *find_process(struct tracer *tr, pid_t pid);
+void drop_process(struct tracer *tr, struct process *p);
+void release_process(struct process *p);
+int setup_image(struct tracer *tr, struct thread *t, bool loaded);
+void scan_now(struct process *p, const struct user_regs_struct *regs, size_t n);
+/* Report P, scanning it first if its memory was never seen final (it
+ * was killed, or vanished): then every block counts as definitely lost. */
+void report_now(struct tracer *tr, struct process *p);
+struct thread *adopt(struct tracer *tr, const struct event *ev);
+struct restart on_exec(struct tracer *tr, struct thread *t, const struct event *ev);
+struct restart on_fork(struct tracer *tr, struct thread *t, const struct event *ev);
+struct restart on_clone(struct tracer *tr, struct thread *t, const struct event *ev);
+struct restart on_exit_stop(struct tracer *tr, struct thread *t);
+struct restart on_exited(struct tracer *tr, struct thread *t, const struct event *ev);
+
+/* Every thread of P, in a new array (caller frees *V). */
+struct thread_list {
+	struct thread **v;
+	size_t n, cap;
+};
+struct thread_list threads_of(struct process *p);
+
+#endif
