@@ -84,7 +84,7 @@ $(BUILD)/unit/unwind_fixture.o: tests/unit/unwind_fixture.c | deps
 	$(Q)$(CC) -std=gnu11 -g -O0 -c -o $@ $<
 
 $(BUILD)/unit/unwind_test: tests/unit/unwind_test.c $(BUILD)/unit/unwind_fixture.o \
-		$(BUILD)/symbols/symbols.o $(BUILD)/symbols/unwind_libunwind.o
+		$(SYMBOLS_SRC:%.c=$(BUILD)/%.o)
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 

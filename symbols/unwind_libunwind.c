@@ -1,6 +1,9 @@
 /*
- * unwind_libunwind: the unwinder on libunwind's remote API, with our own
- * accessors instead of libunwind-ptrace's.
+ * unwind_libunwind: the unwinder backend on libunwind's remote API
+ * (unwind_backend, see unwind.h), with our own accessors instead of
+ * libunwind-ptrace's. Its pieces: the maps reader (maps.c), the remote
+ * memory page cache (pagecache.c), the unwind tables (ehframe.c), and
+ * here the accessors, the register-state row cache and the backtrace.
  *
  * The stock _UPT_* accessors read one word per PTRACE_PEEKDATA (~1.3 us
  * each) and re-read /proc/PID/maps and the ELF files whenever a frame
@@ -45,18 +48,17 @@
  * libunwind's cache, all of which are keyed by address.
  */
 #include "symbols/unwind.h"
-#include "symbols/symbols.h"
 
-#include <dwarf.h>
 #include <errno.h>
-#include <gelf.h>
-#include <inttypes.h>
 #include <libunwind-ptrace.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/uio.h>
+
+#include "symbols/ehframe.h"
+#include "symbols/maps.h"
+#include "symbols/pagecache.h"
+#include "symbols/symbols.h"
 
 /* Exported by libunwind-x86_64.so.8, not declared by its headers. */
 extern int _Ux86_64_dwarf_search_unwind_table(unw_addr_space_t as,
@@ -64,39 +66,6 @@ extern int _Ux86_64_dwarf_search_unwind_table(unw_addr_space_t as,
 					      unw_dyn_info_t *di,
 					      unw_proc_info_t *pi,
 					      int need_unwind_info, void *arg);
-
-#define UW_PAGE_SIZE 4096u
-#define UW_PAGE_MASK (~(uint64_t)(UW_PAGE_SIZE - 1))
-#define N_STACK_PAGES 32	/* volatile pages per backtrace */
-#define MAX_RO_PAGES 4096	/* 16 MiB of cached code and tables */
-#define RO_GEN 0		/* generation of pages valid until flush */
-#define SYNTH_BASE 0x4000000000000000ULL	/* synthetic tables */
-
-struct page {
-	uint64_t addr;
-	uint64_t gen;		/* RO_GEN, or the backtrace that read it */
-	unsigned char data[UW_PAGE_SIZE];
-};
-
-struct range {
-	uint64_t start, end;
-};
-
-/*
- * The unwind table of one module; usable is false when it has none. A
- * module without .eh_frame_hdr (static glibc binaries: gcc passes
- * --eh-frame-hdr to dynamic links only) gets a table built here from its
- * .eh_frame, served to libunwind at SYNTH_BASE + ..., an address no user
- * mapping can have (non-canonical on x86-64).
- */
-struct table {
-	uint64_t start, end;
-	bool usable;
-	unw_dyn_info_t di;
-	int32_t *synth;		/* (initial pc, FDE) pairs relative to segbase */
-	size_t synth_bytes;
-	uint64_t synth_addr;
-};
 
 /* The register-state rows of one FDE, from unw_reg_states_iterate. */
 struct fde_rows {
@@ -127,25 +96,12 @@ struct unwinder {
 	unw_addr_space_t as;
 
 	struct frame_ctx ctx;		/* of the backtrace under way */
-	uint64_t gen;			/* current backtrace, never RO_GEN */
 
-	struct page *last;		/* last page served */
-
-	struct range *ro;		/* read-only file-backed, sorted */
-	size_t n_ro;
-	struct range *exec;		/* executable mappings, sorted */
-	size_t n_exec;
+	struct maps_ranges ro;		/* read-only file-backed: cacheable pages */
+	struct maps_ranges exec;	/* executable mappings */
 	bool exec_known;		/* the maps file was read */
-	uint64_t synth_next;		/* next free synthetic address */
-
-	struct page **ro_pages;		/* hash by address, power of two */
-	size_t n_ro_pages, cap_ro_pages;
-
-	struct page *stack;		/* N_STACK_PAGES volatile pages */
-	size_t n_stack;			/* used in this generation */
-
-	struct table *tables;
-	size_t n_tables, cap_tables, last_table;
+	struct pagecache *pc;
+	struct eh_tables tables;
 
 	struct fde_rows **fdes;		/* sorted by start */
 	size_t n_fdes, cap_fdes;
@@ -154,641 +110,18 @@ struct unwinder {
 	size_t n_steps, cap_steps;
 };
 
-/* ---- /proc/PID/maps: which pages may be cached across backtraces ---- */
-
-static int add_range(struct range **v, size_t *n, size_t *cap, uint64_t start,
-		     uint64_t end)
+/* Which mappings hold code, and which pages may be cached until flush.
+ * Failing leaves no page cacheable and every address code: still correct. */
+static int load_ranges(struct unwinder *u)
 {
-	if (*n == *cap) {
-		size_t c = *cap ? *cap * 2 : 64;
-		struct range *t = realloc(*v, c * sizeof(*t));
-
-		if (!t)
-			return -1;
-		*v = t;
-		*cap = c;
-	}
-	(*v)[*n].start = start;
-	(*v)[*n].end = end;
-	(*n)++;
-	return 0;
-}
-
-/* Which mappings hold code, and which pages may be cached until flush. */
-static int load_ro_ranges(struct unwinder *u)
-{
-	char path[64], *line = NULL;
-	size_t cap = 0, n_cap = 0, x_cap = 0;
-	FILE *f;
-
-	u->n_ro = 0;
-	u->n_exec = 0;
-	u->exec_known = false;
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)u->pid);
-	if (!(f = fopen(path, "re")))
-		return -1;
-	while (getline(&line, &cap, f) > 0) {
-		uint64_t start, end, inode;
-		char perms[8];
-		int name_at = 0;
-		const char *name;
-
-		if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %7s %*x %*x:%*x %" SCNu64 " %n",
-			   &start, &end, perms, &inode, &name_at) < 4)
-			continue;
-		name = line + name_at;
-		if (perms[2] == 'x' && add_range(&u->exec, &u->n_exec, &x_cap,
-						 start, end) < 0)
-			goto oom;
-		/* Never written after mapping: file-backed without 'w', and the
-		 * vDSO's code (but not [vvar], the clock data). */
-		if (perms[0] != 'r' || perms[1] == 'w')
-			continue;
-		if (!(inode != 0 && name[0] == '/') && strncmp(name, "[vdso]", 6))
-			continue;
-		if (add_range(&u->ro, &u->n_ro, &n_cap, start, end) < 0)
-			goto oom;
-	}
-	free(line);
-	fclose(f);
-	u->exec_known = true;
-	return 0;
-oom:
-	free(line);
-	fclose(f);
-	u->n_ro = u->n_exec = 0;
-	errno = ENOMEM;
-	return -1;
-}
-
-static bool in_ranges(const struct range *r, size_t n, uint64_t addr)
-{
-	size_t lo = 0, hi = n;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (addr < r[mid].start)
-			hi = mid;
-		else if (addr >= r[mid].end)
-			lo = mid + 1;
-		else
-			return true;
-	}
-	return false;
-}
-
-static bool is_ro(const struct unwinder *u, uint64_t addr)
-{
-	return in_ranges(u->ro, u->n_ro, addr);
+	u->exec_known = maps_read_code(u->pid, &u->exec, &u->ro) == 0;
+	return u->exec_known ? 0 : -1;
 }
 
 /* A return address outside all code means the unwind went astray. */
 static bool is_code(const struct unwinder *u, uint64_t addr)
 {
-	return !u->exec_known || in_ranges(u->exec, u->n_exec, addr);
-}
-
-/* ---- the page cache ---- */
-
-static void drop_ro_pages(struct unwinder *u)
-{
-	for (size_t i = 0; i < u->cap_ro_pages; i++)
-		free(u->ro_pages[i]);
-	memset(u->ro_pages, 0, u->cap_ro_pages * sizeof(*u->ro_pages));
-	u->n_ro_pages = 0;
-	u->last = NULL;
-}
-
-static size_t ro_slot(const struct unwinder *u, uint64_t addr)
-{
-	size_t mask = u->cap_ro_pages - 1;
-	size_t i = (size_t)((addr >> 12) * 0x9e3779b97f4a7c15ULL >> 20) & mask;
-
-	while (u->ro_pages[i] && u->ro_pages[i]->addr != addr)
-		i = (i + 1) & mask;
-	return i;
-}
-
-static bool read_page(const struct unwinder *u, uint64_t addr, void *buf)
-{
-	struct iovec local = { buf, UW_PAGE_SIZE };
-	struct iovec remote = { (void *)(uintptr_t)addr, UW_PAGE_SIZE };
-
-	return process_vm_readv(u->pid, &local, 1, &remote, 1, 0) ==
-	       (ssize_t)UW_PAGE_SIZE;
-}
-
-/*
- * A stack or data page, read with the page above it in the same call:
- * unwinding walks the stack upwards, and a backtrace that crosses a page
- * boundary would otherwise pay a second process_vm_readv. A missing page
- * above only shortens the read.
- */
-static const unsigned char *get_volatile_page(struct unwinder *u,
-					      uint64_t addr)
-{
-	struct page *p, *q;
-	struct iovec local[2], remote;
-	ssize_t got;
-
-	/* Deeper than N_STACK_PAGES pages: start over, keeps it correct. */
-	if (u->n_stack + 2 > N_STACK_PAGES)
-		u->n_stack = 0;
-	p = &u->stack[u->n_stack];
-	q = p + 1;
-	/* A failed read may leave them half written: no longer pages. */
-	p->addr = q->addr = 1;
-	if (u->last == p || u->last == q)
-		u->last = NULL;
-	local[0].iov_base = p->data;
-	local[0].iov_len = UW_PAGE_SIZE;
-	local[1].iov_base = q->data;
-	local[1].iov_len = UW_PAGE_SIZE;
-	remote.iov_base = (void *)(uintptr_t)addr;
-	remote.iov_len = 2 * UW_PAGE_SIZE;
-	got = process_vm_readv(u->pid, local, 2, &remote, 1, 0);
-	if (got < (ssize_t)UW_PAGE_SIZE)
-		return NULL;
-	p->addr = addr;
-	p->gen = u->gen;
-	u->n_stack++;
-	if (got == 2 * (ssize_t)UW_PAGE_SIZE) {
-		q->addr = addr + UW_PAGE_SIZE;
-		q->gen = u->gen;
-		u->n_stack++;
-	}
-	u->last = p;
-	return p->data;
-}
-
-/* The page at page-aligned ADDR, or NULL if the tracee has none there. */
-static const unsigned char *get_page(struct unwinder *u, uint64_t addr)
-{
-	struct page *p = u->last;
-	size_t i;
-
-	if (p && p->addr == addr && (p->gen == RO_GEN || p->gen == u->gen))
-		return p->data;
-	for (i = 0; i < u->n_stack; i++)
-		if (u->stack[i].addr == addr) {
-			u->last = &u->stack[i];
-			return u->stack[i].data;
-		}
-	if (is_ro(u, addr)) {
-		i = ro_slot(u, addr);
-		if (u->ro_pages[i]) {
-			u->last = u->ro_pages[i];
-			return u->last->data;
-		}
-		if (u->n_ro_pages >= MAX_RO_PAGES) {
-			drop_ro_pages(u);
-			i = ro_slot(u, addr);
-		}
-		if (!(p = malloc(sizeof(*p))))
-			return NULL;
-		if (!read_page(u, addr, p->data)) {
-			free(p);
-			return NULL;
-		}
-		p->addr = addr;
-		p->gen = RO_GEN;
-		u->ro_pages[i] = p;
-		u->n_ro_pages++;
-		u->last = p;
-		return p->data;
-	}
-	return get_volatile_page(u, addr);
-}
-
-/* Copy LEN bytes of tracee memory at ADDR (may cross pages). */
-static int read_mem(struct unwinder *u, uint64_t addr, void *buf, size_t len)
-{
-	unsigned char *out = buf;
-
-	while (len > 0) {
-		uint64_t page = addr & UW_PAGE_MASK;
-		size_t off = addr - page;
-		size_t n = UW_PAGE_SIZE - off < len ? UW_PAGE_SIZE - off : len;
-		const unsigned char *data = get_page(u, page);
-
-		if (!data)
-			return -1;
-		memcpy(out, data + off, n);
-		out += n;
-		addr += n;
-		len -= n;
-	}
-	return 0;
-}
-
-/* ---- .eh_frame_hdr ---- */
-
-/* Size of a DW_EH_PE-encoded value of fixed size; 0 if not fixed. */
-static size_t encoded_size(uint8_t enc)
-{
-	switch (enc & 0x0f) {
-	case DW_EH_PE_absptr:
-	case DW_EH_PE_udata8:
-	case DW_EH_PE_sdata8:
-		return 8;
-	case DW_EH_PE_udata2:
-	case DW_EH_PE_sdata2:
-		return 2;
-	case DW_EH_PE_udata4:
-	case DW_EH_PE_sdata4:
-		return 4;
-	default:
-		return 0;
-	}
-}
-
-/*
- * Fill T from the module's .eh_frame_hdr: version 1, the encodings of
- * eh_frame_ptr, fde_count and the table, then eh_frame_ptr, fde_count
- * and a sorted table of (initial location, FDE address) pairs, both
- * datarel sdata4 relative to the header: the only layout libunwind's
- * remote table search reads. False for anything else.
- */
-static bool hdr_table(struct unwinder *u, const struct symbols_module *m,
-		      struct table *t)
-{
-	uint8_t hdr[4];
-	uint64_t p = m->eh_frame_hdr, fde_count = 0;
-	size_t sz;
-
-	if (!m->eh_frame_hdr || read_mem(u, p, hdr, sizeof(hdr)) < 0)
-		return false;
-	if (hdr[0] != 1 || hdr[2] == DW_EH_PE_omit ||
-	    hdr[3] != (DW_EH_PE_datarel | DW_EH_PE_sdata4))
-		return false;
-	p += 4;
-	if (hdr[1] != DW_EH_PE_omit) {
-		if (!(sz = encoded_size(hdr[1])))
-			return false;
-		p += sz;
-	}
-	if ((hdr[2] & 0x70) != 0 || !(sz = encoded_size(hdr[2])))
-		return false;
-	switch (sz) {
-	case 2: {
-		uint16_t v;
-
-		if (read_mem(u, p, &v, 2) < 0)
-			return false;
-		fde_count = v;
-		break;
-	}
-	case 4: {
-		uint32_t v;
-
-		if (read_mem(u, p, &v, 4) < 0)
-			return false;
-		fde_count = v;
-		break;
-	}
-	default:
-		if (read_mem(u, p, &fde_count, 8) < 0)
-			return false;
-		break;
-	}
-	p += sz;
-	if (fde_count == 0 ||
-	    (m->eh_frame_hdr_size &&
-	     p + fde_count * 8 > m->eh_frame_hdr + m->eh_frame_hdr_size))
-		return false;
-	memset(&t->di, 0, sizeof(t->di));
-	t->di.format = UNW_INFO_FORMAT_REMOTE_TABLE;
-	t->di.start_ip = m->start;
-	t->di.end_ip = m->end;
-	t->di.u.rti.segbase = m->eh_frame_hdr;
-	t->di.u.rti.table_data = p;
-	/* In words, whatever the entry size: 8-byte entries, 8-byte words. */
-	t->di.u.rti.table_len = fde_count * 8 / sizeof(unw_word_t);
-	return true;
-}
-
-/* ---- .eh_frame without a header: the table built here ---- */
-
-static bool read_uleb(const unsigned char **p, const unsigned char *end,
-		      uint64_t *v)
-{
-	unsigned shift = 0;
-
-	*v = 0;
-	while (*p < end && shift < 64) {
-		unsigned char b = *(*p)++;
-
-		*v |= (uint64_t)(b & 0x7f) << shift;
-		shift += 7;
-		if (!(b & 0x80))
-			return true;
-	}
-	return false;
-}
-
-/*
- * Decode a pointer of encoding ENC at *P, which lies at ELF address VADDR.
- * Only what .eh_frame uses in practice: absolute or pc-relative, fixed
- * size or LEB128.
- */
-static bool read_encoded(const unsigned char **p, const unsigned char *end,
-			 uint8_t enc, uint64_t vaddr, uint64_t *out)
-{
-	const unsigned char *q = *p;
-	size_t sz = encoded_size(enc);
-	uint64_t v = 0;
-
-	if (enc & DW_EH_PE_indirect)
-		return false;
-	if (sz) {
-		if ((size_t)(end - q) < sz)
-			return false;
-		if (sz == 2) {
-			uint16_t x;
-
-			memcpy(&x, q, 2);
-			v = (enc & 0x0f) == DW_EH_PE_sdata2 ? (uint64_t)(int16_t)x : x;
-		} else if (sz == 4) {
-			uint32_t x;
-
-			memcpy(&x, q, 4);
-			v = (enc & 0x0f) == DW_EH_PE_sdata4 ? (uint64_t)(int32_t)x : x;
-		} else {
-			memcpy(&v, q, 8);
-		}
-		q += sz;
-	} else if ((enc & 0x0f) == DW_EH_PE_uleb128) {
-		if (!read_uleb(&q, end, &v))
-			return false;
-	} else if ((enc & 0x0f) == DW_EH_PE_sleb128) {
-		unsigned shift = 0;
-		unsigned char b;
-
-		do {
-			if (q >= end || shift >= 64)
-				return false;
-			b = *q++;
-			v |= (uint64_t)(b & 0x7f) << shift;
-			shift += 7;
-		} while (b & 0x80);
-		if (shift < 64 && (b & 0x40))
-			v |= ~(uint64_t)0 << shift;
-	} else {
-		return false;
-	}
-	switch (enc & 0x70) {
-	case DW_EH_PE_absptr:
-		break;
-	case DW_EH_PE_pcrel:
-		v += vaddr;
-		break;
-	default:
-		return false;
-	}
-	*p = q;
-	*out = v;
-	return true;
-}
-
-/* The FDE pointer encoding of the CIE at CIE (its length field), which
- * lies at ELF address VADDR; false if it cannot be read. */
-static bool cie_encoding(const unsigned char *cie, const unsigned char *end,
-			 uint64_t vaddr, uint8_t *enc)
-{
-	const unsigned char *p = cie, *cend;
-	const char *aug;
-	uint32_t len, id;
-	uint64_t skip;
-	uint8_t version;
-
-	if (end - p < 9)
-		return false;
-	memcpy(&len, p, 4);
-	memcpy(&id, p + 4, 4);
-	if (len == 0xffffffff || len > (size_t)(end - p - 4) || id != 0)
-		return false;
-	cend = p + 4 + len;
-	p += 8;
-	version = *p++;
-	aug = (const char *)p;
-	p = memchr(p, 0, cend - p);
-	if (!p || (version != 1 && version != 3) || strstr(aug, "eh"))
-		return false;
-	p++;
-	if (!read_uleb(&p, cend, &skip))	/* code alignment */
-		return false;
-	if (!read_uleb(&p, cend, &skip))	/* data alignment (sleb) */
-		return false;
-	if (version == 1)
-		p++;			/* return address column */
-	else if (!read_uleb(&p, cend, &skip))
-		return false;
-	*enc = DW_EH_PE_absptr;
-	if (aug[0] != 'z')
-		return aug[0] == '\0';
-	if (!read_uleb(&p, cend, &skip))	/* augmentation data length */
-		return false;
-	for (const char *a = aug + 1; *a; a++) {
-		uint64_t ignored;
-		uint8_t penc;
-
-		if (p >= cend)
-			return false;
-		switch (*a) {
-		case 'R':
-			*enc = *p++;
-			return true;
-		case 'L':
-			p++;
-			break;
-		case 'P':
-			penc = *p++;
-			if (!read_encoded(&p, cend, penc,
-					  vaddr + (uint64_t)(p - cie), &ignored))
-				return false;
-			break;
-		case 'S':
-		case 'B':
-		case 'G':
-			break;
-		default:
-			return false;
-		}
-	}
-	return true;
-}
-
-static int cmp_entry(const void *a, const void *b)
-{
-	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-
-	return (x > y) - (x < y);
-}
-
-/*
- * Build the binary search table .eh_frame_hdr would hold from the
- * module's .eh_frame section (read from its ELF file, which is what is
- * mapped): sorted (initial pc, FDE) pairs relative to .eh_frame.
- */
-static bool synth_table(struct unwinder *u, const struct symbols_module *m,
-			struct table *t)
-{
-	Elf *elf = m->elf;
-	Elf_Scn *scn = NULL;
-	Elf_Data *d;
-	GElf_Shdr sh;
-	size_t shstrndx, n = 0, cap = 0;
-	const unsigned char *base, *end, *p, *last_cie = NULL;
-	uint64_t seg;
-	int32_t *ents = NULL;
-	uint8_t enc = 0;
-	bool cie_ok = false;
-
-	if (!elf || elf_getshdrstrndx(elf, &shstrndx) != 0)
-		return false;
-	while ((scn = elf_nextscn(elf, scn))) {
-		const char *name;
-
-		if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_PROGBITS &&
-		    (sh.sh_flags & SHF_ALLOC) &&
-		    (name = elf_strptr(elf, shstrndx, sh.sh_name)) &&
-		    !strcmp(name, ".eh_frame"))
-			break;
-	}
-	if (!scn || !(d = elf_getdata(scn, NULL)) || !d->d_buf)
-		return false;
-	base = d->d_buf;
-	end = base + d->d_size;
-	seg = sh.sh_addr + m->bias;
-	for (p = base; end - p >= 8; ) {
-		const unsigned char *body = p + 4, *next, *q, *cie;
-		uint32_t len, id;
-		uint64_t pc;
-		int64_t rel;
-
-		memcpy(&len, p, 4);
-		if (len == 0xffffffff || len > (size_t)(end - body))
-			break;
-		next = body + len;
-		if (len < 8)		/* terminator or runt */
-			goto skip;
-		memcpy(&id, body, 4);
-		if (id == 0)		/* a CIE */
-			goto skip;
-		cie = body - id;
-		if (cie < base || cie >= end)
-			goto skip;
-		if (cie != last_cie) {
-			last_cie = cie;
-			cie_ok = cie_encoding(cie, end, sh.sh_addr + (uint64_t)(cie - base),
-					      &enc);
-		}
-		q = body + 4;
-		if (!cie_ok ||
-		    !read_encoded(&q, next, enc, sh.sh_addr + (uint64_t)(q - base), &pc))
-			goto skip;
-		rel = (int64_t)(pc + m->bias - seg);
-		if (rel != (int32_t)rel || p - base > INT32_MAX)
-			goto skip;
-		if (n == cap) {
-			int32_t *e;
-
-			cap = cap ? cap * 2 : 256;
-			if (!(e = realloc(ents, cap * 2 * sizeof(*e)))) {
-				free(ents);
-				return false;
-			}
-			ents = e;
-		}
-		ents[2 * n] = (int32_t)rel;
-		ents[2 * n + 1] = (int32_t)(p - base);
-		n++;
-skip:
-		p = next;
-	}
-	if (!n) {
-		free(ents);
-		return false;
-	}
-	qsort(ents, n, 2 * sizeof(*ents), cmp_entry);
-	t->synth = ents;
-	t->synth_bytes = n * 2 * sizeof(*ents);
-	t->synth_addr = u->synth_next;
-	u->synth_next += (t->synth_bytes + 2 * UW_PAGE_SIZE) & UW_PAGE_MASK;
-	memset(&t->di, 0, sizeof(t->di));
-	t->di.format = UNW_INFO_FORMAT_REMOTE_TABLE;
-	t->di.start_ip = m->start;
-	t->di.end_ip = m->end;
-	t->di.u.rti.segbase = seg;
-	t->di.u.rti.table_data = t->synth_addr;
-	t->di.u.rti.table_len = t->synth_bytes / sizeof(unw_word_t);
-	return true;
-}
-
-/* Serve a word of a synthetic table to libunwind. */
-static int synth_read(const struct unwinder *u, uint64_t addr, unw_word_t *valp)
-{
-	for (size_t i = 0; i < u->n_tables; i++) {
-		const struct table *t = &u->tables[i];
-		uint64_t off = addr - t->synth_addr;
-
-		if (t->synth && addr >= t->synth_addr && off < t->synth_bytes) {
-			size_t n = t->synth_bytes - off < sizeof(*valp)
-				? t->synth_bytes - off : sizeof(*valp);
-
-			*valp = 0;
-			memcpy(valp, (const unsigned char *)t->synth + off, n);
-			return 0;
-		}
-	}
-	return -UNW_EINVAL;
-}
-
-static void drop_tables(struct unwinder *u)
-{
-	for (size_t i = 0; i < u->n_tables; i++)
-		free(u->tables[i].synth);
-	u->n_tables = 0;
-	u->last_table = 0;
-	u->synth_next = SYNTH_BASE;
-}
-
-/* The cached table of the module under IP, made on first use. */
-static struct table *table_at(struct unwinder *u, uint64_t ip)
-{
-	struct symbols_module m;
-	struct table *t;
-
-	if (u->n_tables) {
-		t = &u->tables[u->last_table];
-		if (ip >= t->start && ip < t->end)
-			return t;
-		for (size_t i = 0; i < u->n_tables; i++) {
-			t = &u->tables[i];
-			if (ip >= t->start && ip < t->end) {
-				u->last_table = i;
-				return t;
-			}
-		}
-	}
-	if (symbols_module_at(u->syms, ip, &m) < 0)
-		return NULL;
-	if (u->n_tables == u->cap_tables) {
-		size_t cap = u->cap_tables ? u->cap_tables * 2 : 16;
-
-		if (!(t = realloc(u->tables, cap * sizeof(*t))))
-			return NULL;
-		u->tables = t;
-		u->cap_tables = cap;
-	}
-	t = &u->tables[u->n_tables];
-	memset(t, 0, sizeof(*t));
-	t->start = m.start;
-	t->end = m.end;
-	t->usable = hdr_table(u, &m, t) || synth_table(u, &m, t);
-	u->last_table = u->n_tables++;
-	return t;
+	return !u->exec_known || maps_contains(&u->exec, addr);
 }
 
 /* ---- libunwind accessors ---- */
@@ -797,7 +130,7 @@ static int find_proc_info(unw_addr_space_t as, unw_word_t ip,
 			  unw_proc_info_t *pi, int need_unwind_info, void *arg)
 {
 	struct frame_ctx *ctx = arg;
-	struct table *t = table_at(ctx->u, ip);
+	struct eh_table *t = eh_tables_at(&ctx->u->tables, ip);
 	int ret;
 
 	if (!t || !t->usable)
@@ -836,22 +169,22 @@ static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *valp,
 		      int write, void *arg)
 {
 	struct unwinder *u = ((struct frame_ctx *)arg)->u;
-	uint64_t page = addr & UW_PAGE_MASK;
+	uint64_t page = addr & PAGECACHE_PAGE_MASK;
 	size_t off = addr - page;
 	const unsigned char *data;
 
 	if (write)
 		return -UNW_EINVAL;
-	if (addr >= SYNTH_BASE)
-		return synth_read(u, addr, valp);
+	if (addr >= EH_SYNTH_BASE)
+		return eh_tables_synth_read(&u->tables, addr, valp);
 	/* The common case inline: an aligned word in the last page. */
-	if (off <= UW_PAGE_SIZE - sizeof(*valp)) {
-		if (!(data = get_page(u, page)))
+	if (off <= PAGECACHE_PAGE_SIZE - sizeof(*valp)) {
+		if (!(data = pagecache_page(u->pc, page)))
 			return -UNW_EINVAL;
 		memcpy(valp, data + off, sizeof(*valp));
 		return 0;
 	}
-	return read_mem(u, addr, valp, sizeof(*valp)) < 0 ? -UNW_EINVAL : 0;
+	return pagecache_read(u->pc, addr, valp, sizeof(*valp)) < 0 ? -UNW_EINVAL : 0;
 }
 
 static unsigned long long *reg_field(struct user_regs_struct *r,
@@ -1056,7 +389,7 @@ static bool is_sigreturn(struct unwinder *u, uint64_t ip)
 					       0x00, 0x00, 0x0f, 0x05 };
 	unsigned char buf[sizeof(code)];
 
-	return read_mem(u, ip, buf, sizeof(buf)) == 0 &&
+	return pagecache_read(u->pc, ip, buf, sizeof(buf)) == 0 &&
 	       !memcmp(buf, code, sizeof(code));
 }
 
@@ -1162,7 +495,7 @@ static bool follows_call(struct unwinder *u, uint64_t ra)
 	unsigned char b[8];
 
 	if (!is_code(u, ra) || ra < sizeof(b) ||
-	    read_mem(u, ra - sizeof(b), b, sizeof(b)) < 0)
+	    pagecache_read(u->pc, ra - sizeof(b), b, sizeof(b)) < 0)
 		return false;
 	if (b[3] == 0xe8)			/* call rel32 */
 		return true;
@@ -1192,16 +525,18 @@ static bool step_from_entry(struct unwinder *u, struct user_regs_struct *regs)
 
 	if (step_for(u, regs->rip, true, &signal) || signal)
 		return false;
-	if (read_mem(u, regs->rsp, &ra, sizeof(ra)) < 0 || !follows_call(u, ra))
+	if (pagecache_read(u->pc, regs->rsp, &ra, sizeof(ra)) < 0 || !follows_call(u, ra))
 		return false;
 	regs->rip = ra;
 	regs->rsp += 8;
 	return true;
 }
 
-/* ---- interface ---- */
+/* ---- the backend ---- */
 
-struct unwinder *unwinder_new(pid_t pid, struct symbols *syms)
+static void lu_free(struct unwinder *u);
+
+static struct unwinder *lu_new(pid_t pid, struct symbols *syms)
 {
 	struct unwinder *u = calloc(1, sizeof(*u));
 
@@ -1210,13 +545,10 @@ struct unwinder *unwinder_new(pid_t pid, struct symbols *syms)
 	u->pid = pid;
 	u->syms = syms;
 	u->ctx.u = u;
-	u->gen = RO_GEN + 1;
-	u->synth_next = SYNTH_BASE;
-	u->cap_ro_pages = 2 * MAX_RO_PAGES;
-	if (!(u->ro_pages = calloc(u->cap_ro_pages, sizeof(*u->ro_pages))) ||
-	    !(u->stack = calloc(N_STACK_PAGES, sizeof(*u->stack))))
+	if (!(u->pc = pagecache_new(pid, &u->ro)))
 		goto fail;
-	if (load_ro_ranges(u) < 0)
+	eh_tables_init(&u->tables, syms, u->pc);
+	if (load_ranges(u) < 0)
 		goto fail;
 	if (!(u->as = unw_create_addr_space(&accessors, 0))) {
 		errno = ENOMEM;
@@ -1231,63 +563,54 @@ fail:
 	{
 		int e = errno;
 
-		unwinder_free(u);
+		lu_free(u);
 		errno = e;
 	}
 	return NULL;
 }
 
-void unwinder_free(struct unwinder *u)
+static void lu_free(struct unwinder *u)
 {
 	if (!u)
 		return;
 	if (u->as)
 		unw_destroy_addr_space(u->as);
-	if (u->ro_pages)
-		drop_ro_pages(u);
 	drop_rows(u);
-	drop_tables(u);
+	eh_tables_free(&u->tables);
+	pagecache_free(u->pc);
 	free(u->fdes);
-	free(u->ro_pages);
-	free(u->stack);
-	free(u->ro);
-	free(u->exec);
-	free(u->tables);
+	maps_ranges_free(&u->ro);
+	maps_ranges_free(&u->exec);
 	free(u);
 }
 
-void unwinder_flush(struct unwinder *u)
+static void lu_flush(struct unwinder *u)
 {
-	drop_ro_pages(u);
+	pagecache_flush(u->pc);
 	drop_rows(u);
-	u->n_stack = 0;
-	u->gen++;
-	drop_tables(u);
-	/* Failing to re-read the maps leaves no page cacheable: still correct. */
-	if (load_ro_ranges(u) < 0)
-		u->n_ro = 0;
+	eh_tables_drop(&u->tables);
+	load_ranges(u);
 	unw_flush_cache(u->as, 0, 0);
 }
 
-int unwinder_read(struct unwinder *u, uint64_t addr, void *buf, size_t len)
+static int lu_read(struct unwinder *u, uint64_t addr, void *buf, size_t len)
 {
-	return read_mem(u, addr, buf, len);
+	return pagecache_read(u->pc, addr, buf, len);
 }
 
-int unwinder_backtrace(struct unwinder *u, pid_t tid,
-		       const struct user_regs_struct *regs, uint64_t *pcs,
-		       int max)
+static int lu_backtrace(struct unwinder *u, pid_t tid, const struct user_regs_struct *regs,
+			uint64_t *pcs, int max)
 {
 	unw_cursor_t cursor;
 	bool exact = true;	/* the innermost pc is no return address */
 	int n = 0;
 
+	(void)tid;
 	if (max <= 0)
 		return 0;
 	pcs[n++] = regs->rip;
 	u->ctx.regs = *regs;
-	u->gen++;		/* stack and data pages read before are stale */
-	u->n_stack = 0;
+	pagecache_new_generation(u->pc);	/* stack and data pages read before are stale */
 	if (n < max && step_from_entry(u, &u->ctx.regs)) {
 		pcs[n++] = u->ctx.regs.rip;
 		exact = false;
@@ -1306,3 +629,12 @@ int unwinder_backtrace(struct unwinder *u, pid_t tid,
 	}
 	return n;
 }
+
+const struct unwind_backend unwind_backend = {
+	.name = "libunwind",
+	.create = lu_new,
+	.destroy = lu_free,
+	.flush = lu_flush,
+	.backtrace = lu_backtrace,
+	.read = lu_read,
+};

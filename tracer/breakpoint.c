@@ -20,6 +20,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "symbols/maps.h"
 #include "tracer/proc.h"
 #include "tracer/relocate.h"
 #include "tracer/util.h"
@@ -199,38 +200,32 @@ int bp_remove_all(struct bpset *b, struct thread *t)
  * /proc/PID/maps; 0 if none within reach. */
 static uint64_t find_gap(pid_t pid, uint64_t near)
 {
-	char path[64], line[512];
+	struct maps_ranges maps = { 0 };
 	uint64_t prev_end = 0x10000, best = 0, best_dist = UINT64_MAX;
-	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
-	f = fopen(path, "re");
-	if (!f)
+	if (maps_read_all(pid, &maps) < 0) {
+		maps_ranges_free(&maps);
 		return 0;
-	for (;;) {
-		uint64_t start, end;
-		bool eof = !fgets(line, sizeof(line), f);
-		if (eof)
-			start = end = 0x7ffffffff000ull;
-		else if (sscanf(line, "%" SCNx64 "-%" SCNx64, &start, &end) != 2)
-			continue;
+	}
+	for (size_t i = 0; i <= maps.n; i++) {
+		/* After the last mapping: the hole up to the top of user space. */
+		uint64_t start = i < maps.n ? maps.v[i].start : 0x7ffffffff000ull;
+		uint64_t end = i < maps.n ? maps.v[i].end : start;
 		if (start >= prev_end + PAGE) {
 			/* gap [prev_end, start): candidates at both ends */
 			uint64_t cand[2] = { prev_end, start - PAGE };
-			for (int i = 0; i < 2; i++) {
-				uint64_t d = cand[i] > near ? cand[i] - near : near - cand[i];
+			for (int k = 0; k < 2; k++) {
+				uint64_t d = cand[k] > near ? cand[k] - near : near - cand[k];
 				if (d < best_dist) {
 					best_dist = d;
-					best = cand[i];
+					best = cand[k];
 				}
 			}
 		}
-		if (eof)
-			break;
 		if (end > prev_end)
 			prev_end = end;
 	}
-	fclose(f);
+	maps_ranges_free(&maps);
 	return best_dist < (uint64_t)REL32_REACH - PAGE ? best : 0;
 }
 
