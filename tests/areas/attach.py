@@ -18,7 +18,7 @@ from lib.checks import (attach_permitted, expect_alive_untraced,
 from lib.proc import (Fail, Skip, describe_status, exit_status,
                       expect_status, proc_state, proc_status, run, tail,
                       tracer_pid, children_of, wait_until)
-from lib.report import (D, I, P, R, RE, Z, fmt, load_json,
+from lib.report import (D, I, P, R, RE, expect_errors, fmt, load_json,
                         parse_summary_text, proc_errors, record_key,
                         stack_matches)
 from lib.runner import test
@@ -28,10 +28,6 @@ from lib.suite import Processes
 # ---- A1: the leaking server ----------------------------------------------
 SERVER_LEAK_BLOCKS, SERVER_LEAK_SIZE = 2, 48
 SERVER_LEAK_USABLE = 56     # malloc_usable_size(malloc(48)) in glibc
-
-
-SERVER_STACK = ["malloc", "leak_request@leak_server.c", "handle_request",
-                "serve", "worker"]
 
 
 def server_sum(seq):
@@ -88,7 +84,7 @@ def start_attach(s, ps, pid, opts):
     return p
 
 
-def check_server_report(doc, text, pid, first_seq, nreq, what):
+def check_server_report(s, doc, text, pid, first_seq, nreq, what):
     """The attach report after requests FIRST_SEQ.. (NREQ of them): exact,
     with ages."""
     procs = doc["processes"]
@@ -129,7 +125,7 @@ def check_server_report(doc, text, pid, first_seq, nreq, what):
         if got_sum.get(k) != want:
             errors.append("summary %s since attaching: want %s, got %s"
                           % (k, want, got_sum.get(k)))
-    want = [R(D, nbytes, nblocks, SERVER_STACK)]
+    want = s.expect("leak_server").expand(nblocks)[1]
     if pre_blocks:
         want.append(R(D, pre_bytes, pre_blocks, []))
         want.sort(key=lambda r: -r["bytes"])
@@ -232,7 +228,7 @@ def attach_server_run(s, mode):
         expect_alive_untraced(server.pid, what)
         doc = load_json(j, what)
         text = p.err.decode("utf-8", "replace")
-        check_server_report(doc, text, server.pid, first, nreq, what)
+        check_server_report(s, doc, text, server.pid, first, nreq, what)
         if mode == "duration":
             traced = doc["processes"][0].get("traced_s")
             if not 1.9 <= traced <= 6:
@@ -406,26 +402,19 @@ def t_attach_crash_abrt(s):
 
 
 # ---- A3: the same records, launched or attached ----------------------------
-TRIGGER_RECORDS = [R(D, 600, 2, ["calloc", "leak_beta@trigger_leaks.c",
-                                 "main"]),
-                   R(D, 400, 3, ["malloc", "leak_alpha@trigger_leaks.c",
-                                 "main"])]
-
-
 @test("attach_same_as_launch")
 def t_attach_same_as_launch(s):
     attach_permitted()
+    want = s.expect("trigger_leaks")
     exe = s.builder.get("trigger_leaks")
     nat = s.native([exe], b"x", 20)
-    if exit_status(nat.status) != 4 or \
-            nat.stdout != b"ready\nleaked 5 blocks\n":
+    if exit_status(nat.status) != want.status or nat.stdout != want.stdout:
         raise Fail("trigger_leaks alone: status %d" % exit_status(nat.status),
                    tail(nat.stdout))
     res, doc = s.ptleak_run([], [exe], stdin=b"x", timeout=30)
-    expect_status(res, 4, "launch: ")
+    expect_status(res, want.status, "launch: ")
     launch = s.process(doc, res)
-    errs = proc_errors(launch, {D: (1000, 5), I: Z}, TRIGGER_RECORDS,
-                       "launch: ")
+    errs = expect_errors(launch, want, "launch: ")
     if errs:
         raise Fail(errs[0], errs[1:])
     with Processes(s) as ps:
@@ -440,17 +429,16 @@ def t_attach_same_as_launch(s):
             raise Fail("attach: ptleak exit status: want 0 (the process "
                        "exited while traced), got %d" % st, tail(p.err))
         pst = prog.wait(10, "trigger_leaks")
-        if pst != 4 or prog.out != nat.stdout:
+        if pst != want.status or prog.out != nat.stdout:
             raise Fail("attach: the program's status %d / stdout changed"
                        % pst, tail(prog.out))
         doc = load_json(j, "attach")
     attached = doc["processes"][0]
     errs = []
-    if attached.get("exit") != {"code": 4}:
-        errs.append("attach: JSON exit: want {'code': 4}, got %s"
-                    % attached.get("exit"))
-    errs += proc_errors(attached, {D: (1000, 5), I: Z}, TRIGGER_RECORDS,
-                        "attach: ")
+    if attached.get("exit") != want.want_exit():
+        errs.append("attach: JSON exit: want %s, got %s"
+                    % (want.want_exit(), attached.get("exit")))
+    errs += expect_errors(attached, want, "attach: ")
     a = [record_key(r) for r in launch.get("leaks") or [] if r["kind"] == D]
     b = [record_key(r) for r in attached.get("leaks") or []
          if r["kind"] == D]
@@ -582,16 +570,17 @@ def preattach_other_allocator(s, name, why, exact=True):
                        tail(p.err))
         doc = load_json(j, name)
     proc = doc["processes"][0]
+    want = s.expect("trigger_leaks")
     if exact:
-        errs = proc_errors(proc, {D: (1000, 5), I: Z}, TRIGGER_RECORDS)
+        errs = expect_errors(proc, want)
     else:
         got = sorted((r.get("bytes"), r.get("blocks"))
                      for r in proc.get("leaks") or []
                      if any(stack_matches(w["stack"], r.get("stack") or [])
-                            for w in TRIGGER_RECORDS))
-        errs = [] if got == [(400, 3), (600, 2)] else [
-            "want the records of 400 bytes in 3 blocks and 600 in 2, got %s"
-            % got]
+                            for w in want.records))
+        sizes = sorted((w["bytes"], w["blocks"]) for w in want.records)
+        errs = [] if got == sizes else [
+            "want the records of (bytes, blocks) %s, got %s" % (sizes, got)]
     if proc.get("before_attach_known") is not False or \
             "not glibc's" not in (proc.get("before_attach_why") or ""):
         errs.append("JSON: want before_attach_known false and the reason, got "
@@ -638,16 +627,20 @@ def t_attach_err_traced_by_strace(s):
         raise Skip("strace not installed")
     with Processes(s) as ps:
         st = ps.start(["strace", "-f", "-o", "/dev/null", "sleep", "30"])
+        # Traced and past its exec: strace's child is sleep by then (just
+        # after the fork, ptleak has been seen to say "no such process").
         target = wait_until(
             lambda: next((k for k in children_of(st.pid)
-                          if tracer_pid(k) == st.pid), None), 10,
-            "strace's child never appeared traced")
+                          if tracer_pid(k) == st.pid and
+                          proc_status(k).get("Name") == "sleep"), None), 10,
+            "strace's child never appeared traced, as sleep")
         traced_twice(s, st.pid, target, "-p PID traced by strace")
 
 
 @test("attach_err_traced_by_ptleak")
 def t_attach_err_traced_by_ptleak(s):
     attach_permitted()
+    want = s.expect("trigger_leaks")
     exe = s.builder.get("trigger_leaks")
     with Processes(s) as ps:
         first = ps.start([s.ptleak, "-q", exe], stdin=True)
@@ -658,10 +651,12 @@ def t_attach_err_traced_by_ptleak(s):
         first.write(b"x")
         first.close_stdin()
         st = first.wait(20, "the first ptleak")
-        if st != 4 or not parse_summary_text(
-                first.err.decode("utf-8", "replace")).get(D) == (1000, 5):
-            raise Fail("the first ptleak: want status 4 and 1,000 bytes in "
-                       "5 blocks definitely lost, got status %d" % st,
+        if st != want.status or not parse_summary_text(
+                first.err.decode("utf-8", "replace")).get(D) == \
+                want.summary[D]:
+            raise Fail("the first ptleak: want status %d and %s bytes in "
+                       "%s blocks definitely lost, got status %d"
+                       % (want.status, *map(fmt, want.summary[D]), st),
                        tail(first.err))
 
 

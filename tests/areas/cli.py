@@ -4,7 +4,7 @@ import json
 import os
 import re
 
-from lib.proc import Fail, expect_status
+from lib.proc import Fail, expect_status, tail
 from lib.report import parse_summary_text, show_record, show_stack, \
     stack_matches
 from lib.runner import test

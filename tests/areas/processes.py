@@ -13,9 +13,10 @@ import time
 from lib.checks import native_same, traced_child
 from lib.fixtures import FIXTURES
 from lib.proc import (Fail, Skip, exit_status, expect_status, proc_state,
-                      run, run_in_pty, tail, children_of, wait_until)
-from lib.report import (D, I, P, R, RE, Z, load_json, parse_summary_text,
-                        proc_errors)
+                      run, run_in_pty, shell_quote, tail, children_of,
+                      wait_until)
+from lib.report import (D, I, Z, expect_errors, fmt, load_json,
+                        parse_summary_text, proc_errors)
 from lib.runner import test
 from lib.suite import Processes
 
@@ -29,19 +30,13 @@ def fork_pids(res):
     return int(m.group(1)), int(m.group(2))
 
 
-FORK_PARENT = [R(D, 200, 2, ["malloc", "parent_leak@fork_leaks.c", "main"])]
-
-
-FORK_CHILD = [R(D, 600, 3, ["malloc", "child_leak@fork_leaks.c", "main"]),
-              R(D, 200, 2, ["malloc", "parent_leak@fork_leaks.c", "main"])]
-
-
 @test("proc_fork_default")
 def t_fork_default(s):
     cmd = [s.builder.get("fork_leaks")]
     res, doc = s.ptleak_run([], cmd, timeout=30)
     errs = native_same(s, cmd, res)
-    if res.stdout != b"child exited with status 7\n":
+    want = s.expect("fork_parent")
+    if res.stdout != want.stdout:
         errs.append("the child was harmed: stdout %r" % res.stdout)
     parent, child = fork_pids(res)
     procs = (doc or {}).get("processes") or []
@@ -49,8 +44,8 @@ def t_fork_default(s):
         errs.append("without -f the JSON has the parent only: want pids "
                     "[%d], got %s" % (parent, [p.get("pid") for p in procs]))
     if procs:
-        errs += proc_errors(procs[0], {D: (200, 2), I: Z, P: Z}, FORK_PARENT)
-        if procs[0].get("exit") != {"code": 0}:
+        errs += expect_errors(procs[0], want)
+        if procs[0].get("exit") != want.want_exit():
             errs.append("JSON exit: %s" % procs[0].get("exit"))
     if re.search(rb"^==%d== " % child, res.stderr, re.M):
         errs.append("without -f the text reports the child %d" % child)
@@ -68,20 +63,21 @@ def t_fork_follow(s):
     if sorted(procs) != sorted([parent, child]):
         raise Fail("-f: want processes %d and %d, got %s"
                    % (parent, child, sorted(procs)), errs)
-    errs += proc_errors(procs[parent], {D: (200, 2), I: Z, P: Z},
-                        FORK_PARENT, "parent: ")
-    errs += proc_errors(procs[child], {D: (800, 5), I: Z, P: Z},
-                        FORK_CHILD, "child: ")
-    if procs[parent].get("exit") != {"code": 0}:
+    wp, wc = s.expect("fork_parent"), s.expect("fork_child")
+    errs += expect_errors(procs[parent], wp, "parent: ")
+    errs += expect_errors(procs[child], wc, "child: ")
+    if procs[parent].get("exit") != wp.want_exit():
         errs.append("parent JSON exit: %s" % procs[parent].get("exit"))
-    if procs[child].get("exit") != {"code": 7}:
-        errs.append("child JSON exit: want {'code': 7}, got %s"
-                    % procs[child].get("exit"))
+    if procs[child].get("exit") != wc.want_exit():
+        errs.append("child JSON exit: want %s, got %s"
+                    % (wc.want_exit(), procs[child].get("exit")))
     # Text: one block per process, in the order they exited (child first).
     text = res.stderr.decode("utf-8", "replace")
     pos = {}
-    for pid, want in ((child, "800 bytes in 5 blocks"),
-                      (parent, "200 bytes in 2 blocks")):
+    for pid, want in ((child, "%s bytes in %s blocks"
+                       % tuple(map(fmt, wc.summary[D]))),
+                      (parent, "%s bytes in %s blocks"
+                       % tuple(map(fmt, wp.summary[D])))):
         m = re.search(r"^==%d==\s+definitely lost: %s$" % (pid, want), text,
                       re.M)
         if not m:
@@ -133,21 +129,13 @@ def t_fork_follow_unfollowable(s):
 
 
 # ---- B2: posix_spawn, vfork ------------------------------------------------
-SPAWN_PARENT = [R(D, 88, 1, ["malloc", "leak_after@spawn_leaks.c", "main"]),
-                R(D, 77, 1, ["malloc", "leak_before@spawn_leaks.c", "main"])]
-
-
-SPAWN_OUT = (b"posix_spawn: status 5\n" * 3 + b"vfork: status 5\n" * 3
-             + b"spawned 6\n")
-
-
 def spawn_run(s, opts):
-    cmd = [s.builder.get("spawn_leaks"), s.builder.get("exit_code"), "5",
-           "9"]
+    want = s.expect("spawn_parent")
+    cmd = s.resolve(want.cmd)
     res, doc = s.ptleak_run(opts, cmd, timeout=30)
     errs = native_same(s, cmd, res)
-    if res.stdout != SPAWN_OUT:
-        errs.append("stdout: want %r" % SPAWN_OUT)
+    if res.stdout != want.stdout:
+        errs.append("stdout: want %r" % want.stdout)
     procs = (doc or {}).get("processes") or []
     mine = [p for p in procs if p.get("command") == cmd]
     if len(mine) != 1:
@@ -155,8 +143,7 @@ def spawn_run(s, opts):
                    "exited %d)" % (shell_quote(cmd), len(mine),
                                    exit_status(res.status)),
                    errs + [json.dumps(p.get("command")) for p in procs])
-    errs += proc_errors(mine[0], {D: (165, 2), I: Z, P: Z}, SPAWN_PARENT,
-                        "spawn_leaks: ")
+    errs += expect_errors(mine[0], want, "spawn_leaks: ")
     return procs, mine[0], errs
 
 
@@ -177,22 +164,22 @@ def t_spawn_follow(s):
     if len(kids) != 6:
         errs.append("-f: want 6 children (3 posix_spawn, 3 vfork) besides "
                     "spawn_leaks, got %d" % len(kids))
+    want = s.expect("spawn_child")
     for k in kids:
         label = "child %s: " % k.get("pid")
-        if k.get("exit") != {"code": 5}:
-            errs.append(label + "JSON exit: want {'code': 5}, got %s"
-                        % k.get("exit"))
+        if k.get("exit") != want.want_exit():
+            errs.append(label + "JSON exit: want %s, got %s"
+                        % (want.want_exit(), k.get("exit")))
         # After its exec the child's report is exit_code's.
-        errs += proc_errors(k, {D: (9, 1), I: Z, P: Z},
-                            [R(D, 9, 1, ["malloc", "leak_some@exit_code.c",
-                                         "main"])], label)
+        errs += expect_errors(k, want, label)
     if errs:
         raise Fail(errs[0], errs[1:])
 
 
-@test("proc_exec_from_sh")
 # ---- B3: exec ----------------------------------------------------------------
+@test("proc_exec_from_sh")
 def t_exec_from_sh(s):
+    # The report is leak_1000's, as if it had been run directly.
     s.builder.get("leak_1000")
     cmd = ["sh", "-c", "exec ./leak_1000"]
     res, doc = s.ptleak_run([], cmd, cwd=s.builder.out_dir, timeout=30)
@@ -200,14 +187,14 @@ def t_exec_from_sh(s):
     procs = (doc or {}).get("processes") or []
     if len(procs) != 1:
         raise Fail("want 1 process in the JSON, got %d" % len(procs), errs)
-    errs += proc_errors(procs[0], {D: (1000, 1), I: Z, P: Z},
-                        [R(D, 1000, 1, ["malloc", "do_leak@leak_1000.c",
-                                        "main"])])
-    if procs[0].get("exit") != {"code": 0}:
+    want = s.expect("leak_1000")
+    errs += expect_errors(procs[0], want)
+    if procs[0].get("exit") != want.want_exit():
         errs.append("JSON exit: %s" % procs[0].get("exit"))
     if parse_summary_text(res.stderr.decode("utf-8", "replace")).get(D) != \
-            (1000, 1):
-        errs.append("text: want \"definitely lost: 1,000 bytes in 1 blocks\"")
+            want.summary[D]:
+        errs.append("text: want \"definitely lost: %s bytes in %s blocks\""
+                    % tuple(map(fmt, want.summary[D])))
     if errs:
         raise Fail(errs[0], errs[1:])
 
@@ -239,17 +226,22 @@ def t_exec_wrapper_script(s):
     if command[0] == wrapper or not os.path.basename(command[0]).startswith("python"):
         raise Fail("the report is not about the interpreter the wrapper ran: %s"
                    % command)
-    errs = proc_errors(procs[0], {D: (32 * n, n), I: Z},
-                       [R(D, 32 * n, n, ["malloc", "do_alloc@alloc_free.c"])])
+    summary, records = s.expect("py_alloc_free").expand(n)
+    errs = proc_errors(procs[0], dict(summary, **{I: Z}), records)
     if errs:
         raise Fail(errs[0], errs[1:])
 
 
+def text_summary_errors(out, want):
+    """The text report's definitely lost line says what WANT does."""
+    if parse_summary_text(out.decode("utf-8", "replace")).get(D) != \
+            want.summary[D]:
+        return ["text: no \"definitely lost: %s bytes in %s blocks\""
+                % tuple(map(fmt, want.summary[D]))]
+    return []
+
+
 # ---- B4: signals from outside, SIGKILL ------------------------------------
-SIG_EXTERNAL_OUT = (b"ready\ngot SIGUSR1 #1\ngot SIGUSR1 #2\n"
-                    b"got SIGUSR1 #3\ndone: 3 SIGUSR1, stopped: yes\n")
-
-
 def drive_sig_external(b, pid, what):
     """3 SIGUSR1 (each acknowledged), SIGSTOP for 0.6 s, SIGCONT, SIGUSR2."""
     for n in range(1, 4):
@@ -264,13 +256,14 @@ def drive_sig_external(b, pid, what):
 
 @test("proc_signals_from_outside")
 def t_signals_from_outside(s):
+    want = s.expect("sig_external")
     exe = s.builder.get("sig_external")
     with Processes(s) as ps:
         nat = ps.start([exe])
         nat.wait_for("out", rb"^ready$", 10, "sig_external alone")
         drive_sig_external(nat, nat.pid, "sig_external alone")
         st = nat.wait(20, "sig_external alone")
-        if st != 0 or nat.out != SIG_EXTERNAL_OUT:
+        if st != want.status or nat.out != want.stdout:
             raise Fail("sig_external alone: status %d, stdout %r"
                        % (st, nat.out))
         j = s.tmpfile("report.json")
@@ -280,18 +273,14 @@ def t_signals_from_outside(s):
         drive_sig_external(p, prog, "ptleak sig_external")
         st = p.wait(30, "ptleak sig_external")
         errs = []
-        if st != 0:
-            errs.append("exit status: want 0, got %d" % st)
+        if st != want.status:
+            errs.append("exit status: want %d, got %d" % (want.status, st))
         if p.out != nat.out:
             errs += ["stdout differs from a run alone:"] + \
                 ["  alone: " + l for l in tail(nat.out)] + \
                 ["  under: " + l for l in tail(p.out)]
         doc = load_json(j, "sig_external")
-        errs += proc_errors(doc["processes"][0],
-                            {D: (96, 3), I: Z, P: Z, RE: Z},
-                            [R(D, 96, 3, ["malloc",
-                                          "leak_per_signal@sig_external.c",
-                                          "main"])])
+        errs += expect_errors(doc["processes"][0], want)
         if errs:
             raise Fail(errs[0], errs[1:] + tail(p.err))
 
@@ -323,9 +312,10 @@ def t_killed_from_outside(s):
 
 @test("proc_ctrl_c_at_terminal")
 def t_ctrl_c_at_terminal(s):
+    want = s.expect("ctrl_c")
     exe = s.builder.get("ctrl_c")
     st, out, _ = run_in_pty([exe], s.env, 20, lambda w: w(b"\x03"))
-    if st != 3 or b"got SIGINT" not in out:
+    if st != want.status or b"got SIGINT" not in out:
         raise Fail("ctrl_c alone in a pty: status %d" % st, tail(out))
     j = s.tmpfile("report.json")
     st2, out2, ready = run_in_pty([s.ptleak, "--no-default-suppressions", "--json=" + j, exe], s.env, 30,
@@ -333,8 +323,9 @@ def t_ctrl_c_at_terminal(s):
     errs = []
     if not ready:
         errs.append("the program never printed ready")
-    if st2 != 3:
-        errs.append("exit status: want 3 (the program's), got %d" % st2)
+    if st2 != want.status:
+        errs.append("exit status: want %d (the program's), got %d"
+                    % (want.status, st2))
     if b"got SIGINT" not in out2:
         errs.append("Ctrl-C did not reach the program (no \"got SIGINT\")")
     lines = [l for l in out2.splitlines() if not re.match(rb"==\d+==", l)]
@@ -345,13 +336,8 @@ def t_ctrl_c_at_terminal(s):
     if not os.path.exists(j):
         errs.append("no JSON report")
     else:
-        errs += proc_errors(load_json(j, "ctrl_c")["processes"][0],
-                            {D: (50, 1), I: Z, P: Z, RE: Z},
-                            [R(D, 50, 1, ["malloc",
-                                          "leak_on_sigint@ctrl_c.c",
-                                          "main"])])
-    if parse_summary_text(out2.decode("utf-8", "replace")).get(D) != (50, 1):
-        errs.append("text: no \"definitely lost: 50 bytes in 1 blocks\"")
+        errs += expect_errors(load_json(j, "ctrl_c")["processes"][0], want)
+    errs += text_summary_errors(out2, want)
     if errs:
         raise Fail(errs[0], errs[1:] + tail(out2))
 
@@ -375,10 +361,6 @@ if pid == 0:
 _, st = os.waitpid(pid, 0)
 sys.exit(128 + os.WTERMSIG(st) if os.WIFSIGNALED(st) else os.WEXITSTATUS(st))
 """
-
-
-CTRL_Z_OUT = [b"ready"] + [b"progress %d/150" % r for r in range(30, 151, 30)] \
-    + [b"done"]
 
 
 def ctrl_z_then_fg(s, traced, problems):
@@ -411,13 +393,15 @@ def ctrl_z_then_fg(s, traced, problems):
 
 @test("proc_ctrl_z_at_terminal")
 def t_ctrl_z_at_terminal(s):
+    want = s.expect("ctrl_z")
     exe = s.builder.get("ctrl_z")
     shell = [s.python, "-c", JOB_SHELL]
     problems = []
     st, out, _ = run_in_pty(shell + [exe], s.env, 20,
                             ctrl_z_then_fg(s, False, problems), pass_pid=True)
     out = out.replace(b"^Z", b"")     # the terminal's echo of Ctrl-Z
-    if st != 4 or out.splitlines() != CTRL_Z_OUT or problems:
+    if st != want.status or out.splitlines() != want.stdout.splitlines() \
+            or problems:
         raise Fail("ctrl_z alone in a pty: status %d, %s" % (st, problems),
                    tail(out))
     j = s.tmpfile("report.json")
@@ -428,8 +412,9 @@ def t_ctrl_z_at_terminal(s):
     errs = problems[:]
     if not ready:
         errs.append("the program never printed ready")
-    if st2 != 4:
-        errs.append("exit status: want 4 (the program's), got %d" % st2)
+    if st2 != want.status:
+        errs.append("exit status: want %d (the program's), got %d"
+                    % (want.status, st2))
     lines = [l for l in out2.replace(b"^Z", b"").splitlines()
              if not re.match(rb"==\d+==", l)]
     if lines != out.splitlines():
@@ -440,18 +425,11 @@ def t_ctrl_z_at_terminal(s):
         errs.append("no JSON report")
     else:
         proc = load_json(j, "ctrl_z")["processes"][0]
-        errs += proc_errors(proc, {D: (120, 5), I: Z, P: Z, RE: Z},
-                            [R(D, 120, 5, ["malloc", "leak_one@ctrl_z.c",
-                                           "main"])])
-        heap = {"allocations": 155, "frees": 150, "bytes_allocated": 26445}
-        got = proc.get("summary") or {}
-        errs += ["summary %s: want %d, got %s" % (k, v, got.get(k))
-                 for k, v in heap.items() if got.get(k) != v]
-        if proc.get("exit") != {"code": 4}:
-            errs.append("JSON exit: want {'code': 4}, got %s"
-                        % proc.get("exit"))
-    if parse_summary_text(out2.decode("utf-8", "replace")).get(D) != (120, 5):
-        errs.append("text: no \"definitely lost: 120 bytes in 5 blocks\"")
+        errs += expect_errors(proc, want)
+        if proc.get("exit") != want.want_exit():
+            errs.append("JSON exit: want %s, got %s"
+                        % (want.want_exit(), proc.get("exit")))
+    errs += text_summary_errors(out2, want)
     if errs:
         raise Fail(errs[0], errs[1:] + tail(out2))
 

@@ -42,8 +42,10 @@ of the file; summary and heap merge key by key, the others replace):
   @stdin repeat COUNT FORMAT   COUNT lines FORMAT % n (n = 0, 1, ...)
   @text SUBSTRING    must appear in the text report ("..." keeps spaces at
                      either end)
-  @count PER_BLOCK REGEX   N = the number REGEX (group 1) finds in the
-                     program's stdout; a SIZE "N" is N*PER_BLOCK/N
+  @count PER_BLOCK [REGEX]   N = the number REGEX (group 1) finds in the
+                     program's stdout (without REGEX: the test's own N,
+                     e.g. the requests it made); a SIZE "N" is
+                     N*PER_BLOCK/N
   @timeout SECONDS   per run (default 60)
   @command any       the JSON "command" is not compared (after an exec)
   @group NAME        never run beside another test of group NAME
@@ -260,7 +262,7 @@ def _apply(e, key, rest, where):
         e.timeout = _number(rest, where)
     elif key == "count":
         per, _, regex = rest.partition(" ")
-        e.count = (_number(per, where), regex)
+        e.count = (_number(per, where), regex or None)
     elif key == "group":
         e.group = rest
     elif key == "exclusive":

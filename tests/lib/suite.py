@@ -188,7 +188,7 @@ class Suite:
 
     # -- the generic tests of a fixture's @test ---------------------------
     def count(self, e, out):
-        if not e.count:
+        if not e.count or not e.count[1]:
             return None
         m = re.search(e.count[1], out.decode("utf-8", "replace"), re.M)
         if not m:
