@@ -5,8 +5,8 @@ import os
 import re
 
 from lib.proc import Fail, expect_status, tail
-from lib.report import parse_summary_text, show_record, show_stack, \
-    stack_matches
+from lib.report import expect_errors, parse_summary_text, show_record, \
+    show_stack, stack_matches
 from lib.runner import test
 
 
@@ -92,6 +92,10 @@ def t_output_file(s):
                           [s.builder.get("leak_1000")], json_file=False)
     if not os.path.exists(out + "2"):
         raise Fail("--output=FILE: no report file")
+    text = open(out + "2", encoding="utf-8", errors="replace").read()
+    if parse_summary_text(text).get("definitely_lost") != (1000, 1):
+        raise Fail("--output=FILE: want 'definitely lost: 1,000 bytes in 1 "
+                   "blocks'", ["| " + l for l in text.splitlines()[-12:]])
 
 
 @test("option_json_space_form")
@@ -222,8 +226,12 @@ def t_version(s):
 
 @test("option_double_dash")
 def t_double_dash(s):
-    res, doc = s.ptleak_run(["--"], [s.builder.get("exit_code"), "4"])
+    cmd = [s.builder.get("exit_code"), "4"]
+    res, doc = s.ptleak_run(["--"], cmd)
     expect_status(res, 4, "-- PROGRAM: ")
+    if s.process(doc, res).get("command") != cmd:
+        raise Fail("-- PROGRAM: JSON command: want %s, got %s"
+                   % (cmd, s.process(doc, res).get("command")))
 
 
 @test("options_after_program")
@@ -268,6 +276,7 @@ def t_bad_missing_in_path(s):
 def t_bad_directory(s):
     res, _ = s.ptleak_run([], [s.builder.out_dir], json_file=False)
     expect_status(res, 126)
+    one_line_naming(res, s.builder.out_dir)
 
 
 @test("bad_not_executable")
@@ -278,6 +287,7 @@ def t_bad_not_executable(s):
     os.chmod(path, 0o644)
     res, _ = s.ptleak_run([], [path], json_file=False)
     expect_status(res, 126)
+    one_line_naming(res, path)
 
 
 @test("bad_format")
@@ -288,6 +298,7 @@ def t_bad_format(s):
     os.chmod(path, 0o755)
     res, _ = s.ptleak_run([], [path], json_file=False)
     expect_status(res, 126)
+    one_line_naming(res, path)
 
 
 @test("bad_no_args")
@@ -309,6 +320,7 @@ def t_bad_unknown_option(s):
     if res.stdout:
         raise Fail("unknown option: the program must not run",
                    tail(res.stdout))
+    one_line_naming(res, "--no-such-option")
 
 
 @test("bad_option_values")
@@ -319,30 +331,41 @@ def t_bad_option_values(s):
                 "--errors-for-leak-kinds=bogus"):
         res, _ = s.ptleak_run([opt], hello, json_file=False)
         expect_status(res, 125, opt + ": ")
+        one_line_naming(res, opt.split("=")[0])
+        if res.stdout:
+            raise Fail("%s: the program must not run" % opt,
+                       tail(res.stdout))
 
 
 @test("bad_output_path")
 def t_bad_output_path(s):
-    res, _ = s.ptleak_run(["-o", "/nonexistent-dir/report.txt"],
-                          [s.builder.get("hello")], json_file=False)
-    expect_status(res, 125, "unwritable -o path: ")
-    res, _ = s.ptleak_run(["--json=/nonexistent-dir/report.json"],
-                          [s.builder.get("hello")], json_file=False)
-    expect_status(res, 125, "unwritable --json path: ")
+    for opt, path in (("-o", "/nonexistent-dir/report.txt"),
+                      ("--json=", "/nonexistent-dir/report.json")):
+        opts = [opt, path] if opt == "-o" else [opt + path]
+        res, _ = s.ptleak_run(opts, [s.builder.get("hello")],
+                              json_file=False)
+        expect_status(res, 125, "unwritable %s path: " % opt)
+        one_line_naming(res, path)
+        if res.stdout:
+            raise Fail("unwritable %s path: the program must not run" % opt,
+                       tail(res.stdout))
 
 
 @test("shebang_script")
 def t_shebang_script(s):
     # A script is traced as its interpreter (/bin/sh), which execs the
-    # fixture: only the exit status and "no hang" are asserted.
+    # fixture: the report is the fixture's.
     s.builder.get("leak_1000")
     path = os.path.join(s.builder.out_dir, "run_leak_1000.sh")
     with open(path, "w") as f:
         f.write("#!/bin/sh\nexec ./leak_1000\n")
     os.chmod(path, 0o755)
-    res, _ = s.ptleak_run([], ["./run_leak_1000.sh"], cwd=s.builder.out_dir,
-                          json_file=False)
+    res, doc = s.ptleak_run([], ["./run_leak_1000.sh"],
+                            cwd=s.builder.out_dir)
     expect_status(res, 0, "shebang script: ")
     if b"calling malloc()" not in res.stdout:
         raise Fail("shebang script: the fixture's output is missing",
                    tail(res.stdout))
+    errs = expect_errors(s.process(doc, res), s.expect("leak_1000"))
+    if errs:
+        raise Fail("shebang script: " + errs[0], errs[1:])
