@@ -248,7 +248,8 @@ def t_attach_server_sigint(s):
     attach_server_run(s, "sigint")
 
 
-@test("attach_server_duration")
+# Exclusive: it times its own requests against --duration=2.
+@test("attach_server_duration", exclusive=True)
 def t_attach_server_duration(s):
     attach_server_run(s, "duration")
 

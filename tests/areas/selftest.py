@@ -1,11 +1,15 @@
 """The runner's own checks must be able to fail (tests/run.py -k self):
 a wrong expectation, a report line without its ==PID== prefix, records
-out of order, an exception inside a test, a hung test."""
+out of order, an exception inside a test, a hung test, a typo in a
+fixture's header."""
 import copy
+import os
+import tempfile
 import time
 
+from lib.fixtures import Catalog, ParseError
 from lib.proc import Fail, run
-from lib.report import R, D, order_errors, text_errors
+from lib.report import D, I, R, RE, order_errors, text_errors
 from lib.runner import Runner, Test, test
 
 GOOD_TEXT = ("==7== LEAK SUMMARY:\n"
@@ -81,3 +85,43 @@ def t_runner_survives(s):
             "KeyError" not in text or "FAIL hang: time limit" not in text:
         raise Fail("runner: want boom and hang FAIL, fine ok, got %r"
                    % r.tally(), lines)
+
+
+@test("selftest_fixture_format")
+def t_fixture_format(s):
+    # The header format: a good block parses to what it says; a typo, a
+    # record of an unchecked kind, a test stated twice are errors, not
+    # silently fewer checks.
+    d = tempfile.mkdtemp(dir=s.tmp)
+    good = ("/*\n * @build demo -pthread\n *\n * @test demo_a @demo a b\n"
+            " * @summary definite 6_000/2 indirect 0/0 reachable -\n"
+            " * @record definite 6000/2: malloc < f@demo.c < \\\n"
+            " *     main\n * @status 3\n * @stdout one\n * @stdout two\n"
+            " */\n")
+    with open(os.path.join(d, "demo.c"), "w") as f:
+        f.write(good)
+    c = Catalog(d)
+    e = c.expects["demo_a"]
+    want = (["@demo", "a", "b"], {D: (6000, 2), I: (0, 0), RE: None},
+            [R(D, 6000, 2, ["malloc", "f@demo.c", "main"])], 3,
+            b"one\ntwo\n", ["-pthread"])
+    got = (e.cmd, e.summary, e.records, e.status, e.stdout,
+           c.builds["demo"].flags)
+    if got != want:
+        raise Fail("the format parsed wrong", ["want %s" % (want,),
+                                               "got  %s" % (got,)])
+    for what, text in (
+            ("an unknown kind", good.replace("indirect 0/0", "indirekt 0/0")),
+            ("a bad size", good.replace("6_000/2", "6000")),
+            ("a record of an unchecked kind",
+             good.replace("@record definite", "@record possible")),
+            ("no definite summary", good.replace("definite 6_000/2 ", "")),
+            ("a test stated twice", good + good.replace("@build demo",
+                                                        "@build demo2"))):
+        with open(os.path.join(d, "demo.c"), "w") as f:
+            f.write(text)
+        try:
+            Catalog(d)
+        except ParseError:
+            continue
+        raise Fail("the format accepts %s" % what)
