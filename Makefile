@@ -92,10 +92,24 @@ $(BUILD)/unit/unwind_test: tests/unit/unwind_test.c $(BUILD)/unit/unwind_fixture
 # the suite runs as unit:NAME. Without a rule of its own (as above) it is
 # linked with every object but main's.
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/*_test.c))
-$(BUILD)/unit/%_test: tests/unit/%_test.c $(filter-out $(BUILD)/tracer/main.o,$(OBJ))
+UNIT_H := $(wildcard tests/unit/*.h tracer/*.h symbols/*.h)
+$(BUILD)/unit/%_test: tests/unit/%_test.c $(filter-out $(BUILD)/tracer/main.o,$(OBJ)) $(UNIT_H)
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"
-	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LIBS)
+
+# The same unit tests with ASan/UBSan, for check-asan (their fixture
+# objects, like every fixture, are not sanitized).
+ASAN_UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/asan/unit/%,$(wildcard tests/unit/*_test.c))
+$(BUILD)/asan/unit/unwind_test: tests/unit/unwind_test.c $(BUILD)/unit/unwind_fixture.o \
+		$(BUILD)/asan/symbols/symbols.o $(BUILD)/asan/symbols/unwind_libunwind.o
+	@mkdir -p $(dir $@)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $^ $(LIBS)
+$(BUILD)/asan/unit/%_test: tests/unit/%_test.c $(filter-out $(BUILD)/asan/tracer/main.o,$(ASAN_OBJ)) $(UNIT_H)
+	@mkdir -p $(dir $@)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $(filter %.c %.o,$^) $(LIBS)
 
 # Run ptleak on a leaky example from the seed documents.
 example: all
@@ -107,11 +121,12 @@ check: all test-deps $(UNIT_TESTS)
 	$(Q)python3 tests/run.py --ptleak $(BUILD)/ptleak --unit $(BUILD)/unit \
 		--build $(BUILD) $(TESTFLAGS)
 
-# The whole suite again, ptleak being the sanitizer build (the fixtures
-# are the same, never sanitized): any ASan/UBSan report fails a test.
-check-asan: all test-deps $(BUILD)/ptleak-asan $(UNIT_TESTS)
+# The whole suite again, ptleak and the unit tests being the sanitizer
+# builds (the fixtures are the same, never sanitized): any ASan/UBSan
+# report fails a test.
+check-asan: all test-deps $(BUILD)/ptleak-asan $(ASAN_UNIT_TESTS)
 	$(Q)python3 tests/run.py --ptleak $(BUILD)/ptleak-asan --sanitized \
-		--unit $(BUILD)/unit --build $(BUILD) $(TESTFLAGS)
+		--unit $(BUILD)/asan/unit --build $(BUILD) $(TESTFLAGS)
 
 bench: all test-deps
 	$(Q)python3 tests/bench.py --ptleak $(BUILD)/ptleak --build $(BUILD)

@@ -24,7 +24,10 @@ def unit_test(name):
         exe = os.path.join(s.unit_dir, name + "_test")
         if not os.access(exe, os.X_OK):
             raise Fail("%s not built (make check builds it)" % exe)
-        res = run([exe] + s.resolve(ARGS.get(name, [])), 120, env=s.env)
+        # With --sanitized, the unit tests are the sanitizer builds too.
+        res = run([exe] + s.resolve(ARGS.get(name, [])), 120,
+                  env=s.ptleak_env)
+        s.check_sanitizer(res.stderr)
         out = res.stdout.decode(errors="replace").splitlines()
         fails = [l for l in out if l.startswith("FAIL")]
         if res.status != 0 or fails:
