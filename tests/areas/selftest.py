@@ -125,3 +125,35 @@ def t_fixture_format(s):
         except ParseError:
             continue
         raise Fail("the format accepts %s" % what)
+
+
+@test("selftest_names_defined")
+def t_names_defined(s):
+    # Every global name a function of the runner or of an area file uses
+    # exists: a failure path that would die of a NameError (a helper
+    # ported without its import) fails here, before it hides a failure.
+    import builtins
+    import importlib
+    import symtable
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    missing = []
+    for sub in ("lib", "areas"):
+        for f in sorted(os.listdir(os.path.join(here, sub))):
+            if not f.endswith(".py"):
+                continue
+            path = os.path.join(here, sub, f)
+            mod = importlib.import_module("%s.%s" % (sub, f[:-3]))
+            table = symtable.symtable(open(path).read(), path, "exec")
+            todo = list(table.get_children())
+            while todo:
+                t = todo.pop()
+                todo += t.get_children()
+                for sym in t.get_symbols():
+                    name = sym.get_name()
+                    if (sym.is_global() and sym.is_referenced()
+                            and not hasattr(mod, name)
+                            and not hasattr(builtins, name)):
+                        missing.append("%s/%s: %s uses %s" % (
+                            sub, f, t.get_name(), name))
+    if missing:
+        raise Fail("undefined names: " + missing[0], missing[1:])
