@@ -102,7 +102,7 @@ $(BUILD)/unit/%_test: tests/unit/%_test.c $(filter-out $(BUILD)/tracer/main.o,$(
 # objects, like every fixture, are not sanitized).
 ASAN_UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/asan/unit/%,$(wildcard tests/unit/*_test.c))
 $(BUILD)/asan/unit/unwind_test: tests/unit/unwind_test.c $(BUILD)/unit/unwind_fixture.o \
-		$(BUILD)/asan/symbols/symbols.o $(BUILD)/asan/symbols/unwind_libunwind.o
+		$(SYMBOLS_SRC:%.c=$(BUILD)/asan/%.o)
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $^ $(LIBS)
