@@ -25,6 +25,16 @@ static const char *const kind_words[LEAK__COUNT] = {
 	[LEAK_REACHABLE] = "still reachable",
 };
 
+const char *record_change_name(enum record_change c)
+{
+	static const char *const names[] = {
+		[CHANGE_NONE] = "unchanged", [CHANGE_NEW] = "new",
+		[CHANGE_INCREASED] = "increased", [CHANGE_DECREASED] = "decreased",
+	};
+
+	return c <= CHANGE_DECREASED ? names[c] : "?";
+}
+
 const char *leak_kind_words(enum leak_kind k)
 {
 	return k < LEAK__COUNT ? kind_words[k] : "?";
@@ -219,6 +229,53 @@ void model_free(struct report_model *m)
 	free(m->records);
 	free(m->supp_used);
 	free(m);
+}
+
+void model_compare(struct report_model *m, const struct report_model *prev)
+{
+	struct model_record *old = NULL;
+	bool *seen = NULL;
+	size_t n_old = prev ? prev->n_records : 0;
+
+	m->prev_check = prev ? prev->check : 0;
+	for (int k = 0; k < LEAK__COUNT; k++) {
+		m->delta_bytes[k] = (int64_t)m->totals.bytes[k] -
+				    (int64_t)(prev ? prev->totals.bytes[k] : 0);
+		m->delta_blocks[k] = (int64_t)m->totals.blocks[k] -
+				     (int64_t)(prev ? prev->totals.blocks[k] : 0);
+	}
+	if (n_old) {
+		old = xmalloc(n_old * sizeof(*old));
+		memcpy(old, prev->records, n_old * sizeof(*old));
+		qsort(old, n_old, sizeof(*old), by_record);
+		seen = xcalloc(n_old, sizeof(*seen));
+	}
+	for (size_t i = 0; i < m->n_records; i++) {
+		struct model_record *rec = &m->records[i];
+		const struct model_record *was =
+			n_old ? bsearch(rec, old, n_old, sizeof(*old), by_record) : NULL;
+		rec->delta_bytes = (int64_t)rec->bytes - (int64_t)(was ? was->bytes : 0);
+		rec->delta_blocks = (int64_t)rec->blocks - (int64_t)(was ? was->blocks : 0);
+		if (was)
+			seen[was - old] = true;
+		if (!was)
+			rec->change = CHANGE_NEW;
+		else if (rec->delta_bytes > 0 || (!rec->delta_bytes && rec->delta_blocks > 0))
+			rec->change = CHANGE_INCREASED;
+		else if (rec->delta_bytes < 0 || rec->delta_blocks < 0)
+			rec->change = CHANGE_DECREASED;
+		else
+			rec->change = CHANGE_NONE;
+	}
+	for (size_t i = 0; i < n_old; i++) {
+		if (seen[i])
+			continue;
+		m->n_gone++;
+		m->gone_bytes += old[i].bytes;
+		m->gone_blocks += old[i].blocks;
+	}
+	free(seen);
+	free(old);
 }
 
 _Static_assert(KIND_DEFINITE == 1u << LEAK_DEFINITE && KIND_INDIRECT == 1u << LEAK_INDIRECT &&

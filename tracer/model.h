@@ -24,6 +24,14 @@ struct options;
 
 #define MODEL_MAX_FRAMES 64
 
+/* A check on demand: how a loss record changed since the last check. */
+enum record_change {
+	CHANGE_NONE,		/* the same bytes and blocks */
+	CHANGE_NEW,		/* no such record (kind, stack) then */
+	CHANGE_INCREASED,	/* more bytes (or blocks) */
+	CHANGE_DECREASED,	/* fewer */
+};
+
 struct model_frame {
 	uint64_t pc;
 	struct symbol_info si;	/* function, file, line, module, offset */
@@ -51,6 +59,9 @@ struct model_record {
 	size_t n_frames;
 	/* Filled by whoever filters the model (suppressions): -1 = shown. */
 	int suppressed_by;
+	/* Checks on demand (model_compare): the change since the last one. */
+	enum record_change change;
+	int64_t delta_bytes, delta_blocks;
 };
 
 struct model_totals {
@@ -88,6 +99,15 @@ struct report_model {
 	struct model_totals suppressed;	/* per kind, suppressed blocks only */
 	struct model_supp_use *supp_used;	/* in the order of the files */
 	size_t n_supp_used;
+	/* A check on demand (report_check): its number (1, 2, ...; 0 for the
+	 * report at the end), how long the program was stopped for it, and
+	 * what changed since the previous check (model_compare). */
+	unsigned check;
+	uint64_t stopped_ns;
+	unsigned prev_check;	/* 0: none before: every record is new */
+	int64_t delta_bytes[LEAK__COUNT], delta_blocks[LEAK__COUNT];
+	size_t n_gone;		/* records of the previous check not here */
+	uint64_t gone_bytes, gone_blocks;
 };
 
 /*
@@ -104,6 +124,10 @@ void model_free(struct report_model *m);
 /* The suppression that matched REC, NULL if it is shown. */
 const struct model_supp_use *model_supp_of(const struct report_model *m,
 					   const struct model_record *rec);
+/* Fill the changes of M since PREV, the model of the previous check of
+ * the same process (NULL: none; every record is new). Records match by
+ * kind and stack (and before_attach). */
+void model_compare(struct report_model *m, const struct report_model *prev);
 
 /* Seconds from T to the model's now (0 if T is unknown or later). */
 double model_age_s(const struct report_model *m, uint64_t t);
@@ -115,6 +139,8 @@ double model_age_s(const struct report_model *m, uint64_t t);
 size_t model_frames(struct process *p, const struct options *o, uint32_t id,
 		    enum alloc_call call, struct model_frame *out, size_t max);
 
+/* "unchanged", "new", "increased", "decreased". */
+const char *record_change_name(enum record_change c);
 /* "definitely lost", ... (the words of valgrind's text). */
 const char *leak_kind_words(enum leak_kind k);
 /* KIND_DEFINITE, ... (options.h) of K. */

@@ -50,6 +50,16 @@ const char *writer_num(uint64_t v, char buf[32])
 	return buf;
 }
 
+const char *writer_delta(int64_t v, char buf[32])
+{
+	char num[32];
+
+	/* At most 26 characters for 2^64 with separators: fits with a sign. */
+	snprintf(buf, 32, "%c%s", v < 0 ? '-' : '+',
+		 writer_num(v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v, num));
+	return buf;
+}
+
 void writer_json_str(FILE *f, const char *s)
 {
 	if (!s) {
@@ -152,10 +162,52 @@ void report_process(struct process *p, const struct options *o)
 	model_free(m);
 }
 
+/* The last check of each process, for the changes of the next one. */
+static struct last_check {
+	pid_t pid;
+	struct report_model *m;
+} *checks;
+static size_t n_checks;
+
+static struct last_check *last_check_of(pid_t pid)
+{
+	for (size_t i = 0; i < n_checks; i++)
+		if (checks[i].pid == pid)
+			return &checks[i];
+	checks = xrealloc(checks, (n_checks + 1) * sizeof(*checks));
+	checks[n_checks] = (struct last_check){ .pid = pid };
+	return &checks[n_checks++];
+}
+
+void report_check(struct process *p, const struct scan_result *scan, const struct options *o,
+		  uint64_t stopped_ns)
+{
+	unsigned kinds = 0;
+	struct last_check *lc = last_check_of(p->pid);
+
+	for (size_t i = 0; i < ARRAY_SIZE(writers); i++)
+		if (active[i] && writers[i]->check)
+			kinds |= writers[i]->kinds(o);
+	struct report_model *m = model_build(p, scan, o, kinds);
+	m->check = lc->m ? lc->m->check + 1 : 1;
+	m->stopped_ns = stopped_ns;
+	model_compare(m, lc->m);
+	for (size_t i = 0; i < ARRAY_SIZE(writers); i++)
+		if (active[i] && writers[i]->check)
+			writers[i]->check(&outs[i], m, o);
+	model_free(lc->m);
+	lc->m = m;
+}
+
 int report_close(const struct options *o)
 {
 	int rc = 0;
 
+	for (size_t i = 0; i < n_checks; i++)
+		model_free(checks[i].m);
+	free(checks);
+	checks = NULL;
+	n_checks = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(writers); i++) {
 		struct writer_out *w = &outs[i];
 		if (!active[i])
@@ -235,20 +287,18 @@ void report_interval(struct process *p, const struct options *o)
 	int64_t dblocks = (int64_t)(live_blocks - prev_live_blocks);
 	uint64_t since = prev_tick_ns ? prev_tick_ns : p->attach_ns;
 	fprintf(f, "==%d== [t=%.1fs] live since attach: %s bytes in %s blocks "
-		"(%s%s bytes, %s%s blocks in %.1fs)\n", p->pid, age_s(now, p->attach_ns),
+		"(%s bytes, %s blocks in %.1fs)\n", p->pid, age_s(now, p->attach_ns),
 		writer_num(live_bytes, a), writer_num(live_blocks, c),
-		dbytes < 0 ? "-" : "+", writer_num((uint64_t)(dbytes < 0 ? -dbytes : dbytes), d),
-		dblocks < 0 ? "-" : "+", writer_num((uint64_t)(dblocks < 0 ? -dblocks : dblocks), e),
-		age_s(now, since));
+		writer_delta(dbytes, d), writer_delta(dblocks, e), age_s(now, since));
 	prev_live_bytes = live_bytes;
 	prev_live_blocks = live_blocks;
 	prev_tick_ns = now;
 	qsort(tot, ns, sizeof(*tot), by_live_bytes);
 	for (size_t i = 0; i < ns && i < 10 && tot[i].bytes; i++) {
 		int64_t g = (int64_t)(tot[i].bytes - tot[i].prev_bytes);
-		fprintf(f, "==%d==   %s bytes in %s blocks (%s%s bytes) at", p->pid,
-			writer_num(tot[i].bytes, a), writer_num(tot[i].blocks, c), g < 0 ? "-" : "+",
-			writer_num((uint64_t)(g < 0 ? -g : g), d));
+		fprintf(f, "==%d==   %s bytes in %s blocks (%s bytes) at", p->pid,
+			writer_num(tot[i].bytes, a), writer_num(tot[i].blocks, c),
+			writer_delta(g, d));
 		size_t nf = model_frames(p, o, tot[i].stack_id, (enum alloc_call)tot[i].call,
 					 fr, ARRAY_SIZE(fr));
 		for (size_t k = 0; k < nf; k++) {

@@ -5,8 +5,11 @@
  * (the writers of writer.h: text on stderr or -o FILE, JSON with --json
  * FILE, ...). doc/output.md is the contract of each format.
  */
+#include <stdint.h>
+
 struct process;
 struct options;
+struct scan_result;
 
 /* Open the report files of O now, so that an unwritable path fails before
  * the program runs: dies with status 125. */
@@ -17,6 +20,16 @@ void report_open(const struct options *o);
  * writer. P must have been scanned (p->scan); reported once.
  */
 void report_process(struct process *p, const struct options *o);
+
+/*
+ * A leak check on demand (SIGUSR1, ptleak --check): P was stopped and
+ * scanned into SCAN (the caller's), and may run on again. Its model is
+ * compared with P's previous check and handed to every writer that has a
+ * place for checks; it is kept for the next one. STOPPED_NS: how long
+ * the program was stopped for it.
+ */
+void report_check(struct process *p, const struct scan_result *scan, const struct options *o,
+		  uint64_t stopped_ns);
 
 /* Attach mode, --interval: live bytes and blocks since attaching and the
  * top allocation sites with their growth since the last call. */

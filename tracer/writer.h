@@ -39,6 +39,11 @@ struct report_writer {
 	void (*process)(struct writer_out *w, const struct report_model *m,
 			const struct options *o);
 	void (*finish)(struct writer_out *w, const struct options *o);	/* may be NULL */
+	/* A leak check on demand (m->check > 0, changes filled by
+	 * model_compare), while the program runs on. May be NULL: the format
+	 * has no place for checks. */
+	void (*check)(struct writer_out *w, const struct report_model *m,
+		      const struct options *o);
 };
 
 extern const struct report_writer writer_text;
@@ -46,6 +51,8 @@ extern const struct report_writer writer_json;
 
 /* 1234567 -> "1,234,567" in BUF. */
 const char *writer_num(uint64_t v, char buf[32]);
+/* A signed change, "+1,234" or "-12" (and "+0"), in BUF. */
+const char *writer_delta(int64_t v, char buf[32]);
 /* A JSON string literal for S (null for NULL). */
 void writer_json_str(FILE *f, const char *s);
 /* The last path component of PATH (PATH itself if it has no '/'). */

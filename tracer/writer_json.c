@@ -3,6 +3,7 @@
  * each process's entry is kept until the end.
  */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 
@@ -15,7 +16,30 @@
 struct json_state {
 	char **entries;		/* one JSON object per reported process */
 	size_t n;
+	char **checks;		/* one per check on demand, in order */
+	size_t n_checks;
 };
+
+static struct json_state *state_of(struct writer_out *w)
+{
+	if (!w->state)
+		w->state = xcalloc(1, sizeof(struct json_state));
+	return w->state;
+}
+
+/* A JSON object written by FN into a new string. */
+static char *object(void (*fn)(FILE *, const struct report_model *), const struct report_model *m)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *mf = open_memstream(&buf, &len);
+
+	if (mf) {
+		fn(mf, m);
+		fclose(mf);
+	}
+	return buf;
+}
 
 static const char *json_path(const struct options *o)
 {
@@ -48,6 +72,34 @@ static void write_frames(FILE *f, const struct model_record *rec)
 			fputs(",\"module_offset\":null", f);
 		fputc('}', f);
 	}
+}
+
+/* Loss record I of M; CHECK: with its change since the last check. */
+static void write_record(FILE *f, const struct report_model *m, const struct model_record *rec,
+			 size_t i, bool check)
+{
+	fprintf(f, "%s{\"kind\":\"%s\",\"bytes\":%" PRIu64 ",\"blocks\":%" PRIu64
+		",\"indirect_bytes\":%" PRIu64 ",\"indirect_blocks\":%" PRIu64
+		",\"before_attach\":%s,\"age\":",
+		i ? "," : "", leak_kind_name(rec->kind), rec->bytes, rec->blocks,
+		rec->indirect_bytes, rec->indirect_blocks, rec->before_attach ? "true" : "false");
+	if (rec->before_attach)
+		fputs("null", f);
+	else
+		fprintf(f, "{\"oldest_s\":%.3f,\"median_s\":%.3f}",
+			model_age_s(m, rec->oldest_ns), model_age_s(m, rec->median_ns));
+	if (check)
+		fprintf(f, ",\"change\":\"%s\",\"delta_bytes\":%" PRId64 ",\"delta_blocks\":%" PRId64,
+			record_change_name(rec->change), rec->delta_bytes, rec->delta_blocks);
+	fputs(",\"suppressed_by\":", f);
+	const struct model_supp_use *u = model_supp_of(m, rec);
+	writer_json_str(f, u ? u->name : NULL);
+	fputs(",\"addresses\":[", f);
+	for (uint64_t k = 0; k < rec->blocks; k++)
+		fprintf(f, "%s\"0x%" PRIx64 "\"", k ? "," : "", rec->addrs[k]);
+	fputs("],\"stack\":[", f);
+	write_frames(f, rec);
+	fputs("]}", f);
 }
 
 static void write_process(FILE *f, const struct report_model *m)
@@ -97,29 +149,8 @@ static void write_process(FILE *f, const struct report_model *m)
 			st->before_found_bytes, st->before_found_blocks, st->before_bytes,
 			st->before_blocks);
 	fputs("},\"leaks\":[", f);
-	for (size_t i = 0; i < m->n_records; i++) {
-		const struct model_record *rec = &m->records[i];
-		fprintf(f, "%s{\"kind\":\"%s\",\"bytes\":%" PRIu64 ",\"blocks\":%" PRIu64
-			",\"indirect_bytes\":%" PRIu64 ",\"indirect_blocks\":%" PRIu64
-			",\"before_attach\":%s,\"age\":",
-			i ? "," : "", leak_kind_name(rec->kind), rec->bytes, rec->blocks,
-			rec->indirect_bytes, rec->indirect_blocks,
-			rec->before_attach ? "true" : "false");
-		if (rec->before_attach)
-			fputs("null", f);
-		else
-			fprintf(f, "{\"oldest_s\":%.3f,\"median_s\":%.3f}",
-				model_age_s(m, rec->oldest_ns), model_age_s(m, rec->median_ns));
-		fputs(",\"suppressed_by\":", f);
-		const struct model_supp_use *u = model_supp_of(m, rec);
-		writer_json_str(f, u ? u->name : NULL);
-		fputs(",\"addresses\":[", f);
-		for (uint64_t k = 0; k < rec->blocks; k++)
-			fprintf(f, "%s\"0x%" PRIx64 "\"", k ? "," : "", rec->addrs[k]);
-		fputs("],\"stack\":[", f);
-		write_frames(f, rec);
-		fputs("]}", f);
-	}
+	for (size_t i = 0; i < m->n_records; i++)
+		write_record(f, m, &m->records[i], i, false);
 	fputs("],\"suppressions_used\":[", f);
 	for (size_t i = 0; i < m->n_supp_used; i++) {
 		const struct model_supp_use *u = &m->supp_used[i];
@@ -136,19 +167,39 @@ static void write_process(FILE *f, const struct report_model *m)
 static void json_process(struct writer_out *w, const struct report_model *m,
 			 const struct options *o)
 {
-	struct json_state *s = w->state;
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *mf = open_memstream(&buf, &len);
+	struct json_state *s = state_of(w);
 
-	if (!s)
-		s = w->state = xcalloc(1, sizeof(*s));
-	if (mf) {
-		write_process(mf, m);
-		fclose(mf);
-	}
 	s->entries = xrealloc(s->entries, (s->n + 1) * sizeof(*s->entries));
-	s->entries[s->n++] = buf;
+	s->entries[s->n++] = object(write_process, m);
+}
+
+/* A check on demand: its summary with changes, its records with theirs. */
+static void write_check(FILE *f, const struct report_model *m)
+{
+	fprintf(f, "{\"pid\":%d,\"check\":%u,\"since_check\":%u,\"t_s\":%.3f,\"stopped_ms\":%.3f,"
+		"\"summary\":{", m->pid, m->check, m->prev_check,
+		model_age_s(m, m->attach_ns), m->stopped_ns / 1e6);
+	for (int k = 0; k < LEAK__COUNT; k++)
+		fprintf(f, "%s\"%s\":{\"bytes\":%" PRIu64 ",\"blocks\":%" PRIu64
+			",\"delta_bytes\":%" PRId64 ",\"delta_blocks\":%" PRId64 "}", k ? "," : "",
+			leak_kind_name((enum leak_kind)k), m->totals.bytes[k], m->totals.blocks[k],
+			m->delta_bytes[k], m->delta_blocks[k]);
+	fprintf(f, ",\"live_bytes\":%" PRIu64 ",\"live_blocks\":%" PRIu64 ",\"allocations\":%" PRIu64
+		",\"frees\":%" PRIu64 "},\"gone\":{\"records\":%zu,\"bytes\":%" PRIu64
+		",\"blocks\":%" PRIu64 "},\"leaks\":[", m->heap.live_bytes, m->heap.live_blocks,
+		m->heap.allocations, m->heap.frees, m->n_gone, m->gone_bytes, m->gone_blocks);
+	for (size_t i = 0; i < m->n_records; i++)
+		write_record(f, m, &m->records[i], i, true);
+	fputs("]}", f);
+}
+
+static void json_check(struct writer_out *w, const struct report_model *m,
+		       const struct options *o)
+{
+	struct json_state *s = state_of(w);
+
+	s->checks = xrealloc(s->checks, (s->n_checks + 1) * sizeof(*s->checks));
+	s->checks[s->n_checks++] = object(write_check, m);
 }
 
 static void json_finish(struct writer_out *w, const struct options *o)
@@ -160,9 +211,16 @@ static void json_finish(struct writer_out *w, const struct options *o)
 		fprintf(w->f, "%s%s", i ? "," : "", s->entries[i] ? s->entries[i] : "{}");
 		free(s->entries[i]);
 	}
+	fputs("],\"checks\":[", w->f);
+	for (size_t i = 0; s && i < s->n_checks; i++) {
+		fprintf(w->f, "%s%s", i ? "," : "", s->checks[i] ? s->checks[i] : "{}");
+		free(s->checks[i]);
+	}
 	fputs("]}\n", w->f);
-	if (s)
+	if (s) {
 		free(s->entries);
+		free(s->checks);
+	}
 	free(s);
 	w->state = NULL;
 }
@@ -173,4 +231,5 @@ const struct report_writer writer_json = {
 	.kinds = json_kinds,
 	.process = json_process,
 	.finish = json_finish,
+	.check = json_check,
 };

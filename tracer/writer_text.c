@@ -130,10 +130,85 @@ static void text_process(struct writer_out *w, const struct report_model *m,
 	fflush(f);
 }
 
+/* A record of a check: "1,000 (+400) bytes in 5 (+2) blocks are ... (increased)". */
+static void write_check_record(FILE *f, const struct report_model *m, size_t i)
+{
+	const struct model_record *rec = &m->records[i];
+	char a[32], b[32], c[32], d[32];
+	pid_t pid = m->pid;
+
+	fprintf(f, "==%d== %s (%s) bytes in %s (%s) blocks are %s in loss record %zu of %zu",
+		pid, writer_num(rec->bytes + rec->indirect_bytes, a),
+		writer_delta(rec->delta_bytes, b), writer_num(rec->blocks, c),
+		writer_delta(rec->delta_blocks, d), leak_kind_words(rec->kind), i + 1,
+		m->n_records);
+	if (rec->indirect_bytes)
+		fprintf(f, " (%s direct, %s indirect)", writer_num(rec->bytes, a),
+			writer_num(rec->indirect_bytes, b));
+	fprintf(f, " (%s)\n", record_change_name(rec->change));
+	if (rec->before_attach)
+		fprintf(f, "==%d==    allocated before ptleak attached\n", pid);
+	write_frames(f, pid, rec->frames, rec->n_frames);
+	fprintf(f, "==%d==\n", pid);
+}
+
+/*
+ * A check on demand, in the words of valgrind's `leak_check full
+ * increased` (vgdb): the records of the shown kinds that are new or
+ * changed since the last check, with their changes, and the summary with
+ * its changes.
+ */
+static void text_check(struct writer_out *w, const struct report_model *m,
+		       const struct options *o)
+{
+	FILE *f = w->f;
+	pid_t pid = m->pid;
+	char a[32], b[32], c[32], d[32];
+	size_t unchanged = 0;
+
+	fprintf(f, "==%d== LEAK CHECK %u (on request, the program stopped %.1f ms), changes since ",
+		pid, m->check, m->stopped_ns / 1e6);
+	if (m->prev_check)
+		fprintf(f, "check %u:\n", m->prev_check);
+	else
+		fprintf(f, "%s:\n", m->attached ? "the attach" : "the start");
+	fprintf(f, "==%d==     in use now: %s bytes in %s blocks\n", pid,
+		writer_num(m->heap.live_bytes, a), writer_num(m->heap.live_blocks, b));
+	fprintf(f, "==%d==   total heap usage: %s allocs, %s frees, %s bytes allocated\n", pid,
+		writer_num(m->heap.allocations, a), writer_num(m->heap.frees, b),
+		writer_num(m->heap.bytes_allocated, c));
+	fprintf(f, "==%d==\n", pid);
+	for (size_t i = 0; i < m->n_records; i++) {
+		const struct model_record *rec = &m->records[i];
+		if (!(o->show_kinds & leak_kind_flag(rec->kind)) || rec->suppressed_by >= 0)
+			continue;
+		if (rec->change == CHANGE_NONE)
+			unchanged++;
+		else
+			write_check_record(f, m, i);
+	}
+	if (unchanged)
+		fprintf(f, "==%d== (%zu loss records unchanged since check %u, not shown)\n==%d==\n",
+			pid, unchanged, m->prev_check, pid);
+	if (m->n_gone)
+		fprintf(f, "==%d== (%zu loss records of check %u are gone: %s bytes in %s blocks "
+			"freed or of another kind now)\n==%d==\n", pid, m->n_gone, m->prev_check,
+			writer_num(m->gone_bytes, a), writer_num(m->gone_blocks, b), pid);
+	fprintf(f, "==%d== LEAK SUMMARY:\n", pid);
+	for (int k = 0; k < LEAK__COUNT; k++)
+		fprintf(f, "==%d==    %15s: %s (%s) bytes in %s (%s) blocks\n", pid,
+			leak_kind_words((enum leak_kind)k), writer_num(m->totals.bytes[k], a),
+			writer_delta(m->delta_bytes[k], b), writer_num(m->totals.blocks[k], c),
+			writer_delta(m->delta_blocks[k], d));
+	fprintf(f, "==%d== END OF LEAK CHECK %u\n", pid, m->check);
+	fflush(f);
+}
+
 const struct report_writer writer_text = {
 	.name = "text",
 	.path = text_path,
 	.to_stderr = true,
 	.kinds = text_kinds,
 	.process = text_process,
+	.check = text_check,
 };
