@@ -62,7 +62,7 @@ from lib import runner                                     # noqa: E402
 from lib.fixtures import Catalog, ParseError               # noqa: E402
 from lib.proc import Context, Fail, Skip, set_context      # noqa: E402
 from lib.suite import Suite                                # noqa: E402
-from areas import (attach, cli, leaks, processes,         # noqa: E402,F401
+from areas import (attach, cli, leaks, live, processes,   # noqa: E402,F401
                    selftest, static, suppressions, unit)
 
 

@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 
+#include "tracer/mmaps.h"
 #include "tracer/util.h"
 
 /* One counter for every process and source: ptleak handles one event at
@@ -27,6 +28,7 @@ void allocdb_free(struct allocdb *db)
 		return;
 	heap_free(db->heap);
 	stacks_free(db->stacks);
+	mmaps_free(db->mmaps);
 	free(db);
 }
 
@@ -36,6 +38,7 @@ struct allocdb *allocdb_clone(const struct allocdb *db)
 
 	c->heap = heap_clone(db->heap);
 	c->stacks = stacks_clone(db->stacks);
+	c->mmaps = db->mmaps ? mmaps_clone(db->mmaps) : NULL;
 	return c;
 }
 

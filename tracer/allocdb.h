@@ -20,9 +20,14 @@
 #include "tracer/heap.h"
 #include "tracer/stacks.h"
 
+struct mmaps;
+
 struct allocdb {
 	struct heap *heap;
 	struct stacks *stacks;
+	/* --track-mmap: the anonymous regions the program mapped itself
+	 * (mmaps.h), with stack ids of STACKS; NULL without the option. */
+	struct mmaps *mmaps;
 };
 
 struct allocdb *allocdb_new(void);	/* aborts on out of memory */

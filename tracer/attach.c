@@ -44,6 +44,7 @@
 
 static volatile sig_atomic_t forward_to;
 volatile sig_atomic_t leave_requested;	/* session.h */
+volatile sig_atomic_t check_requested;	/* session.h */
 
 /* ---- signals ------------------------------------------------------- */
 
@@ -62,6 +63,38 @@ static void request_leave(int sig)
 static void wake_up(int sig)
 {
 	(void)sig;	/* only to interrupt waitpid */
+}
+
+static void request_check(int sig)
+{
+	(void)sig;
+	check_requested = 1;
+}
+
+/* Both modes: SIGUSR1 asks for a leak check (ptleak --check sends it).
+ * No SA_RESTART: waitpid must return EINTR. */
+static void setup_check_signal(void)
+{
+	struct sigaction sa = { .sa_handler = request_check };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+}
+
+/* Launch mode with --interval: a timer at the interval itself wakes
+ * waitpid up (attach mode has its own ticker). */
+static void setup_launch_ticker(const struct options *o)
+{
+	struct sigaction sa = { .sa_handler = wake_up };
+	long us = (long)(o->interval * 1e6);
+	struct itimerval it = { .it_interval = { us / 1000000, us % 1000000 },
+				.it_value = { us / 1000000, us % 1000000 } };
+
+	if (!o->interval)
+		return;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGALRM, &sa, NULL);
+	setitimer(ITIMER_REAL, &it, NULL);
 }
 
 /*
@@ -260,14 +293,21 @@ struct tracer *tracer_launch(const struct options *o)
 	free(path);
 	tracer_current = tr;
 	attach_signals_launch(pid);
+	setup_check_signal();
+	setup_launch_ticker(o);
 	tr->o = o;
 	tr->state = LOOP_TRACING;
 	tr->main = process_new(pid, ROLE_TRACED);
 	tr->main->ppid = getpid();
 	tr->main->argv = o->argv;
+	tr->main->attach_ns = now_ns();	/* traced since */
+	if (o->interval)
+		tr->next_tick_ns = tr->main->attach_ns + (uint64_t)(o->interval * 1e9);
 	add_process(tr, tr->main);
 	thread_add(tr->main, pid);
 	hooks_num_callers = o->num_callers;
+	hooks_track_mmap = o->track_mmap;
+	report_banner(pid, o->argv, o);
 	return tr;
 }
 
@@ -296,6 +336,7 @@ struct tracer *tracer_attach(const struct options *o)
 	tr->o = o;
 	tr->attach = true;
 	hooks_num_callers = o->num_callers;
+	hooks_track_mmap = o->track_mmap;
 	struct process *p = process_new(pid, ROLE_TRACED);
 	p->attached = true;
 	p->exec_seen = true;
@@ -307,6 +348,7 @@ struct tracer *tracer_attach(const struct options *o)
 
 	seize_all(p);
 	setup_attach_signals();
+	setup_check_signal();
 	/* The loop collects every stop; signals that arrive meanwhile are
 	 * kept and delivered on resume. attach_finish goes on from there. */
 	loop_collect_stops(tr, LOOP_ATTACHING);
@@ -370,7 +412,7 @@ void attach_finish(struct tracer *tr)
 
 /* ---- leaving -------------------------------------------------------- */
 
-void leave_begin(struct tracer *tr)
+void interrupt_all(struct tracer *tr)
 {
 	for (size_t i = 0; i < tr->n_procs; i++) {
 		struct thread_list l = threads_of(tr->procs[i]);
@@ -379,6 +421,24 @@ void leave_begin(struct tracer *tr)
 				ptrace(PTRACE_INTERRUPT, l.v[k]->tid, 0, 0);
 		free(l.v);
 	}
+}
+
+struct user_regs_struct *regs_of_threads(struct process *p, size_t *n)
+{
+	struct thread_list l = threads_of(p);
+	struct user_regs_struct *regs = xcalloc(l.n + 1, sizeof(*regs));
+
+	*n = 0;
+	for (size_t i = 0; i < l.n; i++)
+		if (thread_getregs(l.v[i]->tid, &regs[*n]) == 0)
+			(*n)++;
+	free(l.v);
+	return regs;
+}
+
+void leave_begin(struct tracer *tr)
+{
+	interrupt_all(tr);
 	loop_collect_stops(tr, LOOP_LEAVING);
 }
 
@@ -389,11 +449,8 @@ static void release(struct tracer *tr, struct process *p)
 	struct thread_list l = threads_of(p);
 
 	if (p->role == ROLE_TRACED && p->db && l.n) {
-		struct user_regs_struct *regs = xcalloc(l.n, sizeof(*regs));
-		size_t n = 0;
-		for (size_t i = 0; i < l.n; i++)
-			if (thread_getregs(l.v[i]->tid, &regs[n]) == 0)
-				n++;
+		size_t n;
+		struct user_regs_struct *regs = regs_of_threads(p, &n);
 		if (!p->scan)
 			scan_now(p, regs, n);
 		free(regs);

@@ -40,6 +40,9 @@ static const char *const call_names[CALL__COUNT] = {
 	[CALL_MEMALIGN] = "memalign",
 	[CALL_VALLOC] = "valloc",
 	[CALL_PVALLOC] = "pvalloc",
+	[CALL_MMAP] = "mmap",
+	[CALL_MREMAP] = "mremap",
+	[CALL_MUNMAP] = "munmap",
 };
 
 const char *alloc_call_name(enum alloc_call call)

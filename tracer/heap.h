@@ -30,6 +30,10 @@ enum alloc_call {
 	CALL_MEMALIGN,
 	CALL_VALLOC,
 	CALL_PVALLOC,
+	/* --track-mmap (mmaps.h): never in the heap */
+	CALL_MMAP,
+	CALL_MREMAP,
+	CALL_MUNMAP,
 	CALL__COUNT
 };
 

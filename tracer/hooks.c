@@ -9,6 +9,7 @@
 #include <link.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <unistd.h>
 
@@ -17,11 +18,13 @@
 #include "tracer/allocdb.h"
 #include "tracer/breakpoint.h"
 #include "tracer/frames.h"
+#include "tracer/mmaps.h"
 #include "tracer/proc.h"
 #include "tracer/source.h"
 #include "tracer/util.h"
 
 int hooks_num_callers = 12;
+bool hooks_track_mmap;
 
 /* Names looked up, first name wins when several share an address
  * (glibc: malloc and __libc_malloc; aligned_alloc and memalign). */
@@ -52,7 +55,17 @@ static const struct {
 	{ "__libc_malloc_impl", CALL_MALLOC },
 	{ "__libc_realloc_impl", CALL_REALLOC },
 	{ "__libc_free_impl", CALL_FREE },
+	/* --track-mmap only: */
+	{ "mmap", CALL_MMAP },
+	{ "mmap64", CALL_MMAP },
+	{ "mremap", CALL_MREMAP },
+	{ "munmap", CALL_MUNMAP },
 };
+
+static bool is_mmap_call(enum alloc_call call)
+{
+	return call == CALL_MMAP || call == CALL_MREMAP || call == CALL_MUNMAP;
+}
 
 struct arm_ctx {
 	struct thread *t;
@@ -67,6 +80,8 @@ static void arm_one(void *arg, const char *name, uint64_t addr, const char *modu
 	for (size_t i = 0; i < ARRAY_SIZE(entry_points); i++) {
 		if (strcmp(entry_points[i].name, name))
 			continue;
+		if (is_mmap_call(entry_points[i].call) && !hooks_track_mmap)
+			return;
 		debug("hook %s at 0x%" PRIx64 " in %s", name, addr, module);
 		if (bp_add(c->t->proc->bp, c->t, addr, SITE_ALLOC,
 			   entry_points[i].call, c->generation) == 0)
@@ -134,6 +149,21 @@ static int hooks_on_site(struct thread *t, struct site *s, struct user_regs_stru
 	enum alloc_call call = (enum alloc_call)s->call;
 	const uint64_t args[3] = { regs->rdi, regs->rsi, regs->rdx };
 	struct alloc_event ev;
+	if (is_mmap_call(call)) {
+		/* Only what the return needs: anonymous mmaps, mremaps of a
+		 * tracked region; munmap is done at its entry, as free. */
+		struct mmaps *mm = p->db->mmaps;
+		if (!mm)
+			return 0;
+		if (call == CALL_MUNMAP) {
+			mmaps_unmap(mm, regs->rdi, regs->rsi);
+			return 0;
+		}
+		if (call == CALL_MMAP && !(regs->rcx & MAP_ANONYMOUS))
+			return 0;
+		if (call == CALL_MREMAP && !mmaps_contains(mm, regs->rdi))
+			return 0;
+	}
 	if (call == CALL_FREE) {
 		hooks_entry_event(call, t->tid, args, &ev);
 		record(p, &ev);
@@ -239,6 +269,9 @@ bool hooks_return_event(enum alloc_call call, pid_t tid, const uint64_t args[3],
 		ev->size = mul_or_zero(args[1], args[2]);
 		break;
 	case CALL_FREE:
+	case CALL_MMAP:
+	case CALL_MREMAP:
+	case CALL_MUNMAP:
 	case CALL__COUNT:
 		return false;
 	}
@@ -265,6 +298,18 @@ static int hooks_on_return(struct thread *t, struct user_regs_struct *regs)
 	regs->rip = sh.ret;
 
 	struct alloc_event ev;
+	if (is_mmap_call(sh.call)) {
+		/* mmap(addr, len, ...), mremap(old, old_size, new_size, ...):
+		 * MAP_FAILED is -1, an error -errno. */
+		struct mmaps *mm = p->db->mmaps;
+		if (!mm || regs->rax >= (uint64_t)-4096 || p->role != ROLE_TRACED)
+			return 0;
+		if (sh.call == CALL_MMAP)
+			mmaps_map(mm, regs->rax, sh.args[1], sh.stack_id, now_ns());
+		else
+			mmaps_remap(mm, sh.args[0], sh.args[1], regs->rax, sh.args[2]);
+		return 0;
+	}
 	if (!hooks_return_event(sh.call, t->tid, sh.args, regs->rax, sh.stack_id, &ev))
 		return 0;
 	if (sh.call == CALL_POSIX_MEMALIGN && (uint32_t)regs->rax == 0 &&

@@ -13,7 +13,8 @@
  * recorded, and rip goes to the real return address. free is recorded at
  * entry and needs no return hook. Calls made while the thread is inside
  * another hooked call (realloc(NULL, n) calling malloc inside libc, musl's
- * calloc calling malloc) are nested and not recorded.
+ * calloc calling malloc) are nested and not recorded: so is glibc's
+ * malloc calling mmap for a big chunk, which is the allocator's memory.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -42,5 +43,8 @@ bool hooks_return_event(enum alloc_call call, pid_t tid, const uint64_t args[3],
 
 /* Frames kept per stack (--num-callers). */
 extern int hooks_num_callers;
+/* --track-mmap: hook mmap, mremap and munmap too; anonymous regions the
+ * program maps outside its allocator go to its mmaps (mmaps.h). */
+extern bool hooks_track_mmap;
 
 #endif

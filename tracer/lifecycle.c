@@ -20,6 +20,7 @@
 #include "symbols/unwind.h"
 #include "tracer/allocdb.h"
 #include "tracer/frames.h"
+#include "tracer/mmaps.h"
 #include "tracer/proc.h"
 #include "tracer/procfs.h"
 #include "tracer/report.h"
@@ -174,12 +175,13 @@ int setup_image(struct tracer *tr, struct thread *t, bool loaded)
 
 	char why[256];
 
-	(void)tr;
 	if (open_image(p, loaded ? "attach" : "exec", why, sizeof(why)) < 0) {
 		error("%s", why);
 		return -1;
 	}
 	p->db = allocdb_new();
+	if (tr->o->track_mmap)
+		p->db->mmaps = mmaps_new();
 	p->frames = frames_new();
 	return sources_arm(p, t, loaded);
 }

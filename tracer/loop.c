@@ -37,10 +37,11 @@
 
 struct tracer *tracer_current;
 
-/* Attaching or leaving: threads are held in their stops. */
+/* Attaching, leaving or checking: threads are held in their stops. */
 static bool holding(const struct tracer *tr)
 {
-	return tr->state == LOOP_ATTACHING || tr->state == LOOP_LEAVING;
+	return tr->state == LOOP_ATTACHING || tr->state == LOOP_LEAVING ||
+	       tr->state == LOOP_CHECKING;
 }
 
 void restart_apply(struct tracer *tr, struct thread *t, struct restart r)
@@ -118,6 +119,8 @@ static void finish_state(struct tracer *tr)
 		attach_finish(tr);
 	else if (tr->state == LOOP_LEAVING)
 		leave_finish(tr);
+	else if (tr->state == LOOP_CHECKING)
+		check_finish(tr);
 }
 
 static void advance(struct tracer *tr)
@@ -148,10 +151,16 @@ bool tracer_next_event(struct tracer *tr, struct event *ev)
 			finish_state(tr);
 			return false;
 		}
-		if (tr->attach && tr->state == LOOP_TRACING) {
+		if (tr->state == LOOP_TRACING) {
 			uint64_t now = now_ns();
-			if (leave_requested || (tr->deadline_ns && now >= tr->deadline_ns)) {
+			if (tr->attach && (leave_requested ||
+					   (tr->deadline_ns && now >= tr->deadline_ns))) {
 				ev->kind = EV_LEAVE;
+				return true;
+			}
+			if (check_requested) {
+				check_requested = 0;
+				ev->kind = EV_CHECK;
 				return true;
 			}
 			if (tr->next_tick_ns && now >= tr->next_tick_ns) {
@@ -292,6 +301,7 @@ static struct restart handle(struct tracer *tr, struct thread *t, const struct e
 		return on_exit_stop(tr, t);
 	case EV_LEAVE:
 	case EV_TICK:
+	case EV_CHECK:
 		break;
 	}
 	return GONE;
@@ -307,6 +317,10 @@ void tracer_dispatch(struct tracer *tr, const struct event *ev)
 	if (ev->kind == EV_TICK) {
 		if (tr->main->db)
 			report_interval(tr->main, tr->o);
+		return;
+	}
+	if (ev->kind == EV_CHECK) {
+		check_begin(tr);
 		return;
 	}
 	struct thread *t = thread_find(ev->tid);

@@ -4,6 +4,7 @@
  */
 #include <stdlib.h>
 
+#include "tracer/check_cmd.h"
 #include "tracer/options.h"
 #include "tracer/report.h"
 #include "tracer/tracer.h"
@@ -16,6 +17,8 @@ int main(int argc, char **argv)
 
 	debug_enabled = getenv("PTLEAK_DEBUG") != NULL;
 	options_parse(&opts, argc, argv);
+	if (opts.check_pid)
+		return check_cmd_run(opts.check_pid);
 	report_open(&opts);
 	struct tracer *tr = opts.pid ? tracer_attach(&opts) : tracer_launch(&opts);
 	while (tracer_next_event(tr, &ev))

@@ -13,6 +13,7 @@
 
 #include "tracer/allocdb.h"
 #include "tracer/frames.h"
+#include "tracer/mmaps.h"
 #include "tracer/options.h"
 #include "tracer/proc.h"
 #include "tracer/stacks.h"
@@ -167,6 +168,74 @@ static void make_records(struct report_model *m, const struct scan_result *r)
 	m->n_records = n;
 }
 
+static int by_stack_then_start(const void *a, const void *b)
+{
+	const struct mmap_region *x = a, *y = b;
+
+	if (x->stack_id != y->stack_id)
+		return x->stack_id < y->stack_id ? -1 : 1;
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static int by_mmap_size(const void *a, const void *b)
+{
+	const struct model_mmap *x = a, *y = b;
+
+	if (x->bytes != y->bytes)
+		return x->bytes > y->bytes ? -1 : 1;
+	return x->stack_id < y->stack_id ? -1 : x->stack_id > y->stack_id;
+}
+
+/* Made by glibc's pthread_create for a thread's stack? */
+static bool thread_stack(const struct model_frame *fr, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (fr[i].si.function && (!strcmp(fr[i].si.function, "allocate_stack") ||
+					  !strncmp(fr[i].si.function, "pthread_create", 14)))
+			return true;
+	return false;
+}
+
+/* The regions of P's mmaps grouped by stack, symbolized. */
+static void make_mmaps(struct report_model *m, struct process *p, const struct options *o)
+{
+	size_t n;
+	const struct mmap_region *regs = mmaps_list(p->db->mmaps, &n);
+	struct mmap_region *v = xmalloc((n + 1) * sizeof(*v));
+	struct model_frame fr[MODEL_MAX_FRAMES];
+
+	m->mmaps_tracked = true;
+	memcpy(v, regs, n * sizeof(*v));
+	qsort(v, n, sizeof(*v), by_stack_then_start);
+	m->mmaps = xcalloc(n + 1, sizeof(*m->mmaps));
+	for (size_t i = 0, j; i < n; i = j) {
+		uint64_t bytes = 0, oldest = v[i].time_ns;
+		for (j = i; j < n && v[j].stack_id == v[i].stack_id; j++) {
+			bytes += v[j].end - v[j].start;
+			if (v[j].time_ns && (!oldest || v[j].time_ns < oldest))
+				oldest = v[j].time_ns;
+		}
+		size_t nf = model_frames(p, o, v[i].stack_id, CALL_MMAP, fr, ARRAY_SIZE(fr));
+		if (thread_stack(fr, nf)) {
+			m->thread_stack_bytes += bytes;
+			m->thread_stack_regions += j - i;
+			continue;
+		}
+		struct model_mmap *r = &m->mmaps[m->n_mmaps++];
+		*r = (struct model_mmap){ .stack_id = v[i].stack_id, .bytes = bytes,
+					  .regions = j - i, .oldest_ns = oldest, .n_frames = nf };
+		r->starts = xmalloc(r->regions * sizeof(*r->starts));
+		for (size_t k = i; k < j; k++)
+			r->starts[k - i] = v[k].start;
+		r->frames = xmalloc((nf + 1) * sizeof(*r->frames));
+		memcpy(r->frames, fr, nf * sizeof(*fr));
+		m->mmap_bytes += bytes;
+		m->mmap_regions += r->regions;
+	}
+	qsort(m->mmaps, m->n_mmaps, sizeof(*m->mmaps), by_mmap_size);
+	free(v);
+}
+
 size_t model_frames(struct process *p, const struct options *o, uint32_t id,
 		    enum alloc_call call, struct model_frame *out, size_t max)
 {
@@ -215,6 +284,8 @@ struct report_model *model_build(struct process *p, const struct scan_result *r,
 		rec->frames = xmalloc((rec->n_frames + 1) * sizeof(*rec->frames));
 		memcpy(rec->frames, fr, rec->n_frames * sizeof(*fr));
 	}
+	if (p->db->mmaps)
+		make_mmaps(m, p, o);
 	return m;
 }
 
@@ -226,6 +297,11 @@ void model_free(struct report_model *m)
 		free(m->records[i].addrs);
 		free(m->records[i].frames);
 	}
+	for (size_t i = 0; i < m->n_mmaps; i++) {
+		free(m->mmaps[i].starts);
+		free(m->mmaps[i].frames);
+	}
+	free(m->mmaps);
 	free(m->records);
 	free(m->supp_used);
 	free(m);

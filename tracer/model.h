@@ -64,6 +64,16 @@ struct model_record {
 	int64_t delta_bytes, delta_blocks;
 };
 
+/* --track-mmap: the anonymous regions still mapped that one stack made. */
+struct model_mmap {
+	uint32_t stack_id;
+	uint64_t bytes, regions;
+	uint64_t oldest_ns;
+	uint64_t *starts;	/* the regions' addresses, ascending; n = regions */
+	struct model_frame *frames;	/* frame 0 named mmap (or mremap's mmap) */
+	size_t n_frames;
+};
+
 struct model_totals {
 	uint64_t bytes[LEAK__COUNT], blocks[LEAK__COUNT];
 };
@@ -108,6 +118,15 @@ struct report_model {
 	int64_t delta_bytes[LEAK__COUNT], delta_blocks[LEAK__COUNT];
 	size_t n_gone;		/* records of the previous check not here */
 	uint64_t gone_bytes, gone_blocks;
+	/* --track-mmap (mmaps_tracked): anonymous regions the program mapped
+	 * outside its allocator and that are still mapped, grouped by the
+	 * stack that mapped them, largest first; glibc's thread stacks (made
+	 * through pthread_create, kept by glibc for reuse) apart. */
+	bool mmaps_tracked;
+	struct model_mmap *mmaps;
+	size_t n_mmaps;
+	uint64_t mmap_bytes, mmap_regions;
+	uint64_t thread_stack_bytes, thread_stack_regions;
 };
 
 /*

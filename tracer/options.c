@@ -45,8 +45,16 @@ static const char usage[] =
 "  -p, --pid=PID               attach to running process PID; leave on\n"
 "                              SIGINT/SIGTERM, after --duration, or at its exit\n"
 "      --duration=SECONDS      with -p: leave after SECONDS\n"
-"      --interval=SECONDS      with -p: print the top allocation sites by live\n"
-"                              bytes and their growth every SECONDS\n"
+"      --interval=SECONDS      print the top allocation sites by live bytes and\n"
+"                              their growth every SECONDS\n"
+"      --track-mmap            also follow anonymous mmap/mremap/munmap made\n"
+"                              outside the allocator; report regions still mapped\n"
+"      --check=PID             ask the ptleak tracing process PID (or ptleak PID\n"
+"                              itself) for a leak check now, as kill -USR1 does\n"
+"\n"
+"A leak check while the program runs: send SIGUSR1 to ptleak (or run\n"
+"ptleak --check PID): the program is stopped for a scan, the leaks so far\n"
+"and their changes since the last check are reported, and it runs on.\n"
 "  -h, --help                  show this help\n"
 "      --version               show the version\n"
 "\n"
@@ -189,6 +197,10 @@ void options_parse(struct options *o, int argc, char **argv)
 			o->duration = parse_seconds("--duration", v);
 		} else if ((v = value_of("--interval", argc, argv, &i))) {
 			o->interval = parse_seconds("--interval", v);
+		} else if (!strcmp(a, "--track-mmap")) {
+			o->track_mmap = true;
+		} else if ((v = value_of("--check", argc, argv, &i))) {
+			o->check_pid = (int)parse_int("--check", v, 1, INT32_MAX);
 		} else if (!strcmp(a, "--show-below-main")) {
 			o->show_below_main = true;
 		} else if (!strcmp(a, "-o")) {
@@ -213,13 +225,18 @@ void options_parse(struct options *o, int argc, char **argv)
 			bad("unknown option '%s'", a);
 		}
 	}
+	if (o->check_pid) {
+		if (o->pid || i < argc)
+			bad("--check %d asks a running ptleak: no -p, no program", o->check_pid);
+		return;
+	}
 	if (o->pid) {
 		if (i < argc)
 			bad("-p %d and a program '%s' given: choose one", o->pid, argv[i]);
 		return;
 	}
-	if (o->duration || o->interval)
-		bad("%s", "--duration and --interval go with -p PID");
+	if (o->duration)
+		bad("%s", "--duration goes with -p PID");
 	if (i >= argc) {
 		fputs("ptleak: no program given (try 'ptleak --help')\n", stderr);
 		exit(EXIT_PTLEAK_FAILURE);

@@ -26,7 +26,9 @@ struct options {
 	bool follow_forks;	/* -f */
 	int pid;		/* -p: attach to this process; 0 = launch */
 	double duration;	/* attach: leave after this many seconds; 0 = no */
-	double interval;	/* attach: periodic top sites; 0 = no */
+	double interval;	/* periodic top sites (both modes); 0 = no */
+	bool track_mmap;	/* --track-mmap: anonymous regions mapped outside the allocator */
+	int check_pid;		/* --check PID: ask the ptleak tracing PID for a leak check */
 	char **argv;		/* PROGRAM and its arguments; NULL with -p */
 	const char **suppressions;	/* --suppressions=FILE, in order */
 	int n_suppressions;

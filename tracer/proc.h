@@ -26,6 +26,7 @@ struct scan_result;
 struct symbols;
 struct unwinder;
 struct bpset;
+struct mmaps;
 
 /* One outermost allocator call in flight on a thread: its return address
  * on the stack was replaced by the trampoline's. */

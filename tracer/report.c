@@ -137,19 +137,28 @@ static FILE *text_stream(void)
 	return stderr;
 }
 
+/* The model of P from scan R, filtered by the suppressions, with the
+ * frames the active writers (those with a place for checks: CHECKS) and
+ * the suppressions need. */
+static struct report_model *filtered_model(struct process *p, const struct scan_result *r,
+					   const struct options *o, bool checks)
+{
+	unsigned kinds = suppressions_kinds(supps);
+
+	for (size_t i = 0; i < ARRAY_SIZE(writers); i++)
+		if (active[i] && (!checks || writers[i]->check))
+			kinds |= writers[i]->kinds(o);
+	struct report_model *m = model_build(p, r, o, kinds);
+	suppressions_apply(supps, m);
+	return m;
+}
+
 void report_process(struct process *p, const struct options *o)
 {
-	unsigned kinds = 0;
-
 	if (p->reported || !p->db || !p->scan)
 		return;
 	p->reported = true;
-	for (size_t i = 0; i < ARRAY_SIZE(writers); i++)
-		if (active[i])
-			kinds |= writers[i]->kinds(o);
-	kinds |= suppressions_kinds(supps);
-	struct report_model *m = model_build(p, p->scan, o, kinds);
-	suppressions_apply(supps, m);
+	struct report_model *m = filtered_model(p, p->scan, o, false);
 	for (size_t i = 0; i < ARRAY_SIZE(writers); i++) {
 		if (!active[i])
 			continue;
@@ -160,6 +169,15 @@ void report_process(struct process *p, const struct options *o)
 		if (o->error_kinds & leak_kind_flag((enum leak_kind)k))
 			counted_leaks += m->totals.blocks[k];
 	model_free(m);
+}
+
+void report_banner(pid_t pid, char *const *argv, const struct options *o)
+{
+	if (o->quiet)
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(writers); i++)
+		if (active[i] && writers[i]->begin)
+			writers[i]->begin(&outs[i], pid, argv, o);
 }
 
 /* The last check of each process, for the changes of the next one. */
@@ -182,13 +200,8 @@ static struct last_check *last_check_of(pid_t pid)
 void report_check(struct process *p, const struct scan_result *scan, const struct options *o,
 		  uint64_t stopped_ns)
 {
-	unsigned kinds = 0;
 	struct last_check *lc = last_check_of(p->pid);
-
-	for (size_t i = 0; i < ARRAY_SIZE(writers); i++)
-		if (active[i] && writers[i]->check)
-			kinds |= writers[i]->kinds(o);
-	struct report_model *m = model_build(p, scan, o, kinds);
+	struct report_model *m = filtered_model(p, scan, o, true);
 	m->check = lc->m ? lc->m->check + 1 : 1;
 	m->stopped_ns = stopped_ns;
 	model_compare(m, lc->m);
@@ -286,9 +299,9 @@ void report_interval(struct process *p, const struct options *o)
 	int64_t dbytes = (int64_t)(live_bytes - prev_live_bytes);
 	int64_t dblocks = (int64_t)(live_blocks - prev_live_blocks);
 	uint64_t since = prev_tick_ns ? prev_tick_ns : p->attach_ns;
-	fprintf(f, "==%d== [t=%.1fs] live since attach: %s bytes in %s blocks "
+	fprintf(f, "==%d== [t=%.1fs] live%s: %s bytes in %s blocks "
 		"(%s bytes, %s blocks in %.1fs)\n", p->pid, age_s(now, p->attach_ns),
-		writer_num(live_bytes, a), writer_num(live_blocks, c),
+		p->attached ? " since attach" : "", writer_num(live_bytes, a), writer_num(live_blocks, c),
 		writer_delta(dbytes, d), writer_delta(dblocks, e), age_s(now, since));
 	prev_live_bytes = live_bytes;
 	prev_live_blocks = live_blocks;

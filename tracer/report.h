@@ -6,6 +6,7 @@
  * FILE, ...). doc/output.md is the contract of each format.
  */
 #include <stdint.h>
+#include <sys/types.h>
 
 struct process;
 struct options;
@@ -14,6 +15,9 @@ struct scan_result;
 /* Open the report files of O now, so that an unwritable path fails before
  * the program runs: dies with status 125. */
 void report_open(const struct options *o);
+
+/* Launch mode: the banner, now, for PID running ARGV (not with -q). */
+void report_banner(pid_t pid, char *const *argv, const struct options *o);
 
 /*
  * Report process P, which exited or which ptleak is leaving, to every

@@ -32,6 +32,7 @@ enum loop_state {
 	LOOP_ATTACHING,		/* -p: collecting every thread's first stop */
 	LOOP_TRACING,
 	LOOP_LEAVING,		/* collecting stops to detach */
+	LOOP_CHECKING,		/* a leak check on demand: collecting stops to scan */
 	LOOP_DONE,		/* left: nothing more to wait for */
 };
 
@@ -70,10 +71,12 @@ struct tracer {
 	bool left;		/* attach mode: detached cleanly */
 	uint64_t deadline_ns;	/* --duration, 0 = none */
 	uint64_t next_tick_ns;	/* --interval, 0 = none */
+	uint64_t check_start_ns;	/* LOOP_CHECKING: when the stops were asked for */
 };
 
 extern struct tracer *tracer_current;	/* for signal handlers and atexit */
 extern volatile sig_atomic_t leave_requested;	/* SIGINT/SIGTERM/SIGHUP, -p */
+extern volatile sig_atomic_t check_requested;	/* SIGUSR1: a leak check */
 
 /* loop.c */
 /* Apply R to thread T (which may be another than the event's). */
@@ -86,6 +89,15 @@ void attach_signals_launch(pid_t pid);
 void attach_finish(struct tracer *tr);	/* every thread stopped: hook, resume */
 void leave_begin(struct tracer *tr);	/* EV_LEAVE: stop every thread */
 void leave_finish(struct tracer *tr);	/* every thread stopped: clean, detach */
+
+/* Interrupt every running thread of every process (leaving, checking). */
+void interrupt_all(struct tracer *tr);
+/* The registers of P's stopped threads, in a new array; *N their count. */
+struct user_regs_struct *regs_of_threads(struct process *p, size_t *n);
+
+/* live.c */
+void check_begin(struct tracer *tr);	/* EV_CHECK: stop every thread */
+void check_finish(struct tracer *tr);	/* every thread stopped: scan, resume, report */
 
 /* lifecycle.c */
 void add_process(struct tracer *tr, struct process *p);

@@ -27,7 +27,8 @@ enum event_kind {
 	EV_EXEC,		/* msg = the tid that called execve */
 	EV_EXIT,		/* PTRACE_EVENT_EXIT: about to exit, memory still there */
 	EV_LEAVE,		/* attach mode: SIGINT/SIGTERM or --duration: detach */
-	EV_TICK,		/* attach mode: --interval elapsed */
+	EV_TICK,		/* --interval elapsed */
+	EV_CHECK,		/* SIGUSR1: a leak check now */
 };
 
 struct event {

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 struct report_model;
 struct options;
@@ -39,6 +40,10 @@ struct report_writer {
 	void (*process)(struct writer_out *w, const struct report_model *m,
 			const struct options *o);
 	void (*finish)(struct writer_out *w, const struct options *o);	/* may be NULL */
+	/* Launch mode, at the start (unless -q): the banner for PID running
+	 * ARGV. May be NULL. */
+	void (*begin)(struct writer_out *w, pid_t pid, char *const *argv,
+		      const struct options *o);
 	/* A leak check on demand (m->check > 0, changes filled by
 	 * model_compare), while the program runs on. May be NULL: the format
 	 * has no place for checks. */

@@ -51,12 +51,12 @@ static unsigned json_kinds(const struct options *o)
 	return KIND_DEFINITE | KIND_INDIRECT | KIND_POSSIBLE | KIND_REACHABLE;
 }
 
-static void write_frames(FILE *f, const struct model_record *rec)
+static void write_frame_list(FILE *f, const struct model_frame *fr, size_t n)
 {
-	for (size_t k = 0; k < rec->n_frames; k++) {
-		const struct symbol_info *si = &rec->frames[k].si;
+	for (size_t k = 0; k < n; k++) {
+		const struct symbol_info *si = &fr[k].si;
 		fprintf(f, "%s{\"address\":\"0x%" PRIx64 "\",\"function\":", k ? "," : "",
-			rec->frames[k].pc);
+			fr[k].pc);
 		writer_json_str(f, si->function);
 		fputs(",\"file\":", f);
 		writer_json_str(f, si->line ? si->file : NULL);
@@ -72,6 +72,11 @@ static void write_frames(FILE *f, const struct model_record *rec)
 			fputs(",\"module_offset\":null", f);
 		fputc('}', f);
 	}
+}
+
+static void write_frames(FILE *f, const struct model_record *rec)
+{
+	write_frame_list(f, rec->frames, rec->n_frames);
 }
 
 /* Loss record I of M; CHECK: with its change since the last check. */
@@ -99,6 +104,29 @@ static void write_record(FILE *f, const struct report_model *m, const struct mod
 		fprintf(f, "%s\"0x%" PRIx64 "\"", k ? "," : "", rec->addrs[k]);
 	fputs("],\"stack\":[", f);
 	write_frames(f, rec);
+	fputs("]}", f);
+}
+
+/* --track-mmap: "mmap_regions", apart from the leaks. */
+static void write_mmaps(FILE *f, const struct report_model *m)
+{
+	if (!m->mmaps_tracked)
+		return;
+	fprintf(f, ",\"mmap_regions\":{\"bytes\":%" PRIu64 ",\"regions\":%" PRIu64
+		",\"thread_stack_bytes\":%" PRIu64 ",\"thread_stack_regions\":%" PRIu64
+		",\"records\":[", m->mmap_bytes, m->mmap_regions, m->thread_stack_bytes,
+		m->thread_stack_regions);
+	for (size_t i = 0; i < m->n_mmaps; i++) {
+		const struct model_mmap *r = &m->mmaps[i];
+		fprintf(f, "%s{\"bytes\":%" PRIu64 ",\"regions\":%" PRIu64 ",\"oldest_s\":%.3f"
+			",\"addresses\":[", i ? "," : "", r->bytes, r->regions,
+			model_age_s(m, r->oldest_ns));
+		for (uint64_t k = 0; k < r->regions; k++)
+			fprintf(f, "%s\"0x%" PRIx64 "\"", k ? "," : "", r->starts[k]);
+		fputs("],\"stack\":[", f);
+		write_frame_list(f, r->frames, r->n_frames);
+		fputs("]}", f);
+	}
 	fputs("]}", f);
 }
 
@@ -151,7 +179,9 @@ static void write_process(FILE *f, const struct report_model *m)
 	fputs("},\"leaks\":[", f);
 	for (size_t i = 0; i < m->n_records; i++)
 		write_record(f, m, &m->records[i], i, false);
-	fputs("],\"suppressions_used\":[", f);
+	fputs("]", f);
+	write_mmaps(f, m);
+	fputs(",\"suppressions_used\":[", f);
 	for (size_t i = 0; i < m->n_supp_used; i++) {
 		const struct model_supp_use *u = &m->supp_used[i];
 		fprintf(f, "%s{\"name\":", i ? "," : "");
@@ -190,7 +220,9 @@ static void write_check(FILE *f, const struct report_model *m)
 		m->heap.allocations, m->heap.frees, m->n_gone, m->gone_bytes, m->gone_blocks);
 	for (size_t i = 0; i < m->n_records; i++)
 		write_record(f, m, &m->records[i], i, true);
-	fputs("]}", f);
+	fputs("]", f);
+	write_mmaps(f, m);
+	fputs("}", f);
 }
 
 static void json_check(struct writer_out *w, const struct report_model *m,

@@ -4,10 +4,12 @@
  * LEAK SUMMARY. Streams: each process is written when it ends.
  */
 #include <inttypes.h>
+#include <stdlib.h>
 
 #include "tracer/model.h"
 #include "tracer/options.h"
 #include "tracer/suppress.h"
+#include "tracer/util.h"
 #include "tracer/version.h"
 #include "tracer/writer.h"
 
@@ -63,6 +65,75 @@ static void write_record(FILE *f, const struct report_model *m, size_t i,
 		suppress_write_block(f, rec);
 }
 
+/* --track-mmap: its own section, after the leak kinds. */
+static void write_mmaps(FILE *f, const struct report_model *m)
+{
+	char a[32], b[32];
+	pid_t pid = m->pid;
+
+	fprintf(f, "==%d==\n==%d== MMAP SUMMARY (anonymous memory mapped outside the allocator):\n",
+		pid, pid);
+	fprintf(f, "==%d==     still mapped at %s: %s bytes in %s regions\n", pid,
+		m->check ? "the check" : m->exit_status >= 0 ? "exit" : "detach",
+		writer_num(m->mmap_bytes, a), writer_num(m->mmap_regions, b));
+	if (m->thread_stack_regions)
+		fprintf(f, "==%d==     (and %s bytes in %s thread stacks glibc keeps for reuse)\n",
+			pid, writer_num(m->thread_stack_bytes, a),
+			writer_num(m->thread_stack_regions, b));
+	for (size_t i = 0; i < m->n_mmaps; i++) {
+		const struct model_mmap *r = &m->mmaps[i];
+		fprintf(f, "==%d==\n==%d== %s bytes in %s regions are still mapped in mmap record "
+			"%zu of %zu", pid, pid, writer_num(r->bytes, a), writer_num(r->regions, b),
+			i + 1, m->n_mmaps);
+		if (m->attached && r->oldest_ns)
+			fprintf(f, " (oldest %.1f s)", model_age_s(m, r->oldest_ns));
+		fputc('\n', f);
+		write_frames(f, pid, r->frames, r->n_frames);
+	}
+}
+
+/* The text writer's state: the process whose banner went out at the start. */
+struct text_state {
+	pid_t banner_pid;
+};
+
+static pid_t banner_pid_of(const struct writer_out *w)
+{
+	const struct text_state *s = w->state;
+
+	return s ? s->banner_pid : 0;
+}
+
+static void write_banner(FILE *f, pid_t pid, char *const *argv)
+{
+	fprintf(f, "==%d== ptleak-%s, an out-of-process leak finder\n", pid, PTLEAK_VERSION);
+	fprintf(f, "==%d== Command:", pid);
+	for (char *const *v = argv; v && *v; v++)
+		fprintf(f, " %s", *v);
+	fprintf(f, "\n");
+}
+
+/* Launch mode: the banner when tracing begins, so that a long run does not
+ * stay silent; the report at the end goes on from it. */
+static void text_begin(struct writer_out *w, pid_t pid, char *const *argv,
+		       const struct options *o)
+{
+	struct text_state *s = w->state;
+
+	if (!s)
+		s = w->state = xcalloc(1, sizeof(*s));
+	s->banner_pid = pid;
+	write_banner(w->f, pid, argv);
+	fprintf(w->f, "==%d==\n", pid);
+	fflush(w->f);
+}
+
+static void text_finish(struct writer_out *w, const struct options *o)
+{
+	free(w->state);
+	w->state = NULL;
+}
+
 static void text_process(struct writer_out *w, const struct report_model *m,
 			 const struct options *o)
 {
@@ -73,12 +144,8 @@ static void text_process(struct writer_out *w, const struct report_model *m,
 
 	if (w->n_processes)
 		fputc('\n', f);
-	if (!o->quiet) {
-		fprintf(f, "==%d== ptleak-%s, an out-of-process leak finder\n", pid, PTLEAK_VERSION);
-		fprintf(f, "==%d== Command:", pid);
-		for (char *const *v = m->argv; v && *v; v++)
-			fprintf(f, " %s", *v);
-		fprintf(f, "\n");
+	if (!o->quiet && m->pid != banner_pid_of(w)) {
+		write_banner(f, pid, m->argv);
 		if (m->attached && m->before_known)
 			fprintf(f, "==%d== Traced for %.1f s since attaching; the blocks from before "
 				"were read from glibc's heap\n", pid, model_age_s(m, m->attach_ns));
@@ -86,6 +153,8 @@ static void text_process(struct writer_out *w, const struct report_model *m,
 			fprintf(f, "==%d== Traced for %.1f s since attaching; blocks allocated before "
 				"are not known (%s): leak kinds are conservative\n", pid,
 				model_age_s(m, m->attach_ns), m->before_why ? m->before_why : "?");
+		fprintf(f, "==%d==\n", pid);
+	} else if (!o->quiet) {
 		fprintf(f, "==%d==\n", pid);
 	}
 	fprintf(f, "==%d== HEAP SUMMARY:\n", pid);
@@ -120,6 +189,8 @@ static void text_process(struct writer_out *w, const struct report_model *m,
 	}
 	fprintf(f, "==%d==         suppressed: %s bytes in %s blocks\n", pid,
 		writer_num(sb, a), writer_num(sn, b));
+	if (m->mmaps_tracked)
+		write_mmaps(f, m);
 	/* valgrind -v's list, in its words: records matched, name, where. */
 	for (size_t i = 0; o->verbose && i < m->n_supp_used; i++) {
 		const struct model_supp_use *u = &m->supp_used[i];
@@ -188,11 +259,12 @@ static void text_check(struct writer_out *w, const struct report_model *m,
 			write_check_record(f, m, i);
 	}
 	if (unchanged)
-		fprintf(f, "==%d== (%zu loss records unchanged since check %u, not shown)\n==%d==\n",
-			pid, unchanged, m->prev_check, pid);
+		fprintf(f, "==%d== (%zu loss record%s unchanged since check %u, not shown)\n"
+			"==%d==\n", pid, unchanged, unchanged == 1 ? "" : "s", m->prev_check, pid);
 	if (m->n_gone)
-		fprintf(f, "==%d== (%zu loss records of check %u are gone: %s bytes in %s blocks "
-			"freed or of another kind now)\n==%d==\n", pid, m->n_gone, m->prev_check,
+		fprintf(f, "==%d== (%zu loss record%s of check %u gone: %s bytes in %s blocks "
+			"freed or of another kind now)\n==%d==\n", pid, m->n_gone,
+			m->n_gone == 1 ? "" : "s", m->prev_check,
 			writer_num(m->gone_bytes, a), writer_num(m->gone_blocks, b), pid);
 	fprintf(f, "==%d== LEAK SUMMARY:\n", pid);
 	for (int k = 0; k < LEAK__COUNT; k++)
@@ -200,6 +272,8 @@ static void text_check(struct writer_out *w, const struct report_model *m,
 			leak_kind_words((enum leak_kind)k), writer_num(m->totals.bytes[k], a),
 			writer_delta(m->delta_bytes[k], b), writer_num(m->totals.blocks[k], c),
 			writer_delta(m->delta_blocks[k], d));
+	if (m->mmaps_tracked)
+		write_mmaps(f, m);
 	fprintf(f, "==%d== END OF LEAK CHECK %u\n", pid, m->check);
 	fflush(f);
 }
@@ -210,5 +284,7 @@ const struct report_writer writer_text = {
 	.to_stderr = true,
 	.kinds = text_kinds,
 	.process = text_process,
+	.begin = text_begin,
+	.finish = text_finish,
 	.check = text_check,
 };
