@@ -194,6 +194,19 @@ static void add_alloc(struct heap *h, const struct alloc_event *ev)
 	insert(h, &b);
 }
 
+bool heap_forget_before_attach(struct heap *h, uint64_t ptr)
+{
+	struct block b;
+
+	if (!take(h, ptr, &b))
+		return false;
+	if (!b.before_attach) {
+		insert(h, &b);	/* the program's own since: keep it */
+		return false;
+	}
+	return true;
+}
+
 static void add_before_attach(struct heap *h, const struct alloc_event *ev)
 {
 	struct block b = { .ptr = ev->ptr, .size = ev->size, .call = CALL_MALLOC,

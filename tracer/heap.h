@@ -96,6 +96,10 @@ void heap_record(struct heap *h, const struct alloc_event *ev);
 /* Room for N more live blocks without rehashing (a bulk of events ahead:
  * the attach inventory). */
 void heap_reserve(struct heap *h, size_t n);
+/* Forget block PTR if it is one from before the attach (the allocator no
+ * longer holds it: a free that had begun before the hooks released it);
+ * not counted as a free. Returns whether it was. */
+bool heap_forget_before_attach(struct heap *h, uint64_t ptr);
 
 const struct heap_stats *heap_stats(const struct heap *h);
 

@@ -21,6 +21,7 @@
 #include "tracer/allocdb.h"
 #include "tracer/frames.h"
 #include "tracer/mmaps.h"
+#include "tracer/preattach.h"
 #include "tracer/proc.h"
 #include "tracer/procfs.h"
 #include "tracer/report.h"
@@ -209,6 +210,8 @@ static void give_up(struct tracer *tr, struct process *p)
 
 void scan_now(struct process *p, const struct user_regs_struct *regs, size_t n)
 {
+	if (n)
+		preattach_verify(p);
 	/* Attached without knowing the heap from before: memory ptleak cannot
 	 * account for must count as a root. */
 	p->scan = scan_process(p, regs, n, p->attached && !p->before_known);

@@ -14,6 +14,7 @@
  */
 #include <stdlib.h>
 
+#include "tracer/preattach.h"
 #include "tracer/proc.h"
 #include "tracer/report.h"
 #include "tracer/scan.h"
@@ -48,6 +49,8 @@ void check_finish(struct tracer *tr)
 		if (sources_drain(p) < 0)
 			error("process %d: some allocation events could not be read", p->pid);
 		struct user_regs_struct *regs = regs_of_threads(p, &nr);
+		if (nr)
+			preattach_verify(p);
 		if (nr) {
 			ps[n] = p;
 			scans[n++] = scan_process(p, regs, nr, p->attached && !p->before_known);

@@ -56,6 +56,53 @@ struct preattach {
 	struct glibc_heap h;
 };
 
+/* Walk P's glibc heap into H with the thread pointers of its threads. */
+static int walk(struct process *p, struct glibc_heap *h)
+{
+	struct tp_list *tps = xmalloc(sizeof(*tps));
+
+	tps->n = 0;
+	thread_foreach(p, add_tp, tps);
+	int rc = glibc_heap_walk(p, tps->v, tps->n, h);
+	free(tps);
+	return rc;
+}
+
+static bool live_in(const struct glibc_heap *h, uint64_t ptr)
+{
+	size_t lo = 0, hi = h->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (h->blocks[mid].ptr == ptr)
+			return true;
+		if (h->blocks[mid].ptr < ptr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+size_t preattach_verify(struct process *p)
+{
+	struct glibc_heap h;
+	size_t n, forgotten = 0;
+
+	if (!p->before_known || !heap_stats(p->db->heap)->before_blocks || walk(p, &h) < 0)
+		return 0;
+	struct block *b = heap_snapshot(p->db->heap, &n);
+	for (size_t i = 0; i < n; i++)
+		if (b[i].before_attach && !live_in(&h, b[i].ptr))
+			forgotten += heap_forget_before_attach(p->db->heap, b[i].ptr);
+	free(b);
+	glibc_heap_release(&h);
+	if (forgotten)
+		debug("process %d: %zu blocks from before the attach were freed unseen", p->pid,
+		      forgotten);
+	return forgotten;
+}
+
 struct preattach *preattach_read(struct process *p)
 {
 	static const char *const names[] = { "malloc" };
@@ -72,13 +119,8 @@ struct preattach *preattach_read(struct process *p)
 		free(pa);
 		return NULL;
 	}
-	struct tp_list *tps = xmalloc(sizeof(*tps));
-	tps->n = 0;
-	thread_foreach(p, add_tp, tps);
 	uint64_t t0 = now_ns();
-	int rc = glibc_heap_walk(p, tps->v, tps->n, &pa->h);
-	free(tps);
-	if (rc < 0) {
+	if (walk(p, &pa->h) < 0) {
 		if (!pa->h.main_arena)
 			snprintf(p->before_why, sizeof(p->before_why),
 				 "the allocator is not glibc's (%s)", pa->h.why);

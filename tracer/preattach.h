@@ -32,4 +32,14 @@ struct preattach *preattach_read(struct process *p);
  */
 size_t preattach_record(struct process *p, struct preattach *pa);
 
+/*
+ * At a scan of P (every thread stopped): forget the blocks from before the
+ * attach that glibc no longer holds live. A thread inside free (or a
+ * moving realloc) when ptleak attached released its block after the walk
+ * without a hooked call: without this it would stay in the table, lost.
+ * Walks the heap again; nothing changes if that walk fails. Returns the
+ * number of blocks forgotten.
+ */
+size_t preattach_verify(struct process *p);
+
 #endif
