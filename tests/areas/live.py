@@ -2,7 +2,6 @@
 --interval in launch mode, leak checks on demand (kill -USR1 to ptleak,
 ptleak --check PID) in both modes with exact numbers while threads
 allocate at full speed, and --track-mmap's regions."""
-import json
 import re
 import signal
 import time
@@ -13,12 +12,6 @@ from lib.proc import Fail, expect_status, run, tail, wait_until
 from lib.report import D, P, RE, expect_errors, fmt, load_json
 from lib.runner import test
 from lib.suite import Processes
-
-CHECK_STACKS = {"leak_a": ["malloc", "leak_a@check_live.c", "play_round",
-                           "main"],
-                "leak_b": ["malloc", "leak_b@check_live.c", "play_round",
-                           "main"]}
-
 
 def play(prog, n, what):
     """Round N of check_live.c; returns what it says it lost so far."""
