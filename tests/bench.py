@@ -10,12 +10,16 @@ Prints:
     (3 stops per malloc/free pair), and its ratio to the floor;
   - slowdowns against the untraced program: allocation-heavy loop, and a
     compute-heavy program; valgrind memcheck on the same loop for scale;
-  - the reachability scan of a heap of 1 GiB in a million live blocks.
+  - the reachability scan of a heap of 1 GiB in a million live blocks;
+  - ptleak -p on a program holding a million blocks: how long reading its
+    heap from before the attach keeps it stopped, and a leak check on
+    demand (SIGUSR1) there: how long the program is stopped for it.
 """
 import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -59,7 +63,7 @@ def main():
     bdir = os.path.join(a.build, "bench")
     os.makedirs(bdir, exist_ok=True)
     exe = {}
-    for name in ("trap_roundtrip", "alloc_loop", "compute", "big_heap"):
+    for name in ("trap_roundtrip", "alloc_loop", "compute", "big_heap", "held_heap"):
         exe[name] = os.path.join(bdir, name)
         build(name + ".c", exe[name])
     tmp = tempfile.mkdtemp(prefix="ptleak-bench-")
@@ -119,6 +123,32 @@ def main():
     print(f"scan of {a.scan_mb} MiB in {a.scan_blocks} live blocks: "
           f"{summ['scan_ms'] / 1000:.2f} s (target: < 2 s; whole run {t:.1f} s); "
           f"still reachable {summ['still_reachable']['blocks']} blocks")
+    # 5. Attaching to a program that holds a million blocks: the pause of
+    # the inventory of its glibc heap, and of a leak check on demand.
+    def attach_once():
+        held = subprocess.Popen([exe["held_heap"], str(a.scan_blocks)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        held.stdout.readline()
+        js = os.path.join(tmp, "attach.json")
+        p = subprocess.Popen([ptleak, "-q", "-o", os.devnull, "--json=" + js,
+                              "-p", str(held.pid), "--duration=4"])
+        time.sleep(2)
+        p.send_signal(signal.SIGUSR1)
+        p.wait(timeout=600)
+        held.stdin.close()
+        held.wait(timeout=60)
+        with open(js) as f:
+            doc = json.load(f)
+        ba = doc["processes"][0]["summary"]["before_attach"]
+        checks = doc["checks"]
+        return (ba["read_ms"], ba["found_blocks"],
+                checks[0]["stopped_ms"] if checks else float("nan"))
+    runs = [attach_once() for _ in range(3)]
+    read_ms = statistics.median(r[0] for r in runs)
+    check_ms = statistics.median(r[2] for r in runs)
+    print(f"ptleak -p on {runs[0][1]} live blocks: the heap from before the attach "
+          f"read in {read_ms:.0f} ms (the program stopped); a leak check stopped it "
+          f"{check_ms:.0f} ms (medians of 3)")
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -270,6 +270,7 @@ struct report_model *model_build(struct process *p, const struct scan_result *r,
 	m->attach_ns = p->attach_ns;
 	m->before_known = p->before_known;
 	m->before_why = p->before_known ? NULL : p->before_why;
+	m->before_read_ns = p->before_read_ns;
 	m->now_ns = now_ns();
 	m->heap = *heap_stats(p->db->heap);
 	m->scanned = r->scanned;

@@ -129,10 +129,11 @@ struct preattach *preattach_read(struct process *p)
 		free(pa);
 		return NULL;
 	}
+	p->before_read_ns = now_ns() - t0;
 	debug("inventory: %zu blocks, %" PRIu64 " bytes, %u arenas, %u heaps, %" PRIu64
 	      " mmapped, %" PRIu64 " in fastbins, %" PRIu64 " in %u tcaches, read in %.3f ms",
 	      pa->h.n, pa->h.bytes, pa->h.arenas, pa->h.heaps, pa->h.mmapped, pa->h.fast_chunks,
-	      pa->h.tcache_chunks, pa->h.tcaches, (now_ns() - t0) / 1e6);
+	      pa->h.tcache_chunks, pa->h.tcaches, p->before_read_ns / 1e6);
 	return pa;
 }
 

@@ -84,6 +84,7 @@ struct process {
 	 * (preattach.h) and are in the heap; else why not. */
 	bool before_known;
 	char before_why[192];
+	uint64_t before_read_ns;	/* how long reading them kept the program stopped */
 	bool argv_owned;	/* argv read from /proc (exec, fork): ours to free */
 	struct frames *frames;	/* symbolized frames of the stacks */
 	bool reported;

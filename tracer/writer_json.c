@@ -173,9 +173,9 @@ static void write_process(FILE *f, const struct report_model *m)
 		m->scanned ? "true" : "false", m->scan_ns / 1e6);
 	if (m->attached && m->before_known)
 		fprintf(f, ",\"before_attach\":{\"found_bytes\":%" PRIu64 ",\"found_blocks\":%" PRIu64
-			",\"bytes\":%" PRIu64 ",\"blocks\":%" PRIu64 "}",
+			",\"bytes\":%" PRIu64 ",\"blocks\":%" PRIu64 ",\"read_ms\":%.3f}",
 			st->before_found_bytes, st->before_found_blocks, st->before_bytes,
-			st->before_blocks);
+			st->before_blocks, m->before_read_ns / 1e6);
 	fputs("},\"leaks\":[", f);
 	for (size_t i = 0; i < m->n_records; i++)
 		write_record(f, m, &m->records[i], i, false);
