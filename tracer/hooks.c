@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <link.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
@@ -25,6 +26,19 @@
 
 int hooks_num_callers = 12;
 bool hooks_track_mmap;
+
+/* This source's state for one program image (source_state()). */
+struct ptrace_state {
+	struct bpset *bp;	/* sites, pages, trampoline */
+	uint64_t r_debug;	/* ld.so's _r_debug, 0 if unknown */
+	unsigned generation;	/* of the module list the sites were armed for */
+	bool dynamic;		/* has a dynamic linker */
+};
+
+static struct ptrace_state *state_of(struct process *p)
+{
+	return *source_state(p, &source_ptrace);
+}
 
 /* Names looked up, first name wins when several share an address
  * (glibc: malloc and __libc_malloc; aligned_alloc and memalign). */
@@ -83,7 +97,7 @@ static void arm_one(void *arg, const char *name, uint64_t addr, const char *modu
 		if (is_mmap_call(entry_points[i].call) && !hooks_track_mmap)
 			return;
 		debug("hook %s at 0x%" PRIx64 " in %s", name, addr, module);
-		if (bp_add(c->t->proc->bp, c->t, addr, SITE_ALLOC,
+		if (bp_add(state_of(c->t->proc)->bp, c->t, addr, SITE_ALLOC,
 			   entry_points[i].call, c->generation) == 0)
 			c->armed++;
 		else
@@ -104,7 +118,7 @@ static int hooks_arm(struct process *p, struct thread *t, unsigned generation)
 		      symbols_errmsg(p->syms));
 		return -1;
 	}
-	bp_prune(p->bp, generation);
+	bp_prune(state_of(p)->bp, generation);
 	return c.armed;
 }
 
@@ -112,9 +126,10 @@ static int hooks_arm(struct process *p, struct thread *t, unsigned generation)
 static int on_rbrk(struct thread *t)
 {
 	struct process *p = t->proc;
+	struct ptrace_state *st = state_of(p);
 	int32_t state = -1;
 
-	if (p->r_debug && proc_read(p, p->r_debug + offsetof(struct r_debug, r_state),
+	if (st->r_debug && proc_read(p, st->r_debug + offsetof(struct r_debug, r_state),
 				    &state, sizeof(state)) == 0 && state != RT_CONSISTENT)
 		return 0;
 	if (symbols_refresh(p->syms) < 0) {
@@ -124,7 +139,7 @@ static int on_rbrk(struct thread *t)
 	}
 	frames_freeze_unmapped(p->frames, p->syms, p->db->stacks);
 	unwinder_flush(p->unw);
-	return hooks_arm(p, t, ++p->generation) < 0 ? -1 : 0;
+	return hooks_arm(p, t, ++st->generation) < 0 ? -1 : 0;
 }
 
 static void record(struct process *p, struct alloc_event *ev)
@@ -180,7 +195,7 @@ static int hooks_on_site(struct thread *t, struct site *s, struct user_regs_stru
 	/* The return address, from the stack pages the unwinder just read.
 	 * The shadow frame exists before the stack points at the trampoline:
 	 * an emergency detach in between must find it. */
-	uint64_t ret, tramp = bp_trampoline(p->bp);
+	uint64_t ret, tramp = bp_trampoline(state_of(p)->bp);
 	if (unwinder_read(p->unw, regs->rsp, &ret, sizeof(ret)) < 0) {
 		error("cannot read the return address of %s in thread %d: %s",
 		      alloc_call_name(call), t->tid, strerror(errno));
@@ -329,19 +344,22 @@ static int hooks_on_return(struct thread *t, struct user_regs_struct *regs)
  */
 static int ptrace_arm(struct process *p, struct thread *t, bool loaded)
 {
-	p->bp = bp_new();
-	if (bp_init(p->bp, t) < 0)
+	struct ptrace_state *st = xcalloc(1, sizeof(*st));
+
+	*source_state(p, &source_ptrace) = st;
+	st->bp = bp_new();
+	if (bp_init(st->bp, t) < 0)
 		return -1;
 	uint64_t rbrk = symbols_lookup_name(p->syms, "ld-linux", "_dl_debug_state");
-	p->dynamic = rbrk != 0;
-	if (p->dynamic) {
-		p->r_debug = symbols_lookup_name(p->syms, "ld-linux", "_r_debug");
-		if (bp_add(p->bp, t, rbrk, SITE_RBRK, 0, 0) < 0)
+	st->dynamic = rbrk != 0;
+	if (st->dynamic) {
+		st->r_debug = symbols_lookup_name(p->syms, "ld-linux", "_r_debug");
+		if (bp_add(st->bp, t, rbrk, SITE_RBRK, 0, 0) < 0)
 			return -1;
 		if (!loaded)
 			return 0;
 	}
-	int n = hooks_arm(p, t, ++p->generation);
+	int n = hooks_arm(p, t, ++st->generation);
 	if (n == 0)
 		error("no allocator entry point (malloc, free, ...) found in '%s': "
 		      "a static binary needs its symbol table (is it stripped?)",
@@ -350,9 +368,11 @@ static int ptrace_arm(struct process *p, struct thread *t, bool loaded)
 }
 
 /* A vfork child runs on its parent's memory, so on its breakpoints. */
-static struct bpset *bp_of(const struct process *p)
+static struct bpset *bp_of(struct process *p)
 {
-	return p->role == ROLE_VFORK_CHILD && p->parent ? p->parent->bp : p->bp;
+	struct ptrace_state *st = state_of(p->role == ROLE_VFORK_CHILD && p->parent ? p->parent : p);
+
+	return st ? st->bp : NULL;
 }
 
 /*
@@ -423,12 +443,17 @@ static bool ptrace_trap_queued(struct thread *t)
 static void ptrace_fork_child(struct process *parent, struct process *c,
 			      struct thread *t, bool follow)
 {
-	if (!parent->bp || c->role == ROLE_VFORK_CHILD)
+	struct ptrace_state *ps = state_of(parent);
+
+	if (!ps || c->role == ROLE_VFORK_CHILD)
 		return;
 	if (follow) {
 		/* Its memory holds the same sites and pages, and the forking
 		 * thread's redirected return addresses. */
-		c->bp = bp_clone(parent->bp);
+		struct ptrace_state *cs = xmalloc(sizeof(*cs));
+		*cs = *ps;
+		cs->bp = bp_clone(ps->bp);
+		*source_state(c, &source_ptrace) = cs;
 		struct thread *ct = thread_find(c->pid);
 		for (size_t i = 0; ct && i < t->n_shadow; i++)
 			*thread_push_shadow(ct) = t->shadow[i];
@@ -436,7 +461,7 @@ static void ptrace_fork_child(struct process *parent, struct process *c,
 	}
 	/* The child has a copy of our int3s and redirected return
 	 * addresses: put the program's bytes back before it runs. */
-	if (bp_restore_in(parent->bp, c) < 0) {
+	if (bp_restore_in(ps->bp, c) < 0) {
 		error("cannot clean forked child %d: %s", c->pid, strerror(errno));
 		return;
 	}
@@ -446,7 +471,7 @@ static void ptrace_fork_child(struct process *parent, struct process *c,
 
 static int ptrace_leave(struct process *p, struct thread *const *threads, size_t n)
 {
-	struct bpset *bp = p->bp;
+	struct bpset *bp = state_of(p) ? state_of(p)->bp : NULL;
 
 	if (!bp || p->role != ROLE_TRACED || !n)
 		return 0;
@@ -488,8 +513,10 @@ static int ptrace_leave(struct process *p, struct thread *const *threads, size_t
  * slot). */
 static void ptrace_emergency(struct process *p)
 {
-	if (p->role == ROLE_TRACED && p->bp && p->memfd >= 0)
-		bp_restore_in(p->bp, p);
+	struct ptrace_state *st = state_of(p);
+
+	if (p->role == ROLE_TRACED && st && st->bp && p->memfd >= 0)
+		bp_restore_in(st->bp, p);
 }
 
 /* T is stopped: write back the return addresses it would come back
@@ -497,7 +524,7 @@ static void ptrace_emergency(struct process *p)
 static void ptrace_emergency_thread(struct thread *t)
 {
 	struct process *p = t->proc;
-	struct bpset *bp = p->bp;
+	struct bpset *bp = state_of(p) ? state_of(p)->bp : NULL;
 	struct user_regs_struct r;
 	uint64_t v;
 
@@ -531,9 +558,12 @@ static void ptrace_emergency_thread(struct thread *t)
 
 static void ptrace_release(struct process *p)
 {
-	bp_free(p->bp);
-	p->bp = NULL;
-	p->r_debug = 0;
+	struct ptrace_state *st = state_of(p);
+
+	if (st)
+		bp_free(st->bp);
+	free(st);
+	*source_state(p, &source_ptrace) = NULL;
 }
 
 const struct source_ops source_ptrace = {

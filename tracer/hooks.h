@@ -24,8 +24,9 @@
 #include "tracer/source.h"
 
 /* The source's operations: source_ptrace, declared in source.h. Its
- * per-process state is the process's bpset, r_debug and generation, and
- * each thread's shadow stack (proc.h). */
+ * state: per program image, the breakpoints (breakpoint.h), ld.so's
+ * _r_debug and the module list's generation, behind source_state();
+ * per thread, the shadow stack of calls in flight (proc.h). */
 
 /*
  * The events of one allocator call, as this source makes them from the

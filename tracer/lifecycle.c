@@ -316,9 +316,6 @@ static bool follow_child(struct process *c, struct process *parent)
 	char why[256];
 
 	c->exec_seen = parent->exec_seen;
-	c->dynamic = parent->dynamic;
-	c->r_debug = parent->r_debug;
-	c->generation = parent->generation;
 	c->attached = parent->attached;
 	c->attach_ns = parent->attach_ns;
 	c->before_known = parent->before_known;

@@ -25,7 +25,6 @@ struct frames;
 struct scan_result;
 struct symbols;
 struct unwinder;
-struct bpset;
 struct mmaps;
 
 /* One outermost allocator call in flight on a thread: its return address
@@ -67,15 +66,11 @@ struct process {
 	struct process *parent;	/* for ROLE_VFORK_CHILD: whose memory it shares */
 	size_t n_threads;	/* known, not yet reaped */
 	bool exec_seen;		/* the program image is the one to trace */
-	bool dynamic;		/* has a dynamic linker */
-	uint64_t r_debug;	/* address of ld.so's _r_debug, 0 if unknown */
-	unsigned generation;	/* of the module list the sites were armed for */
 	/* what we know of the program being traced */
 	char **argv;
 	struct allocdb *db;	/* blocks and stacks; NULL before an image */
 	struct symbols *syms;
 	struct unwinder *unw;
-	struct bpset *bp;	/* the ptrace source's (hooks.c) */
 	void *source_state[SOURCES_MAX];	/* source.h: source_state() */
 	int exit_status;	/* wait status when reaped, -1 before */
 	bool attached;		/* -p: traced since attach_ns, not from exec */
