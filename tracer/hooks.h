@@ -23,7 +23,9 @@
 #include "tracer/heap.h"
 #include "tracer/source.h"
 
-/* The source's operations: source_ptrace, declared in source.h. Its
+extern const struct source_ops source_ptrace;
+
+/* The source's operations (source.h). Its
  * state: per program image, the breakpoints (breakpoint.h), ld.so's
  * _r_debug and the module list's generation, behind source_state();
  * per thread, the shadow stack of calls in flight (proc.h). */

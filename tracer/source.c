@@ -1,12 +1,14 @@
 /*
  * source: the table of event sources and the calls that run it (see
  * source.h). Adding a source: its file defines a const struct source_ops,
- * and one line here lists it.
+ * and it is named here, in the table (and declared above it).
  */
 #include "tracer/source.h"
 
 #include "tracer/proc.h"
 #include "tracer/util.h"
+
+extern const struct source_ops source_ptrace;	/* hooks.c */
 
 const struct source_ops *const sources[] = {
 	&source_ptrace,

@@ -76,11 +76,8 @@ struct source_ops {
 
 #define SOURCES_MAX 4
 
-/* Every source, in the order they run; NULL-terminated. */
+/* Every source, in the order they run; NULL-terminated (source.c). */
 extern const struct source_ops *const sources[];
-
-/* The ptrace breakpoint source (hooks.c). */
-extern const struct source_ops source_ptrace;
 
 /* Where source OPS keeps its state for process P (NULL until it sets it). */
 void **source_state(struct process *p, const struct source_ops *ops);
