@@ -42,6 +42,8 @@ struct known_module {
 	uint64_t last_seen;	/* s->generation of the last report holding it */
 	Dwfl *dead;		/* this module alone, once it is unmapped */
 	bool dead_failed;	/* dwfl_report_elf failed: do not retry */
+	const char *build_id;	/* interned hex, once read */
+	bool build_id_read;
 };
 
 struct desc_entry {
@@ -718,6 +720,26 @@ static bool source_of(struct symbols *s, Dwfl_Module *mod, uint64_t addr,
 	return *file && dwarf_lineno(dl, line) == 0;
 }
 
+/* KM's build ID as hex, read once from MOD (live or dead), interned. */
+static const char *build_id_of(struct symbols *s, struct known_module *km, Dwfl_Module *mod)
+{
+	const unsigned char *bits;
+	GElf_Addr vaddr;
+	char hex[2 * 64 + 1];
+	int n;
+
+	if (km->build_id_read || !mod)
+		return km->build_id;
+	km->build_id_read = true;
+	n = dwfl_module_build_id(mod, &bits, &vaddr);
+	if (n <= 0 || n > 64)
+		return NULL;
+	for (int i = 0; i < n; i++)
+		snprintf(hex + 2 * i, 3, "%02x", bits[i]);
+	km->build_id = intern(s, hex);
+	return km->build_id;
+}
+
 static void describe_uncached(struct symbols *s, uint64_t pc, bool is_ret,
 			      struct symbol_info *out)
 {
@@ -748,8 +770,12 @@ static void describe_uncached(struct symbols *s, uint64_t pc, bool is_ret,
 		/* Unmapped and its file cannot be opened: the path is known. */
 		out->module_offset = pc - km->start;
 	}
-	if (km)
+	if (km) {
 		out->module = km->path;
+		out->module_start = km->start;
+		out->module_end = km->end;
+		out->build_id = build_id_of(s, km, mod);
+	}
 	if (!mod)
 		return;
 	name = dwfl_module_addrinfo(mod, addr, &off, &sym, NULL, NULL, NULL);

@@ -79,6 +79,11 @@ struct symbol_info {
 	int line;
 	const char *module;
 	uint64_t module_offset; /* PC - module load bias */
+	/* The module's mapped range and GNU build ID (lower-case hex, NULL
+	 * if it has none or its file cannot be read), for profile formats
+	 * that name mappings (pprof). 0/NULL when module is NULL. */
+	uint64_t module_start, module_end;
+	const char *build_id;
 };
 
 /*

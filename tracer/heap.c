@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tracer/timeline.h"
 #include "tracer/util.h"
 
 struct pending {
@@ -27,6 +28,9 @@ struct heap {
 	struct pending *pending;
 	size_t n_pending, cap_pending;
 	struct heap_stats st;
+	struct heap_site *sites;	/* by stack id */
+	size_t n_sites;
+	struct timeline *tl;
 };
 
 static const char *const call_names[CALL__COUNT] = {
@@ -62,6 +66,7 @@ struct heap *heap_new(void)
 
 	h->mask = 1023;
 	h->slots = xcalloc(h->mask + 1, sizeof(*h->slots));
+	h->tl = timeline_new(now_ns());
 	return h;
 }
 
@@ -71,6 +76,8 @@ void heap_free(struct heap *h)
 		return;
 	free(h->slots);
 	free(h->pending);
+	free(h->sites);
+	timeline_free(h->tl);
 	free(h);
 }
 
@@ -80,6 +87,8 @@ void heap_clear(struct heap *h)
 	h->used = 0;
 	h->n_pending = 0;
 	memset(&h->st, 0, sizeof(h->st));
+	memset(h->sites, 0, h->n_sites * sizeof(*h->sites));
+	timeline_reset(h->tl, now_ns());
 }
 
 struct heap *heap_clone(const struct heap *h)
@@ -91,6 +100,9 @@ struct heap *heap_clone(const struct heap *h)
 	memcpy(c->slots, h->slots, (h->mask + 1) * sizeof(*c->slots));
 	c->pending = NULL;
 	c->n_pending = c->cap_pending = 0;
+	c->sites = xmalloc((h->n_sites + 1) * sizeof(*c->sites));
+	memcpy(c->sites, h->sites, h->n_sites * sizeof(*c->sites));
+	c->tl = timeline_clone(h->tl);
 	return c;
 }
 
@@ -118,6 +130,28 @@ void heap_reserve(struct heap *h, size_t n)
 		grow(h);
 }
 
+/* The counters of stack ID, growing the array (ids are dense). */
+static struct heap_site *site_of(struct heap *h, uint32_t id)
+{
+	if (id >= h->n_sites) {
+		size_t n = h->n_sites ? 2 * h->n_sites : 256;
+		while (n <= id)
+			n *= 2;
+		h->sites = xrealloc(h->sites, n * sizeof(*h->sites));
+		memset(h->sites + h->n_sites, 0, (n - h->n_sites) * sizeof(*h->sites));
+		h->n_sites = n;
+	}
+	return &h->sites[id];
+}
+
+static void site_sub(struct heap *h, const struct block *b)
+{
+	struct heap_site *s = site_of(h, b->stack_id);
+
+	s->live_bytes -= b->size;
+	s->live_blocks--;
+}
+
 static void insert(struct heap *h, const struct block *b)
 {
 	if ((h->used + 1) * 2 > h->mask + 1)
@@ -134,6 +168,7 @@ static void insert(struct heap *h, const struct block *b)
 			h->st.before_bytes -= h->slots[i].size;
 			h->st.before_blocks--;
 		}
+		site_sub(h, &h->slots[i]);
 	} else {
 		h->used++;
 	}
@@ -144,6 +179,9 @@ static void insert(struct heap *h, const struct block *b)
 		h->st.before_bytes += b->size;
 		h->st.before_blocks++;
 	}
+	struct heap_site *s = site_of(h, b->stack_id);
+	s->live_bytes += b->size;
+	s->live_blocks++;
 	if (h->st.live_bytes > h->st.peak_bytes)
 		h->st.peak_bytes = h->st.live_bytes;
 }
@@ -165,6 +203,7 @@ static bool take(struct heap *h, uint64_t ptr, struct block *out)
 		h->st.before_bytes -= out->size;
 		h->st.before_blocks--;
 	}
+	site_sub(h, out);
 	h->used--;
 	/* Backward-shift deletion: pull later members of the run into the
 	 * hole when their home slot is at or before it. */
@@ -192,6 +231,12 @@ static void add_alloc(struct heap *h, const struct alloc_event *ev)
 	if (!h->st.min_ptr || ev->ptr < h->st.min_ptr)
 		h->st.min_ptr = ev->ptr;
 	insert(h, &b);
+	struct heap_site *s = &h->sites[b.stack_id];	/* insert made it */
+	s->alloc_bytes += ev->size;
+	s->alloc_blocks++;
+	s->call = (uint8_t)ev->call;
+	if (!s->slot && s->live_bytes >= h->tl->enter)
+		timeline_track(h->tl, b.stack_id, h->sites, h->n_sites);
 }
 
 bool heap_forget_before_attach(struct heap *h, uint64_t ptr)
@@ -289,11 +334,29 @@ void heap_record(struct heap *h, const struct alloc_event *ev)
 			add_before_attach(h, ev);
 		break;
 	}
+	timeline_event(h->tl, ev->time_ns, h->st.live_bytes, h->st.live_blocks,
+		       h->sites, h->n_sites);
 }
 
 const struct heap_stats *heap_stats(const struct heap *h)
 {
 	return &h->st;
+}
+
+const struct heap_site *heap_sites(const struct heap *h, size_t *n)
+{
+	*n = h->n_sites;
+	return h->sites;
+}
+
+const struct timeline *heap_timeline(const struct heap *h)
+{
+	return h->tl;
+}
+
+void heap_timeline_close(struct heap *h, uint64_t t)
+{
+	timeline_close(h->tl, t, h->st.live_bytes, h->st.live_blocks, h->sites, h->n_sites);
 }
 
 static int by_address(const void *a, const void *b)

@@ -84,7 +84,20 @@ struct heap_stats {
 	uint64_t min_ptr;	/* lowest block address ever allocated, 0: none */
 };
 
+/*
+ * Per allocation site (stack id): everything ever allocated there and what
+ * is live now, kept as events arrive (a few additions per event), for
+ * pprof's alloc_space/alloc_objects and the timeline's sites.
+ */
+struct heap_site {
+	uint64_t alloc_bytes, alloc_blocks;
+	uint64_t live_bytes, live_blocks;
+	uint8_t call;		/* enum alloc_call of the last allocation */
+	uint8_t slot;		/* the timeline's: 1 + its slot, 0 untracked */
+};
+
 struct heap;
+struct timeline;
 
 struct heap *heap_new(void);	/* aborts on out of memory */
 void heap_free(struct heap *h);
@@ -102,6 +115,15 @@ void heap_reserve(struct heap *h, size_t n);
 bool heap_forget_before_attach(struct heap *h, uint64_t ptr);
 
 const struct heap_stats *heap_stats(const struct heap *h);
+
+/* The per-site counters, indexed by stack id: *n entries (ids >= *n have
+ * never allocated). Valid until the next heap_record. */
+const struct heap_site *heap_sites(const struct heap *h, size_t *n);
+
+/* The heap over time (timeline.h). heap_timeline_close adds a last sample
+ * at T (the end of the run, a snapshot). */
+const struct timeline *heap_timeline(const struct heap *h);
+void heap_timeline_close(struct heap *h, uint64_t t);
 
 /* All live blocks sorted by address, in a new array (caller frees); *n
  * gets the count. */

@@ -10,6 +10,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tracer/allocdb.h"
 #include "tracer/frames.h"
@@ -256,11 +257,92 @@ size_t model_frames(struct process *p, const struct options *o, uint32_t id,
 	return n;
 }
 
-struct report_model *model_build(struct process *p, const struct scan_result *r,
-				 const struct options *o, unsigned kinds)
+/* The frames of stack ID into a new array *OUT, *N of them. */
+static void symbolize(struct process *p, const struct options *o, uint32_t id,
+		      enum alloc_call call, struct model_frame **out, size_t *n)
 {
-	struct report_model *m = xcalloc(1, sizeof(*m));
 	struct model_frame fr[MODEL_MAX_FRAMES];
+
+	*n = model_frames(p, o, id, call, fr, ARRAY_SIZE(fr));
+	*out = xmalloc((*n + 1) * sizeof(**out));
+	memcpy(*out, fr, *n * sizeof(*fr));
+}
+
+static void make_sites(struct report_model *m, struct process *p, const struct options *o)
+{
+	size_t n;
+	const struct heap_site *hs = heap_sites(p->db->heap, &n);
+
+	m->sites = xcalloc(n + 1, sizeof(*m->sites));
+	for (size_t id = 0; id < n; id++) {
+		if (!hs[id].alloc_blocks && !hs[id].live_blocks)
+			continue;
+		struct model_site *s = &m->sites[m->n_sites++];
+		*s = (struct model_site){ .stack_id = (uint32_t)id,
+					  .call = (enum alloc_call)hs[id].call,
+					  .alloc_bytes = hs[id].alloc_bytes,
+					  .alloc_blocks = hs[id].alloc_blocks,
+					  .live_bytes = hs[id].live_bytes,
+					  .live_blocks = hs[id].live_blocks };
+		symbolize(p, o, s->stack_id, s->call, &s->frames, &s->n_frames);
+	}
+}
+
+static int by_peak(const void *a, const void *b)
+{
+	const struct model_series *x = a, *y = b;
+	uint64_t xs = x->peak > x->final ? x->peak : x->final;
+	uint64_t ys = y->peak > y->final ? y->peak : y->final;
+
+	if (xs != ys)
+		return xs > ys ? -1 : 1;
+	return x->stack_id < y->stack_id ? -1 : x->stack_id > y->stack_id;
+}
+
+static void make_timeline(struct report_model *m, struct process *p, const struct options *o)
+{
+	heap_timeline_close(p->db->heap, m->now_ns);
+	const struct timeline *tl = heap_timeline(p->db->heap);
+	size_t n_hs;
+	const struct heap_site *hs = heap_sites(p->db->heap, &n_hs);
+	struct timeline_sample *v = xmalloc((tl->n + 1) * sizeof(*v));
+	struct model_series all[TIMELINE_SITES];
+	size_t n = 0;
+
+	memcpy(v, tl->samples, tl->n * sizeof(*v));
+	m->samples = v;
+	m->n_samples = tl->n;
+	m->peak_ns = tl->peak_ns;
+	m->peak_blocks = tl->peak_blocks;
+	for (size_t k = 0; k < TIMELINE_SITES; k++) {
+		const struct timeline_site *ts = &tl->sites[k];
+		if (!ts->stack_id)
+			continue;
+		all[n++] = (struct model_series){
+			.stack_id = ts->stack_id, .peak = ts->peak,
+			.final = ts->stack_id < n_hs ? hs[ts->stack_id].live_bytes : 0,
+			.first_sample = ts->first_sample, .bytes = ts->bytes,
+		};
+	}
+	qsort(all, n, sizeof(*all), by_peak);
+	if (n > MODEL_SERIES)
+		n = MODEL_SERIES;
+	m->series = xcalloc(n + 1, sizeof(*m->series));
+	for (size_t i = 0; i < n; i++) {
+		struct model_series *s = &m->series[i];
+		*s = all[i];
+		s->bytes = xcalloc(m->n_samples + 1, sizeof(*s->bytes));
+		memcpy(s->bytes, all[i].bytes, m->n_samples * sizeof(*s->bytes));
+		enum alloc_call call = s->stack_id < n_hs ? (enum alloc_call)hs[s->stack_id].call
+							  : CALL_MALLOC;
+		symbolize(p, o, s->stack_id, call, &s->frames, &s->n_frames);
+	}
+	m->n_series = n;
+}
+
+static void model_start(struct report_model *m, struct process *p)
+{
+	struct timespec ts;
 
 	m->pid = p->pid;
 	m->ppid = p->ppid;
@@ -272,7 +354,29 @@ struct report_model *model_build(struct process *p, const struct scan_result *r,
 	m->before_why = p->before_known ? NULL : p->before_why;
 	m->before_read_ns = p->before_read_ns;
 	m->now_ns = now_ns();
+	clock_gettime(CLOCK_REALTIME, &ts);
+	m->wall_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 	m->heap = *heap_stats(p->db->heap);
+	m->start_ns = heap_timeline(p->db->heap)->start_ns;
+	if (p->attached && p->attach_ns)
+		m->start_ns = p->attach_ns;
+}
+
+static void model_parts(struct report_model *m, struct process *p, const struct options *o,
+			unsigned parts)
+{
+	if (parts & MODEL_SITES)
+		make_sites(m, p, o);
+	if (parts & MODEL_TIMELINE)
+		make_timeline(m, p, o);
+}
+
+struct report_model *model_build(struct process *p, const struct scan_result *r,
+				 const struct options *o, unsigned kinds)
+{
+	struct report_model *m = xcalloc(1, sizeof(*m));
+
+	model_start(m, p);
 	m->scanned = r->scanned;
 	m->words_scanned = r->words_scanned;
 	m->scan_ns = r->ns;
@@ -281,13 +385,55 @@ struct report_model *model_build(struct process *p, const struct scan_result *r,
 		struct model_record *rec = &m->records[i];
 		if (!(kinds & leak_kind_flag(rec->kind)) || rec->before_attach)
 			continue;
-		rec->n_frames = model_frames(p, o, rec->stack_id, rec->call, fr, ARRAY_SIZE(fr));
-		rec->frames = xmalloc((rec->n_frames + 1) * sizeof(*rec->frames));
-		memcpy(rec->frames, fr, rec->n_frames * sizeof(*fr));
+		symbolize(p, o, rec->stack_id, rec->call, &rec->frames, &rec->n_frames);
 	}
 	if (p->db->mmaps)
 		make_mmaps(m, p, o);
+	model_parts(m, p, o, kinds);
 	return m;
+}
+
+struct report_model *model_snapshot(struct process *p, const struct options *o,
+				    unsigned parts, unsigned no)
+{
+	struct report_model *m = xcalloc(1, sizeof(*m));
+	struct scan_result r = { .scanned = false };
+
+	model_start(m, p);
+	m->exit_status = -1;
+	m->snapshot = true;
+	m->snapshot_no = no;
+	r.blocks = heap_snapshot(p->db->heap, &r.n);
+	r.kind = xcalloc(r.n + 1, sizeof(*r.kind));
+	memset(r.kind, LEAK_REACHABLE, r.n);
+	make_records(m, &r);
+	free(r.kind);
+	free(r.blocks);
+	for (size_t i = 0; i < m->n_records; i++) {
+		struct model_record *rec = &m->records[i];
+		symbolize(p, o, rec->stack_id, rec->call, &rec->frames, &rec->n_frames);
+	}
+	model_parts(m, p, o, parts);
+	return m;
+}
+
+static int by_site_id(const void *a, const void *b)
+{
+	const struct model_site *x = a, *y = b;
+
+	return x->stack_id < y->stack_id ? -1 : x->stack_id > y->stack_id;
+}
+
+const struct model_site *model_site_of(const struct report_model *m, uint32_t id)
+{
+	struct model_site key = { .stack_id = id };
+
+	return m->n_sites ? bsearch(&key, m->sites, m->n_sites, sizeof(key), by_site_id) : NULL;
+}
+
+const char *model_kind_name(const struct report_model *m, const struct model_record *rec)
+{
+	return m->snapshot ? "live" : leak_kind_name(rec->kind);
 }
 
 void model_free(struct report_model *m)
@@ -305,6 +451,15 @@ void model_free(struct report_model *m)
 	free(m->mmaps);
 	free(m->records);
 	free(m->supp_used);
+	for (size_t i = 0; i < m->n_sites; i++)
+		free(m->sites[i].frames);
+	free(m->sites);
+	for (size_t i = 0; i < m->n_series; i++) {
+		free(m->series[i].bytes);
+		free(m->series[i].frames);
+	}
+	free(m->series);
+	free(m->samples);
 	free(m);
 }
 

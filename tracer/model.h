@@ -18,6 +18,7 @@
 #include "symbols/symbols.h"
 #include "tracer/heap.h"
 #include "tracer/scan.h"
+#include "tracer/timeline.h"
 
 struct process;
 struct options;
@@ -74,6 +75,38 @@ struct model_mmap {
 	size_t n_frames;
 };
 
+/* Everything allocated from one stack (MODEL_SITES): pprof's alloc_*
+ * samples, and what is freed there (alloc - live). */
+struct model_site {
+	uint32_t stack_id;
+	enum alloc_call call;
+	uint64_t alloc_bytes, alloc_blocks;
+	uint64_t live_bytes, live_blocks;	/* at the report */
+	struct model_frame *frames;	/* as model_record.frames */
+	size_t n_frames;
+};
+
+/* A top site's live bytes through the run (MODEL_TIMELINE): bytes[i] for
+ * samples[i], i >= first_sample; before that it was not yet tracked
+ * (smaller than the sites that were, timeline.h). */
+struct model_series {
+	uint32_t stack_id;
+	uint64_t peak;		/* its highest sampled live bytes */
+	uint64_t final;		/* live at the report */
+	size_t first_sample;
+	uint64_t *bytes;	/* n_samples entries */
+	struct model_frame *frames;
+	size_t n_frames;
+};
+
+#define MODEL_SERIES 10		/* top sites over time kept in a model */
+
+/* model_build's parts beyond the leak kinds' frames. */
+enum model_part {
+	MODEL_SITES = 1u << 8,		/* sites[], symbolized */
+	MODEL_TIMELINE = 1u << 9,	/* samples[] and series[] */
+};
+
 struct model_totals {
 	uint64_t bytes[LEAK__COUNT], blocks[LEAK__COUNT];
 };
@@ -128,17 +161,45 @@ struct report_model {
 	size_t n_mmaps;
 	uint64_t mmap_bytes, mmap_regions;
 	uint64_t thread_stack_bytes, thread_stack_regions;
+	/* A --interval snapshot of a running process (model_snapshot): no
+	 * scan, every record holds live blocks of no known leak kind (its
+	 * kind field reads LEAK_REACHABLE; writers say "live"). */
+	bool snapshot;
+	unsigned snapshot_no;	/* 1, 2, ... */
+	uint64_t start_ns;	/* when tracing began: exec (or launch), attach */
+	uint64_t wall_ns;	/* CLOCK_REALTIME at now_ns */
+	struct model_site *sites;	/* MODEL_SITES: by stack id, ascending */
+	size_t n_sites;
+	/* MODEL_TIMELINE: the heap over time (timeline.h), the exact peak,
+	 * and the top sites' series, largest peak first. */
+	struct timeline_sample *samples;
+	size_t n_samples;
+	uint64_t peak_ns, peak_blocks;
+	struct model_series *series;
+	size_t n_series;
 };
 
 /*
  * The model of process P, whose scan is R (never NULL). The frames of the
  * records whose kind is in KINDS (enum leak_kind_flag) are symbolized
  * through P's symbols now; the others get none (symbolizing costs, and
- * the text report shows two kinds by default). Cannot fail (out of memory
- * aborts).
+ * the text report shows two kinds by default). KINDS may add the parts
+ * of enum model_part. Cannot fail (out of memory aborts).
  */
 struct report_model *model_build(struct process *p, const struct scan_result *r,
 				 const struct options *o, unsigned kinds);
+
+/* A model of P's live blocks now, without a scan (--interval snapshot
+ * number NO): one record per stack, every frame symbolized. */
+struct report_model *model_snapshot(struct process *p, const struct options *o,
+				    unsigned parts, unsigned no);
+
+/* The site of stack ID in M->sites, NULL if none. */
+const struct model_site *model_site_of(const struct report_model *m, uint32_t id);
+
+/* The words for REC's kind in machine form: leak_kind_name(), or "live"
+ * in a snapshot. */
+const char *model_kind_name(const struct report_model *m, const struct model_record *rec);
 void model_free(struct report_model *m);
 
 /* The suppression that matched REC, NULL if it is shown. */
