@@ -17,7 +17,7 @@ DESTDIR ?=
 BUILD ?= build
 
 CC ?= cc
-PKGS := libdw libelf libunwind-ptrace capstone
+PKGS := libdw libelf libunwind-ptrace capstone zlib
 WARN := -Wall -Wextra -Wmissing-prototypes -Wstrict-prototypes -Wvla \
 	-Wformat=2 -Wwrite-strings -Wshadow -Wpointer-arith -Wcast-qual \
 	-Wno-unused-parameter

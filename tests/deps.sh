@@ -4,7 +4,7 @@
 # up-to-date machine costs nothing; installs with apt-get when root, and
 # otherwise prints the exact command and fails.
 set -e
-build_pkgs="gcc make pkg-config libdw-dev libelf-dev libunwind-dev libcapstone-dev"
+build_pkgs="gcc make pkg-config libdw-dev libelf-dev libunwind-dev libcapstone-dev zlib1g-dev"
 
 missing=""
 need() { missing="$missing $1"; }
@@ -18,6 +18,7 @@ build)
 		pkg-config --exists libelf || need libelf-dev
 		pkg-config --exists libunwind-ptrace || need libunwind-dev
 		pkg-config --exists capstone || need libcapstone-dev
+		pkg-config --exists zlib || need zlib1g-dev
 	else
 		missing="$build_pkgs"
 	fi
@@ -30,6 +31,7 @@ test)
 	command -v go >/dev/null 2>&1 || need golang-go
 	command -v strace >/dev/null 2>&1 || need strace
 	command -v curl >/dev/null 2>&1 || need curl
+	command -v chromium >/dev/null 2>&1 || need chromium
 	command -v strip >/dev/null 2>&1 || need binutils
 	[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need libc6-dev
 	;;

@@ -25,6 +25,10 @@ static const char usage[] =
 "options:\n"
 "  -o, --output=FILE           write the text report to FILE (default stderr)\n"
 "      --json=FILE             also write the report as JSON to FILE\n"
+"      --pprof=FILE            also write a gzip'd pprof profile (inuse/alloc\n"
+"                              space and objects, leak kind as a label)\n"
+"      --folded=FILE           also write the leaked bytes as collapsed stacks\n"
+"                              (flamegraph.pl, inferno, speedscope)\n"
 "      --error-exitcode=N      exit with N (1-255) if leaks were found\n"
 "      --show-leak-kinds=K     loss records to show: definite,indirect,possible,\n"
 "                              reachable, all or none (default definite,possible)\n"
@@ -213,6 +217,11 @@ void options_parse(struct options *o, int argc, char **argv)
 			o->output = v;
 		} else if ((v = value_of("--json", argc, argv, &i))) {
 			o->json = v;
+		} else if ((v = value_of("--pprof", argc, argv, &i))) {
+			o->pprof = v;
+		} else if ((v = value_of("--folded", argc, argv, &i))) {
+			o->folded = v;
+
 		} else if ((v = value_of("--error-exitcode", argc, argv, &i))) {
 			o->error_exitcode = (int)parse_int("--error-exitcode", v, 1, 255);
 		} else if ((v = value_of("--num-callers", argc, argv, &i))) {

@@ -17,6 +17,8 @@ enum leak_kind_flag {
 struct options {
 	const char *output;	/* -o: text report file, NULL = stderr */
 	const char *json;	/* --json: JSON file, NULL = none */
+	const char *pprof;	/* --pprof: gzip'd profile.proto */
+	const char *folded;	/* --folded: collapsed stacks */
 	int error_exitcode;	/* 0 = off */
 	unsigned show_kinds;
 	unsigned error_kinds;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "tracer/allocdb.h"
 #include "tracer/frames.h"
@@ -29,6 +30,8 @@
 static const struct report_writer *const writers[] = {
 	&writer_text,
 	&writer_json,
+	&writer_pprof,
+	&writer_folded,
 };
 
 static struct writer_out outs[ARRAY_SIZE(writers)];
@@ -87,6 +90,11 @@ const char *writer_base_name(const char *path)
 
 static FILE *open_report(const char *path)
 {
+	struct stat st;
+
+	/* `--pprof PROG ARGS` is a typo, not a wish to lose PROG. */
+	if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111))
+		die("refusing to write report '%s' over an executable file", path);
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	FILE *f = fd < 0 ? NULL : fdopen(fd, "w");
 

@@ -17,6 +17,7 @@
  */
 #include <stdbool.h>
 #include <stdint.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -53,6 +54,8 @@ struct report_writer {
 
 extern const struct report_writer writer_text;
 extern const struct report_writer writer_json;
+extern const struct report_writer writer_pprof;
+extern const struct report_writer writer_folded;
 
 /* 1234567 -> "1,234,567" in BUF. */
 const char *writer_num(uint64_t v, char buf[32]);
@@ -60,6 +63,13 @@ const char *writer_num(uint64_t v, char buf[32]);
 const char *writer_delta(int64_t v, char buf[32]);
 /* A JSON string literal for S (null for NULL). */
 void writer_json_str(FILE *f, const char *s);
+/* Folded-stack form of FR[0..NF) (innermost first): root first, ';'
+ * between frames (writer_folded.c). */
+struct model_frame;
+void writer_folded_stack(FILE *f, const struct model_frame *fr, size_t nf);
+/* The kinds --folded counts as leaked: --show-leak-kinds' (and indirect
+ * with definite). */
+unsigned writer_folded_kinds(const struct options *o);
 /* The last path component of PATH (PATH itself if it has no '/'). */
 const char *writer_base_name(const char *path);
 
