@@ -32,8 +32,10 @@ LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lunwind-x86_64 -lunwind -
 TRACER_SRC := $(wildcard tracer/*.c)
 SYMBOLS_SRC := $(wildcard symbols/*.c)
 SRC := $(TRACER_SRC) $(SYMBOLS_SRC)
-OBJ := $(SRC:%.c=$(BUILD)/%.o)
-ASAN_OBJ := $(SRC:%.c=$(BUILD)/asan/%.o)
+# The HTML report's page, built in as data (tracer/page.S .incbin's it).
+PAGE_OBJ := $(BUILD)/tracer/page.o
+OBJ := $(SRC:%.c=$(BUILD)/%.o) $(PAGE_OBJ)
+ASAN_OBJ := $(SRC:%.c=$(BUILD)/asan/%.o) $(PAGE_OBJ)
 
 ifeq ($(V),1)
 Q :=
@@ -63,6 +65,11 @@ $(BUILD)/%.o: %.c $(wildcard tracer/*.h symbols/*.h) | deps
 $(BUILD)/default.supp: supp/default.supp
 	@mkdir -p $(dir $@)
 	$(Q)cp $< $@
+
+$(PAGE_OBJ): tracer/page.S tracer/page.html | deps
+	@mkdir -p $(dir $@)
+	@echo "  AS      $<"
+	$(Q)$(CC) -c -o $@ $<
 
 # The tracer checks itself: the same sources built with ASan and UBSan.
 # (Never the fixtures: ASan replaces malloc, so no breakpoint would fire.)

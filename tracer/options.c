@@ -29,6 +29,8 @@ static const char usage[] =
 "                              space and objects, leak kind as a label)\n"
 "      --folded=FILE           also write the leaked bytes as collapsed stacks\n"
 "                              (flamegraph.pl, inferno, speedscope)\n"
+"      --html=FILE             also write a self-contained HTML page: loss\n"
+"                              records, flame graphs, the heap over time\n"
 "      --error-exitcode=N      exit with N (1-255) if leaks were found\n"
 "      --show-leak-kinds=K     loss records to show: definite,indirect,possible,\n"
 "                              reachable, all or none (default definite,possible)\n"
@@ -221,6 +223,8 @@ void options_parse(struct options *o, int argc, char **argv)
 			o->pprof = v;
 		} else if ((v = value_of("--folded", argc, argv, &i))) {
 			o->folded = v;
+		} else if ((v = value_of("--html", argc, argv, &i))) {
+			o->html = v;
 
 		} else if ((v = value_of("--error-exitcode", argc, argv, &i))) {
 			o->error_exitcode = (int)parse_int("--error-exitcode", v, 1, 255);

@@ -19,6 +19,7 @@ struct options {
 	const char *json;	/* --json: JSON file, NULL = none */
 	const char *pprof;	/* --pprof: gzip'd profile.proto */
 	const char *folded;	/* --folded: collapsed stacks */
+	const char *html;	/* --html: the page */
 	int error_exitcode;	/* 0 = off */
 	unsigned show_kinds;
 	unsigned error_kinds;

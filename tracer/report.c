@@ -32,6 +32,7 @@ static const struct report_writer *const writers[] = {
 	&writer_json,
 	&writer_pprof,
 	&writer_folded,
+	&writer_html,
 };
 
 static struct writer_out outs[ARRAY_SIZE(writers)];
@@ -63,7 +64,7 @@ const char *writer_delta(int64_t v, char buf[32])
 	return buf;
 }
 
-void writer_json_str(FILE *f, const char *s)
+static void json_str(FILE *f, const char *s, bool in_html)
 {
 	if (!s) {
 		fputs("null", f);
@@ -73,12 +74,59 @@ void writer_json_str(FILE *f, const char *s)
 	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
 		if (*c == '"' || *c == '\\')
 			fprintf(f, "\\%c", *c);
-		else if (*c < 0x20)
+		else if (*c < 0x20 || (in_html && (*c == '<' || *c == '>' || *c == '&')))
 			fprintf(f, "\\u%04x", *c);
 		else
 			fputc(*c, f);
 	}
 	fputc('"', f);
+}
+
+void writer_json_str(FILE *f, const char *s)
+{
+	json_str(f, s, false);
+}
+
+void writer_json_str_html(FILE *f, const char *s)
+{
+	json_str(f, s, true);
+}
+
+struct kept_parts {
+	char **v;
+	size_t n;
+};
+
+void writer_keep(struct writer_out *w, const struct report_model *m,
+		 void (*write)(FILE *f, const struct report_model *m))
+{
+	struct kept_parts *k = w->state;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *mf = open_memstream(&buf, &len);
+
+	if (!k)
+		k = w->state = xcalloc(1, sizeof(*k));
+	if (!mf)
+		die("cannot keep the report of process %d: out of memory", m->pid);
+	write(mf, m);
+	fclose(mf);
+	k->v = xrealloc(k->v, (k->n + 1) * sizeof(*k->v));
+	k->v[k->n++] = buf;
+}
+
+void writer_put_kept(struct writer_out *w, const char *sep)
+{
+	struct kept_parts *k = w->state;
+
+	for (size_t i = 0; k && i < k->n; i++) {
+		fprintf(w->f, "%s%s", i ? sep : "", k->v[i]);
+		free(k->v[i]);
+	}
+	if (k)
+		free(k->v);
+	free(k);
+	w->state = NULL;
 }
 
 const char *writer_base_name(const char *path)

@@ -56,6 +56,7 @@ extern const struct report_writer writer_text;
 extern const struct report_writer writer_json;
 extern const struct report_writer writer_pprof;
 extern const struct report_writer writer_folded;
+extern const struct report_writer writer_html;
 
 /* 1234567 -> "1,234,567" in BUF. */
 const char *writer_num(uint64_t v, char buf[32]);
@@ -70,6 +71,14 @@ void writer_folded_stack(FILE *f, const struct model_frame *fr, size_t nf);
 /* The kinds --folded counts as leaked: --show-leak-kinds' (and indirect
  * with definite). */
 unsigned writer_folded_kinds(const struct options *o);
+/* The same, safe inside an HTML <script> element too (<, >, & escaped). */
+void writer_json_str_html(FILE *f, const char *s);
+/* For writers that write the whole run at the end: WRITE's text for M is
+ * kept in W's state; writer_put_kept writes the kept texts in order,
+ * SEP between them, and frees them (W->state is NULL again). */
+void writer_keep(struct writer_out *w, const struct report_model *m,
+		 void (*write)(FILE *f, const struct report_model *m));
+void writer_put_kept(struct writer_out *w, const char *sep);
 /* The last path component of PATH (PATH itself if it has no '/'). */
 const char *writer_base_name(const char *path);
 
