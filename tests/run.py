@@ -23,8 +23,9 @@ What runs
   * tests/areas/*.py: the tests a table cannot say, by area: cli (options,
     exit statuses, bad input), attach (ptleak -p on processes the test
     starts and talks to), processes (fork, spawn, exec, signals, terminals),
-    static, unit (the C unit tests of tests/unit/), selftest (the runner's
-    own checks can fail).
+    static, unit (the C unit tests of tests/unit/), pictures (--pprof read
+    by go tool pprof, --folded, --html opened by headless Chromium),
+    selftest (the runner's own checks can fail).
   * Tests run in parallel (-j, default: the machine's cores); tests marked
     exclusive (timing-sensitive) run alone. Each has a time limit: on
     expiry every process it started is killed with its session and it
@@ -62,8 +63,8 @@ from lib import runner                                     # noqa: E402
 from lib.fixtures import Catalog, ParseError               # noqa: E402
 from lib.proc import Context, Fail, Skip, set_context      # noqa: E402
 from lib.suite import Suite                                # noqa: E402
-from areas import (attach, cli, leaks, live, processes,   # noqa: E402,F401
-                   selftest, static, suppressions, unit)
+from areas import (attach, cli, leaks, live, pictures,    # noqa: E402,F401
+                   processes, selftest, static, suppressions, unit)
 
 
 def all_tests(catalog):
