@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "tracer/allocdb.h"
 #include "tracer/frames.h"
@@ -90,6 +91,25 @@ void writer_json_str(FILE *f, const char *s)
 void writer_json_str_html(FILE *f, const char *s)
 {
 	json_str(f, s, true);
+}
+
+void writer_json_identity(FILE *f, const struct report_model *m, bool in_html)
+{
+	int status = m->exit_status;
+
+	fprintf(f, "\"pid\":%d,\"ppid\":%d,\"command\":[", m->pid, m->ppid);
+	for (char *const *v = m->argv; v && *v; v++) {
+		if (v != m->argv)
+			fputc(',', f);
+		json_str(f, *v, in_html);
+	}
+	fputs("],\"exit\":", f);
+	if (status < 0)
+		fputs("null", f);
+	else if (WIFSIGNALED(status))
+		fprintf(f, "{\"signal\":%d}", WTERMSIG(status));
+	else
+		fprintf(f, "{\"code\":%d}", WEXITSTATUS(status));
 }
 
 struct kept_parts {

@@ -73,6 +73,8 @@ void writer_folded_stack(FILE *f, const struct model_frame *fr, size_t nf);
 unsigned writer_folded_kinds(const struct options *o);
 /* The same, safe inside an HTML <script> element too (<, >, & escaped). */
 void writer_json_str_html(FILE *f, const char *s);
+/* "pid":..,"ppid":..,"command":[..],"exit":{..} of M (null: running). */
+void writer_json_identity(FILE *f, const struct report_model *m, bool in_html);
 /* For writers that write the whole run at the end: WRITE's text for M is
  * kept in W's state; writer_put_kept writes the kept texts in order,
  * SEP between them, and frees them (W->state is NULL again). */

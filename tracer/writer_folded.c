@@ -4,7 +4,8 @@
  * the input of flamegraph.pl, inferno-flamegraph and speedscope. The
  * value is leaked bytes: the blocks of the kinds --show-leak-kinds shows
  * (indirectly lost ones too whenever definitely lost ones are shown, as
- * the text report counts them), each under its own allocation stack. In
+ * the text report counts them), each under its own allocation stack, not
+ * the suppressed ones (as in the text report). In
  * a --interval snapshot: every live block. Identical lines are summed,
  * lines sorted (flamegraph.pl's order), across every reported process.
  */
@@ -79,7 +80,7 @@ static void folded_process(struct writer_out *w, const struct report_model *m,
 		char *buf = NULL;
 		size_t len = 0;
 		if ((!m->snapshot && !(kinds & leak_kind_flag(rec->kind))) || !rec->bytes ||
-		    !rec->n_frames)
+		    !rec->n_frames || rec->suppressed_by >= 0)
 			continue;
 		FILE *mf = open_memstream(&buf, &len);
 		if (!mf)

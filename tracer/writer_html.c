@@ -178,24 +178,12 @@ static void write_process(FILE *f, const struct report_model *m)
 	struct frame_table t = { .ids = stacks_new(), .file_ids = stacks_new() };
 	char *frames = NULL;
 	size_t frames_len = 0;
-	int status = m->exit_status;
 
 	t.out = open_memstream(&frames, &frames_len);
 	if (!t.out)
 		die("out of memory writing the HTML report");
-	fprintf(f, "{\"pid\":%d,\"command\":[", m->pid);
-	for (char *const *v = m->argv; v && *v; v++) {
-		if (v != m->argv)
-			fputc(',', f);
-		writer_json_str_html(f, *v);
-	}
-	fputs("],\"exit\":", f);
-	if (status < 0)
-		fputs("null", f);
-	else if (WIFSIGNALED(status))
-		fprintf(f, "{\"signal\":%d}", WTERMSIG(status));
-	else
-		fprintf(f, "{\"code\":%d}", WEXITSTATUS(status));
+	fputc('{', f);
+	writer_json_identity(f, m, true);
 	fprintf(f, ",\"attached\":%s,\"snapshot\":%u,\"traced_s\":%.3f,\"scanned\":%s",
 		m->attached ? "true" : "false", m->snapshot ? m->snapshot_no : 0,
 		secs(m, m->now_ns), m->scanned ? "true" : "false");
@@ -213,7 +201,10 @@ static void write_process(FILE *f, const struct report_model *m)
 			model_kind_name(m, rec), rec->bytes, rec->blocks, rec->indirect_bytes,
 			model_age_s(m, rec->oldest_ns));
 		frame_list(f, &t, rec->frames, rec->n_frames);
-		fputc(']', f);
+		const struct model_supp_use *supp = model_supp_of(m, rec);
+		fputc(',', f);
+		writer_json_str_html(f, supp ? (supp->name ? supp->name : "?") : NULL);
+		fprintf(f, ",%s]", rec->before_attach ? "true" : "false");
 	}
 	fputc(']', f);
 	write_timeline(f, m, &t);

@@ -133,21 +133,9 @@ static void write_mmaps(FILE *f, const struct report_model *m)
 static void write_process(FILE *f, const struct report_model *m)
 {
 	const struct heap_stats *st = &m->heap;
-	int status = m->exit_status;
 
-	fprintf(f, "{\"pid\":%d,\"ppid\":%d,\"command\":[", m->pid, m->ppid);
-	for (char *const *v = m->argv; v && *v; v++) {
-		if (v != m->argv)
-			fputc(',', f);
-		writer_json_str(f, *v);
-	}
-	fputs("],\"exit\":", f);
-	if (status < 0)
-		fputs("null", f);
-	else if (WIFSIGNALED(status))
-		fprintf(f, "{\"signal\":%d}", WTERMSIG(status));
-	else
-		fprintf(f, "{\"code\":%d}", WEXITSTATUS(status));
+	fputc('{', f);
+	writer_json_identity(f, m, false);
 	if (m->attached) {
 		fprintf(f, ",\"attached\":true,\"traced_s\":%.3f,\"before_attach_known\":%s",
 			model_age_s(m, m->attach_ns), m->before_known ? "true" : "false");

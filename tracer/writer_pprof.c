@@ -8,7 +8,10 @@
  * a label "kind" says its leak kind ("live" in a snapshot). What a stack
  * allocated and freed is one more sample with kind "freed" and only the
  * alloc values. So every kind of sum is right: inuse per stack, alloc per
- * stack, and -tagfocus=kind=definitely_lost keeps the leaks.
+ * stack, and -tagfocus=kind=definitely_lost keeps the leaks. Records a
+ * suppression matched are there too (the memory was in use), labelled
+ * "suppressed" with its name; blocks from before an attach (no stack)
+ * are labelled before_attach.
  *
  * Ids of strings, functions, mappings and locations come from interning
  * their keys in struct stacks tables (the same dense-id hash the tracer
@@ -155,27 +158,38 @@ static uint64_t location(struct pprof_state *s, const struct model_frame *f)
 	return id;
 }
 
+/* A string label KEY=VALUE into the sample being built (s->msg). */
+static void label(struct pprof_state *s, const char *key, const char *value)
+{
+	pb_reset(&s->sub);
+	pb_uint(&s->sub, 1, str(s, key));
+	pb_uint(&s->sub, 2, str(s, value));
+	pb_msg(&s->msg, 3, &s->sub);
+}
+
 static void sample(struct pprof_state *s, const struct model_frame *fr, size_t nf,
-		   const uint64_t values[4], const char *kind, pid_t pid)
+		   const uint64_t values[4], const char *kind, pid_t pid,
+		   const struct model_supp_use *supp, bool before_attach)
 {
 	uint64_t locs[MODEL_MAX_FRAMES];
-	struct pb label = { 0 };
+	struct pb num = { 0 };
 
 	for (size_t i = 0; i < nf && i < MODEL_MAX_FRAMES; i++)
 		locs[i] = location(s, &fr[i]);	/* leaf first, as pprof wants */
 	pb_reset(&s->msg);
 	pb_packed(&s->msg, 1, locs, nf);
 	pb_packed(&s->msg, 2, values, 4);
-	pb_uint(&label, 1, str(s, "kind"));
-	pb_uint(&label, 2, str(s, kind));
-	pb_msg(&s->msg, 3, &label);
+	label(s, "kind", kind);
+	if (supp)
+		label(s, "suppressed", supp->name ? supp->name : "?");
+	if (before_attach)
+		label(s, "before_attach", "true");
 	if (s->label_pid) {
-		pb_reset(&label);
-		pb_uint(&label, 1, str(s, "pid"));
-		pb_int(&label, 3, pid);
-		pb_msg(&s->msg, 3, &label);
+		pb_uint(&num, 1, str(s, "pid"));
+		pb_int(&num, 3, pid);
+		pb_msg(&s->msg, 3, &num);
 	}
-	pb_free(&label);
+	pb_free(&num);
 	pb_msg(&s->samples, PROFILE_SAMPLE, &s->msg);
 }
 
@@ -225,7 +239,8 @@ static void pprof_process(struct writer_out *w, const struct report_model *m,
 	for (size_t i = 0; i < m->n_records; i++) {
 		const struct model_record *rec = &m->records[i];
 		uint64_t v[4] = { rec->blocks, rec->bytes, rec->blocks, rec->bytes };
-		sample(s, rec->frames, rec->n_frames, v, model_kind_name(m, rec), m->pid);
+		sample(s, rec->frames, rec->n_frames, v, model_kind_name(m, rec), m->pid,
+		       model_supp_of(m, rec), rec->before_attach);
 	}
 	for (size_t i = 0; i < m->n_sites; i++) {
 		const struct model_site *site = &m->sites[i];
@@ -233,7 +248,7 @@ static void pprof_process(struct writer_out *w, const struct report_model *m,
 			continue;
 		uint64_t v[4] = { site->alloc_blocks - site->live_blocks,
 				  site->alloc_bytes - site->live_bytes, 0, 0 };
-		sample(s, site->frames, site->n_frames, v, "freed", m->pid);
+		sample(s, site->frames, site->n_frames, v, "freed", m->pid, NULL, false);
 	}
 }
 

@@ -376,9 +376,11 @@ def t_html_page(s):
                 "of 1" not in detail:
             raise Fail("record click: no title in the detail", [detail[:300]])
         for f in rec["stack"][1:]:
-            if "%s (%s:%d)" % (f["function"], f["file"], f["line"]) not in detail:
-                raise Fail("record click: frame %s (%s:%d) not shown" % (
-                    f["function"], f["file"], f["line"]), [detail[:400]])
+            where = "%s (%s:%d)" % (f["function"], os.path.basename(f["file"]),
+                                    f["line"])
+            if where not in detail:
+                raise Fail("record click: frame %s not shown" % where,
+                           [detail[:400]])
         src = open(os.path.join(os.path.dirname(os.path.dirname(
             os.path.dirname(os.path.abspath(__file__)))), "fixtures",
             "heap_shapes.c")).read().splitlines()
