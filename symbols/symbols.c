@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* From libstdc++ (the program links -lstdc++); no C header declares it. */
 char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
@@ -66,6 +67,8 @@ struct symbols {
 
 	char **strs;		/* interned strings, capacity a power of two */
 	size_t n_strs, cap_strs;
+
+	const char *exe;	/* /proc/PID/exe when made, interned; NULL unknown */
 
 	char err[512];		/* as big as new_error */
 };
@@ -334,7 +337,19 @@ struct symbols *symbols_new(pid_t pid)
 		errno = e;
 		return NULL;
 	}
+	char link[64], path[4096];
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+	ssize_t n = readlink(link, path, sizeof(path) - 1);
+	if (n > 0) {
+		path[n] = '\0';
+		s->exe = intern(s, path);
+	}
 	return s;
+}
+
+const char *symbols_exe(const struct symbols *s)
+{
+	return s->exe;
 }
 
 int symbols_refresh(struct symbols *s)

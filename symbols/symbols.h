@@ -26,6 +26,10 @@ struct symbols;
 struct symbols *symbols_new(pid_t pid);
 void symbols_free(struct symbols *s);
 
+/* The path of the program's executable (/proc/PID/exe when S was made;
+ * a module of that path is the program's own), NULL if unknown. */
+const char *symbols_exe(const struct symbols *s);
+
 /* Last error, for the one-line message the caller prints. Never NULL. */
 const char *symbols_errmsg(const struct symbols *s);
 

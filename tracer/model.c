@@ -356,6 +356,7 @@ static void model_start(struct report_model *m, struct process *p)
 	m->now_ns = now_ns();
 	clock_gettime(CLOCK_REALTIME, &ts);
 	m->wall_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	m->exe = p->syms ? symbols_exe(p->syms) : NULL;
 	m->heap = *heap_stats(p->db->heap);
 	m->start_ns = heap_timeline(p->db->heap)->start_ns;
 	if (p->attached && p->attach_ns)

@@ -168,6 +168,7 @@ struct report_model {
 	unsigned snapshot_no;	/* 1, 2, ... */
 	uint64_t start_ns;	/* when tracing began: exec (or launch), attach */
 	uint64_t wall_ns;	/* CLOCK_REALTIME at now_ns */
+	const char *exe;	/* the program's executable, NULL if unknown */
 	struct model_site *sites;	/* MODEL_SITES: by stack id, ascending */
 	size_t n_sites;
 	/* MODEL_TIMELINE: the heap over time (timeline.h), the exact peak,

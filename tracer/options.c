@@ -53,6 +53,8 @@ static const char usage[] =
 "      --duration=SECONDS      with -p: leave after SECONDS\n"
 "      --interval=SECONDS      print the top allocation sites by live bytes and\n"
 "                              their growth every SECONDS\n"
+"                              (a --pprof/--folded/--html path with %n gets\n"
+"                              a snapshot file per interval, %n = 1, 2, ...)\n"
 "      --track-mmap            also follow anonymous mmap/mremap/munmap made\n"
 "                              outside the allocator; report regions still mapped\n"
 "      --check=PID             ask the ptleak tracing process PID (or ptleak PID\n"

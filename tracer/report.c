@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "tracer/allocdb.h"
 #include "tracer/frames.h"
@@ -156,19 +157,88 @@ const char *writer_base_name(const char *path)
 	return s ? s + 1 : path;
 }
 
-static FILE *open_report(const char *path)
+/* PATH opened for writing, or NULL with errno set (EEXIST: an existing
+ * executable file, which a report never replaces). */
+static FILE *try_open_report(const char *path)
 {
 	struct stat st;
 
 	/* `--pprof PROG ARGS` is a typo, not a wish to lose PROG. */
-	if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111))
-		die("refusing to write report '%s' over an executable file", path);
+	if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111)) {
+		errno = EEXIST;
+		return NULL;
+	}
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	FILE *f = fd < 0 ? NULL : fdopen(fd, "w");
 
-	if (!f)
-		die("cannot write report '%s': %s", path, strerror(errno));
+	if (!f && fd >= 0)
+		close(fd);
 	return f;
+}
+
+static const char *open_error(const char *path)
+{
+	static char why[512];
+
+	if (errno == EEXIST)
+		snprintf(why, sizeof(why), "refusing to write report '%s' over an executable file",
+			 path);
+	else
+		snprintf(why, sizeof(why), "cannot write report '%s': %s", path, strerror(errno));
+	return why;
+}
+
+static FILE *open_report(const char *path)
+{
+	FILE *f = try_open_report(path);
+
+	if (!f)
+		die("%s", open_error(path));
+	return f;
+}
+
+/* --pprof=heap.%n.pb.gz and the like: one file per --interval snapshot
+ * and one for the final report, %n its number (1, 2, ...). */
+static bool numbered[ARRAY_SIZE(writers)];
+static char *numbered_paths[ARRAY_SIZE(writers)];	/* the final file's */
+static unsigned n_snapshots;
+
+static char *number_path(const char *pattern, unsigned n)
+{
+	size_t cap = strlen(pattern) + 1, len = 0;
+	char *out = xmalloc(cap);
+
+	for (const char *c = pattern; *c; c++) {
+		char num[16];
+		const char *piece = c;
+		size_t plen = 1;
+		if (c[0] == '%' && c[1] == 'n') {
+			plen = (size_t)snprintf(num, sizeof(num), "%u", n);
+			piece = num;
+			c++;
+		}
+		if (len + plen + 1 > cap) {
+			cap = 2 * (len + plen + 1);
+			out = xrealloc(out, cap);
+		}
+		memcpy(out + len, piece, plen);
+		len += plen;
+	}
+	out[len] = '\0';
+	return out;
+}
+
+/* A numbered report's directory must be writable before the run starts. */
+static void check_numbered(const char *pattern)
+{
+	char *dir = xstrdup(pattern), *slash = strrchr(dir, '/');
+
+	if (slash)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	if (access(slash ? dir : ".", W_OK) != 0)
+		die("cannot write reports '%s': %s: %s", pattern, slash ? dir : ".",
+		    strerror(errno));
+	free(dir);
 }
 
 /* The default suppression file, then --suppressions, in order; a broken
@@ -192,6 +262,26 @@ static void load_suppressions(const struct options *o)
 			die("%s", err ? err : o->suppressions[i]);
 }
 
+/* The final file of numbered writer I: the number after the snapshots. */
+static void open_numbered(size_t i)
+{
+	if (!numbered[i] || outs[i].f)
+		return;
+	numbered_paths[i] = number_path(outs[i].path, n_snapshots + 1);
+	outs[i].path = numbered_paths[i];
+	outs[i].f = open_report(outs[i].path);
+}
+
+/* Close W's file; -1 (and a message) if anything could not be written. */
+static int close_out(struct writer_out *w)
+{
+	if (ferror(w->f) | fclose(w->f)) {
+		error("cannot write report '%s': %s", w->path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 void report_open(const struct options *o)
 {
 	load_suppressions(o);
@@ -199,9 +289,16 @@ void report_open(const struct options *o)
 		const char *path = writers[i]->path(o);
 		if (!path && !writers[i]->to_stderr)
 			continue;
+		active[i] = true;
+		if (path && strstr(path, "%n")) {
+			/* Opened when the final report is made (report_process). */
+			check_numbered(path);
+			numbered[i] = true;
+			outs[i] = (struct writer_out){ .path = path };
+			continue;
+		}
 		outs[i] = (struct writer_out){ .path = path,
 					       .f = path ? open_report(path) : stderr };
-		active[i] = true;
 	}
 }
 
@@ -238,6 +335,7 @@ void report_process(struct process *p, const struct options *o)
 	for (size_t i = 0; i < ARRAY_SIZE(writers); i++) {
 		if (!active[i])
 			continue;
+		open_numbered(i);
 		writers[i]->process(&outs[i], m, o);
 		outs[i].n_processes++;
 	}
@@ -301,6 +399,7 @@ int report_close(const struct options *o)
 		struct writer_out *w = &outs[i];
 		if (!active[i])
 			continue;
+		open_numbered(i);
 		if (writers[i]->finish)
 			writers[i]->finish(w, o);
 		active[i] = false;
@@ -308,10 +407,10 @@ int report_close(const struct options *o)
 			fflush(w->f);
 			continue;
 		}
-		if (ferror(w->f) | fclose(w->f)) {
-			error("cannot write report '%s': %s", w->path, strerror(errno));
+		if (close_out(w) < 0)
 			rc = -1;
-		}
+		free(numbered_paths[i]);
+		numbered_paths[i] = NULL;
 	}
 	suppressions_free(supps);
 	supps = NULL;
@@ -343,6 +442,46 @@ static int by_live_bytes(const void *a, const void *b)
 static double age_s(uint64_t now, uint64_t t)
 {
 	return t && now > t ? (double)(now - t) / 1e9 : 0.0;
+}
+
+/*
+ * --interval with numbered report paths: snapshot N of P's live blocks
+ * (model_snapshot, no scan) to a file of each numbered writer, named on
+ * the text stream F. A file that cannot be written is said and skipped:
+ * ptleak stays attached.
+ */
+static void write_snapshots(struct process *p, const struct options *o, FILE *f)
+{
+	unsigned parts = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(writers); i++)
+		if (active[i] && numbered[i])
+			parts |= writers[i]->kinds(o);
+	if (!parts)
+		return;
+	unsigned n = ++n_snapshots;
+	struct report_model *m = model_snapshot(p, o, parts, n);
+	fprintf(f, "==%d==   snapshot %u:", p->pid, n);
+	for (size_t i = 0; i < ARRAY_SIZE(writers); i++) {
+		if (!active[i] || !numbered[i])
+			continue;
+		char *path = number_path(outs[i].path, n);
+		struct writer_out w = { .path = path, .f = try_open_report(path) };
+		if (!w.f) {
+			error("%s", open_error(path));
+			free(path);
+			continue;
+		}
+		writers[i]->process(&w, m, o);
+		w.n_processes = 1;
+		if (writers[i]->finish)
+			writers[i]->finish(&w, o);
+		if (close_out(&w) == 0)
+			fprintf(f, " %s", path);
+		free(path);
+	}
+	fputc('\n', f);
+	model_free(m);
 }
 
 void report_interval(struct process *p, const struct options *o)
@@ -398,6 +537,7 @@ void report_interval(struct process *p, const struct options *o)
 		}
 		fputc('\n', f);
 	}
+	write_snapshots(p, o, f);
 	fflush(f);
 	free(tot);
 	free(b);

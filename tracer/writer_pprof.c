@@ -41,7 +41,8 @@ struct pprof_state {
 	struct pb samples, locations, functions;	/* encoded */
 	struct pb *mappings;	/* one encoded Mapping per id - 1 */
 	size_t n_mappings;
-	uint64_t main_mapping;	/* the program's: where main is */
+	uint64_t main_mapping;	/* the program's executable's */
+	const char *exe;	/* of the process being written */
 	struct pb msg, sub;	/* scratch */
 	uint64_t comments[64];
 	size_t n_comments;
@@ -134,7 +135,7 @@ static uint64_t location(struct pprof_state *s, const struct model_frame *f)
 {
 	const struct symbol_info *si = &f->si;
 	uint64_t map = si->module ? mapping(s, si) : 0;
-	if (map && !s->main_mapping && si->function && !strcmp(si->function, "main"))
+	if (map && !s->main_mapping && s->exe && !strcmp(si->module, s->exe))
 		s->main_mapping = map;
 	uint64_t fn = si->function ? function(s, si) : 0;
 	uint64_t key[4] = { map, f->pc, fn, (uint64_t)(si->file ? si->line : 0) };
@@ -232,6 +233,7 @@ static void pprof_process(struct writer_out *w, const struct report_model *m,
 	} else if (m->attached) {
 		comment(s, "blocks allocated since ptleak attached");
 	}
+	s->exe = m->exe;
 	if (!s->time_ns)
 		s->time_ns = m->wall_ns - (m->now_ns - m->start_ns);
 	if (m->now_ns - m->start_ns > s->duration_ns)
@@ -276,7 +278,7 @@ static void pprof_finish(struct writer_out *w, const struct options *o)
 	pb_packed(&prof, PROFILE_COMMENT, s->comments, s->n_comments);
 	pb_uint(&prof, PROFILE_TIME_NANOS, s->time_ns);
 	pb_uint(&prof, PROFILE_DURATION_NANOS, s->duration_ns);
-	/* pprof takes the first mapping for the program: main's. */
+	/* pprof takes the first mapping for the program. */
 	if (s->main_mapping)
 		pb_append(&prof, &s->mappings[s->main_mapping - 1]);
 	for (size_t i = 0; i < s->n_mappings; i++) {

@@ -16,13 +16,17 @@ import gzip
 import os
 import re
 import shutil
+import signal
 
+from areas.attach import (SERVER_LEAK_BLOCKS, SERVER_LEAK_SIZE,
+                          server_requests, start_attach, start_server)
 from lib import browser
-from lib.checks import one_line_error
+from lib.checks import attach_permitted, expect_alive_untraced, one_line_error
 from lib.proc import Fail, Skip, describe_status, exit_status, \
-    expect_status, run, tail
+    expect_status, run, tail, wait_until
 from lib.report import stack_matches
 from lib.runner import test
+from lib.suite import Processes
 
 ROUNDS = 40
 LEAK = 80000          # 40 copies of 2,000 bytes (fixtures/heap_shapes.c)
@@ -442,5 +446,141 @@ def t_html_100k(s):
         if warm < area // 4:
             raise Fail("flame graph of 100,000 stacks: %d of %d pixels drawn"
                        % (warm, area))
+        if page.errors:
+            raise Fail("the page logged errors", page.errors)
+
+
+# ---- ptleak -p: a running server's pictures, and --interval snapshots -----
+def wait_file(path, timeout, what):
+    wait_until(lambda: os.path.exists(path) and os.path.getsize(path) > 0,
+               timeout, what)
+
+
+@test("pictures_attach_interval_snapshots", limit=300)
+def t_attach_snapshots(s):
+    # Seed 002: heap profiles of a server taken over time, compared with
+    # pprof -base. --pprof=heap.%n.pb.gz writes one per --interval tick
+    # and the last at detach; --html and --folded the same.
+    attach_permitted()
+    d = s.tmpfile("snapshots")
+    os.makedirs(d)
+    prof, page, folded = (os.path.join(d, "heap.%n.pb.gz"),
+                          os.path.join(d, "page.%n.html"),
+                          os.path.join(d, "leaks.%n.folded"))
+    num = lambda pat, n: pat.replace("%n", str(n))   # noqa: E731
+    what = "ptleak -p --interval=0.5 with numbered reports"
+    with Processes(s) as ps:
+        server, port = start_server(s, ps)
+        p = start_attach(s, ps, server.pid, [
+            "--interval=0.5", "--pprof=" + prof, "--html=" + page,
+            "--folded=" + folded])
+        wait_file(num(prof, 1), 20, "snapshot 1")
+        # Requests between snapshot 1 and a later one: each leaks 2 x 48.
+        nreq = 10
+        seq = server_requests(port, nreq, 1, what)
+        later = max(int(re.match(r"heap\.(\d+)\.pb\.gz$", f).group(1))
+                    for f in os.listdir(d) if re.match(r"heap\.\d+\.pb\.gz$", f)) + 1
+        wait_file(num(prof, later + 1), 20, "a snapshot after the requests")
+        p.signal(signal.SIGINT)
+        status = p.wait(20, "ptleak -p after SIGINT")
+        if status != 0:
+            raise Fail("%s: exit status %d" % (what, status), tail(p.err))
+        expect_alive_untraced(server.pid, what)
+        server_requests(port, 3, seq, what + ", after detaching")
+    text = p.err.decode("utf-8", "replace")
+    for n in (1, later + 1):
+        line = "snapshot %d: %s %s %s" % (n, num(prof, n), num(folded, n),
+                                          num(page, n))
+        if line not in text:
+            raise Fail("%s: no line %r on the report stream" % (what, line),
+                       tail(p.err))
+    files = sorted(f for f in os.listdir(d) if f.startswith("heap."))
+    last = len(files)
+    for pat in (page, folded):
+        if not os.path.exists(num(pat, last)):
+            raise Fail("%s: no %s (the final report's file)" % (what,
+                                                                num(pat, last)))
+    # The growth between two moments, as pprof -base shows it: exactly the
+    # leaks of the requests (2 x 48 bytes each) at leak_request.
+    grown = nreq * SERVER_LEAK_BLOCKS * SERVER_LEAK_SIZE
+    expect_top(s, num(prof, later + 1), "inuse_space", {
+        "leak_request": (0, grown), "handle_request": (0, grown)},
+        "-base snapshot 1", ["-base=" + num(prof, 1)])
+    expect_top(s, num(prof, later + 1), "inuse_objects", {
+        "leak_request": (0, nreq * SERVER_LEAK_BLOCKS)},
+        "-base snapshot 1, objects", ["-base=" + num(prof, 1)])
+    out = go_pprof(s, ["-traces", num(prof, 2)], "snapshot 2")
+    if "kind:  live" not in out or "File: leak_server" not in out:
+        raise Fail("snapshot: samples labelled kind=live, the server's "
+                   "mapping first", out.splitlines()[:12])
+    # The final report (detach): leak kinds, since attach.
+    got = [l for l, _, fs in traces(go_pprof(s, ["-traces", num(prof, last)],
+                                             "the final profile"))
+           if "leak_request" in fs]
+    if {l.get("kind") for l in got} != {"definitely_lost"}:
+        raise Fail("the final profile: leak_request's blocks should be "
+                   "definitely lost", [str(got)])
+    want = ("__clone3;start_thread;worker;serve;handle_request;"
+            "leak_request;malloc")
+    lines = folded_lines(num(folded, last))
+    if lines.get(tuple(want.split(";"))) != grown:
+        raise Fail("the final folded file: want %s %d" % (want, grown),
+                   ["%s %d" % (";".join(k), v) for k, v in lines.items()])
+    # A snapshot page and the final page open, with the server's stacks.
+    for n in (later + 1, last):
+        b, pg = open_page(s, num(page, n))
+        with b:
+            d0 = page_data(pg)["processes"][0]
+            leaks = [r for r in d0["records"] if any(
+                d0["frames"][i][0] == "leak_request" for i in r[5])]
+            if sum(r[1] for r in leaks) != grown:
+                raise Fail("page %d: leak_request's records hold %d bytes, "
+                           "want %d" % (n, sum(r[1] for r in leaks), grown))
+            want_kind = "definitely_lost" if n == last else "live"
+            if {r[0] for r in leaks} != {want_kind}:
+                raise Fail("page %d: leak_request's records are %s, want %s"
+                           % (n, {r[0] for r in leaks}, want_kind))
+            if n != last and not d0["snapshot"]:
+                raise Fail("page %d does not say it is a snapshot" % n)
+
+
+@test("pictures_follow_forks")
+def t_follow_forks(s):
+    # -f: every traced process in one profile (label pid) and one page
+    # (a process selector), with each process's own numbers.
+    prof = s.tmpfile("fork.pb.gz")
+    path = s.tmpfile("fork") + ".html"
+    res, doc = s.ptleak_run(["-f", "--pprof=" + prof, "--html=" + path],
+                            [s.builder.get("fork_leaks")], timeout=60)
+    m = re.search(rb"fork_leaks: parent (\d+) child (\d+)", res.stderr)
+    if not m:
+        raise Fail("fork_leaks did not print its pids", tail(res.stderr))
+    parent, child = int(m.group(1)), int(m.group(2))
+    for pid, leak in ((parent, 200), (child, 800)):
+        out = go_pprof(s, ["-top", "-unit=B", "-tagfocus=pid=%d" % pid,
+                           "-tagignore=kind=still_reachable", prof],
+                       "pid %d" % pid)
+        rows = top_table(out)
+        if rows.get("malloc", (None,))[0] != leak:
+            raise Fail("-f profile, pid %d: want %d definitely lost bytes, "
+                       "got %s" % (pid, leak, rows.get("malloc")),
+                       out.splitlines()[:12])
+    b, page = open_page(s, path)
+    with b:
+        opts = page.eval("Array.from(document.querySelectorAll('#process "
+                         "option')).map(o => o.textContent)")
+        if len(opts) != 2 or not opts[0].startswith("pid %d" % parent) \
+                and not opts[0].startswith("pid %d" % child):
+            raise Fail("-f page: want a selector of the 2 processes", opts)
+        data = page_data(page)["processes"]
+        got = {d["pid"]: d["summary"]["definitely_lost"][0] for d in data}
+        if got != {parent: 200, child: 800}:
+            raise Fail("-f page: definitely lost per pid: %s" % got)
+        idx = [d["pid"] for d in data].index(child)
+        page.eval("const s = document.getElementById('process'); s.value = "
+                  "'%d'; s.dispatchEvent(new Event('change'))" % idx)
+        if "800 bytes in 5 blocks" not in page.text("#summary"):
+            raise Fail("-f page: choosing the child shows its summary",
+                       [page.text("#summary")])
         if page.errors:
             raise Fail("the page logged errors", page.errors)
