@@ -401,9 +401,10 @@ void attach_finish(struct tracer *tr)
 		char a[32], b[32];
 		const struct heap_stats *st = heap_stats(p->db->heap);
 		if (p->before_known)
-			fprintf(stderr, "==%d== %s bytes in %s blocks were live in glibc's heap "
+			fprintf(stderr, "==%d== %s bytes in %s blocks were live in %s's heap "
 				"(allocated before ptleak attached)\n", pid,
-				writer_num(st->before_bytes, a), writer_num(st->before_blocks, b));
+				writer_num(st->before_bytes, a), writer_num(st->before_blocks, b),
+				p->before_allocator);
 		else
 			fprintf(stderr, "==%d== blocks allocated before the attach are not known: %s; "
 				"leak kinds are conservative\n", pid, p->before_why);

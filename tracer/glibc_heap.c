@@ -152,6 +152,13 @@ static int walk_heap(struct walk *w, uint64_t first, uint64_t end, uint64_t top)
 	return 0;
 }
 
+int glibc_block_cmp(const void *a, const void *b)
+{
+	const struct glibc_block *x = a, *y = b;
+
+	return x->ptr < y->ptr ? -1 : x->ptr > y->ptr;
+}
+
 static int by_addr(const void *a, const void *b)
 {
 	const struct chunk *x = a, *y = b;
@@ -578,6 +585,7 @@ int glibc_heap_walk(struct process *p, const uint64_t *tps, size_t ntp, struct g
 	uint64_t t0 = now_ns();
 
 	memset(h, 0, sizeof(*h));
+	h->allocator = "glibc";
 	h->main_arena = find_main_arena(p, m, nm);
 	if (!h->main_arena) {
 		fail(&w, "no glibc main_arena in its data");

@@ -34,6 +34,9 @@ struct glibc_block {
 	uint64_t ptr, size;
 };
 
+/* qsort/bsearch order of struct glibc_block: by address. */
+int glibc_block_cmp(const void *a, const void *b);
+
 struct glibc_heap {
 	struct glibc_block *blocks;	/* live, sorted by address */
 	size_t n;
@@ -46,6 +49,7 @@ struct glibc_heap {
 	uint64_t tcache_chunks;		/* in the threads' tcaches */
 	unsigned tcaches;		/* tcache structures found */
 	char why[160];			/* on failure: why, one phrase */
+	const char *allocator;		/* "glibc" (musl_heap.h: "musl") */
 };
 
 /*

@@ -353,6 +353,7 @@ static void model_start(struct report_model *m, struct process *p)
 	m->before_known = p->before_known;
 	m->before_why = p->before_known ? NULL : p->before_why;
 	m->before_read_ns = p->before_read_ns;
+	m->before_allocator = p->before_allocator ? p->before_allocator : "glibc";
 	m->now_ns = now_ns();
 	clock_gettime(CLOCK_REALTIME, &ts);
 	m->wall_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;

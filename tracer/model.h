@@ -133,6 +133,7 @@ struct report_model {
 	bool before_known;
 	const char *before_why;	/* borrowed from the process; NULL if known */
 	uint64_t before_read_ns;	/* the reading of them (the program stopped) */
+	const char *before_allocator;	/* whose heap: "glibc", "musl" */
 	uint64_t now_ns;	/* when the model was built */
 	struct heap_stats heap;
 	bool scanned;		/* false: memory was gone, all definitely lost */

@@ -13,6 +13,7 @@
 #include "tracer/allocdb.h"
 #include "tracer/glibc_heap.h"
 #include "tracer/heap.h"
+#include "tracer/musl_heap.h"
 #include "tracer/proc.h"
 #include "tracer/util.h"
 
@@ -56,7 +57,11 @@ struct preattach {
 	struct glibc_heap h;
 };
 
-/* Walk P's glibc heap into H with the thread pointers of its threads. */
+/*
+ * Walk P's heap into H: glibc's (with the thread pointers of its threads,
+ * for their tcaches), or else, when P's symbols name musl's mallocng
+ * state (a static musl binary), musl's.
+ */
 static int walk(struct process *p, struct glibc_heap *h)
 {
 	struct tp_list *tps = xmalloc(sizeof(*tps));
@@ -65,23 +70,23 @@ static int walk(struct process *p, struct glibc_heap *h)
 	thread_foreach(p, add_tp, tps);
 	int rc = glibc_heap_walk(p, tps->v, tps->n, h);
 	free(tps);
-	return rc;
+	if (rc == 0 || h->main_arena)
+		return rc;
+	uint64_t ctx = symbols_lookup_name(p->syms, "", "__malloc_context");
+	uint64_t classes = ctx ? symbols_lookup_name(p->syms, "", "__malloc_size_classes") : 0;
+	if (!classes)
+		return rc;	/* h->why: no main_arena */
+	if (musl_heap_walk(p, ctx, classes, h) == 0)
+		return 0;
+	h->main_arena = 1;	/* an allocator recognised, that did not hold together */
+	return -1;
 }
 
 static bool live_in(const struct glibc_heap *h, uint64_t ptr)
 {
-	size_t lo = 0, hi = h->n;
+	struct glibc_block key = { .ptr = ptr };
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (h->blocks[mid].ptr == ptr)
-			return true;
-		if (h->blocks[mid].ptr < ptr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return false;
+	return bsearch(&key, h->blocks, h->n, sizeof(*h->blocks), glibc_block_cmp) != NULL;
 }
 
 size_t preattach_verify(struct process *p)
@@ -125,11 +130,12 @@ struct preattach *preattach_read(struct process *p)
 			snprintf(p->before_why, sizeof(p->before_why),
 				 "the allocator is not glibc's (%s)", pa->h.why);
 		else
-			snprintf(p->before_why, sizeof(p->before_why), "glibc's heap: %s", pa->h.why);
+			snprintf(p->before_why, sizeof(p->before_why), "its heap: %s", pa->h.why);
 		free(pa);
 		return NULL;
 	}
 	p->before_read_ns = now_ns() - t0;
+	p->before_allocator = pa->h.allocator;
 	debug("inventory: %zu blocks, %" PRIu64 " bytes, %u arenas, %u heaps, %" PRIu64
 	      " mmapped, %" PRIu64 " in fastbins, %" PRIu64 " in %u tcaches, read in %.3f ms",
 	      pa->h.n, pa->h.bytes, pa->h.arenas, pa->h.heaps, pa->h.mmapped, pa->h.fast_chunks,

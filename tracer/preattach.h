@@ -8,10 +8,11 @@
  * is known, and the scan classifies it like any other block, so a leak
  * from before the attach is found and leak kinds are exact.
  *
- * When the program's malloc is not glibc's (another module defines
- * malloc: jemalloc, tcmalloc, mimalloc...; or glibc's state is not found:
- * a static musl binary), or its heap does not hold together, nothing is
- * added: p->before_why says why, and the scan stays conservative.
+ * A static musl binary's mallocng heap is read the same way (musl_heap.h).
+ * When the program's malloc is neither (another module defines malloc:
+ * jemalloc, tcmalloc, mimalloc...; or neither allocator's state is found),
+ * or its heap does not hold together, nothing is added: p->before_why
+ * says why, and the scan stays conservative.
  */
 #include <stddef.h>
 

@@ -80,6 +80,7 @@ struct process {
 	bool before_known;
 	char before_why[192];
 	uint64_t before_read_ns;	/* how long reading them kept the program stopped */
+	const char *before_allocator;	/* whose heap they were read from: "glibc", "musl" */
 	bool argv_owned;	/* argv read from /proc (exec, fork): ours to free */
 	struct frames *frames;	/* symbolized frames of the stacks */
 	bool reported;

@@ -142,6 +142,9 @@ static void write_process(FILE *f, const struct report_model *m)
 		if (!m->before_known) {
 			fputs(",\"before_attach_why\":", f);
 			writer_json_str(f, m->before_why);
+		} else {
+			fputs(",\"before_attach_allocator\":", f);
+			writer_json_str(f, m->before_allocator);
 		}
 	}
 	fputs(",\"summary\":{", f);

@@ -148,7 +148,8 @@ static void text_process(struct writer_out *w, const struct report_model *m,
 		write_banner(f, pid, m->argv);
 		if (m->attached && m->before_known)
 			fprintf(f, "==%d== Traced for %.1f s since attaching; the blocks from before "
-				"were read from glibc's heap\n", pid, model_age_s(m, m->attach_ns));
+				"were read from %s's heap\n", pid, model_age_s(m, m->attach_ns),
+				m->before_allocator);
 		else if (m->attached)
 			fprintf(f, "==%d== Traced for %.1f s since attaching; blocks allocated before "
 				"are not known (%s): leak kinds are conservative\n", pid,

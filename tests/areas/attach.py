@@ -491,6 +491,7 @@ def preattach_run(s, name):
         doc = load_json(j, name)
         proc = doc["processes"][0]
         text = p.err.decode("utf-8", "replace")
+        allocator = "musl" if name.endswith("musl") else "glibc"
         errs = proc_errors(proc, {D: lost, I: (0, 0), P: (0, 0)},
                            [R(D, lost[0], lost[1], [])])
         leaks = proc.get("leaks") or []
@@ -512,12 +513,16 @@ def preattach_run(s, name):
                 + lost[1]) or ba.get("found_blocks") != ba.get("blocks"):
             errs.append("summary before_attach: want every live block, "
                         "found and still live, got %s" % ba)
-        if not re.search(r"^==%d== %s bytes in %s blocks were live in glibc's "
+        if not re.search(r"^==%d== %s bytes in %s blocks were live in %s's "
                          r"heap \(allocated before ptleak attached\)$"
                          % (prog.pid, fmt(ba.get("found_bytes", 0)),
-                            fmt(ba.get("found_blocks", 0))), text, re.M):
+                            fmt(ba.get("found_blocks", 0)), allocator), text,
+                         re.M):
             errs.append("no banner line \"N bytes in M blocks were live in "
-                        "glibc's heap\"")
+                        "%s's heap\"" % allocator)
+        if proc.get("before_attach_allocator") != allocator:
+            errs.append("before_attach_allocator: want %s, got %r"
+                        % (allocator, proc.get("before_attach_allocator")))
         if not re.search(r"^==%d== %s bytes in %s blocks are definitely lost "
                          r"in loss record \d+ of \d+\n==%d==    allocated "
                          r"before ptleak attached$" % (
@@ -550,10 +555,10 @@ def t_attach_preattach_static(s):
 
 
 def preattach_other_allocator(s, name, why, exact=True):
-    """Not glibc's malloc: said so, conservative, the attach report as
-    exact as ever for what happens after (EXACT false: jemalloc's own
-    memory keeps pointers to the leaked blocks, in launch mode too: only
-    the 5 blocks, of whatever kind, are checked)."""
+    """Neither glibc's malloc nor musl's: said so, conservative, the attach
+    report as exact as ever for what happens after (EXACT false: jemalloc's
+    own memory keeps pointers to the leaked blocks, in launch mode too:
+    only the 5 blocks, of whatever kind, are checked)."""
     attach_permitted()
     with Processes(s) as ps:
         prog = ps.start([s.builder.get(name)], stdin=True)
@@ -593,8 +598,8 @@ def preattach_other_allocator(s, name, why, exact=True):
 
 @test("attach_preattach_musl")
 def t_attach_preattach_musl(s):
-    preattach_other_allocator(s, "trigger_leaks_musl",
-                              "no glibc main_arena in its data")
+    # A static musl binary: its mallocng heap, sizes as asked for.
+    preattach_run(s, "preattach_heap_musl")
 
 
 @test("attach_preattach_jemalloc")
