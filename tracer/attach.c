@@ -307,7 +307,6 @@ struct tracer *tracer_launch(const struct options *o)
 	thread_add(tr->main, pid);
 	hooks_num_callers = o->num_callers;
 	hooks_track_mmap = o->track_mmap;
-	report_banner(pid, o->argv, o);
 	return tr;
 }
 

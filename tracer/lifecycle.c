@@ -251,6 +251,10 @@ struct restart on_exec(struct tracer *tr, struct thread *t, const struct event *
 		free_argv(p);
 		p->argv = procfs_cmdline(p->pid);
 		p->argv_owned = true;
+	} else if (!tr->attach) {
+		/* The program runs: tracing begins (not before: a program that
+		 * cannot be executed gets its one line and no banner). */
+		report_banner(p->pid, p->argv, tr->o);
 	}
 	p->exec_seen = true;
 	t->n_shadow = 0;

@@ -16,7 +16,7 @@ struct scan_result;
  * the program runs: dies with status 125. */
 void report_open(const struct options *o);
 
-/* Launch mode: the banner, now, for PID running ARGV (not with -q). */
+/* Launch mode: the banner, now that PID runs ARGV (not with -q). */
 void report_banner(pid_t pid, char *const *argv, const struct options *o);
 
 /*
