@@ -17,6 +17,7 @@
 static const char usage[] =
 "usage: ptleak [OPTIONS] [--] PROGRAM [ARGS...]\n"
 "       ptleak [OPTIONS] -p PID\n"
+"       ptleak --check PID\n"
 "\n"
 "Run PROGRAM under ptrace (or attach to process PID), record every\n"
 "allocation and free, and report the blocks never freed when it exits\n"
