@@ -111,10 +111,24 @@ static bool all_stopped(struct tracer *tr)
 	return true;
 }
 
+/* The one drain: every source of every traced process delivers what it
+ * has before the loop looks at anything. */
+static void drain(struct tracer *tr)
+{
+	for (size_t i = 0; i < tr->n_procs; i++) {
+		struct process *p = tr->procs[i];
+		if (p->role == ROLE_TRACED && p->db && sources_drain(p) < 0)
+			error("process %d: some allocation events could not be read", p->pid);
+	}
+}
+
 /* Attaching or leaving with every stop collected (or nothing left to
  * wait for, or too late): do the state's work. */
 static void finish_state(struct tracer *tr)
 {
+	/* The state's work scans or copies: the database must be current
+	 * (it was at the last event; a thread that never stopped may not). */
+	drain(tr);
 	if (tr->state == LOOP_ATTACHING)
 		attach_finish(tr);
 	else if (tr->state == LOOP_LEAVING)
@@ -221,17 +235,6 @@ bool tracer_next_event(struct tracer *tr, struct event *ev)
 	}
 	ptrace(PTRACE_GETEVENTMSG, tid, 0, &ev->msg);
 	return true;
-}
-
-/* The one drain: every source of every traced process delivers what it
- * has before the loop looks at anything. */
-static void drain(struct tracer *tr)
-{
-	for (size_t i = 0; i < tr->n_procs; i++) {
-		struct process *p = tr->procs[i];
-		if (p->role == ROLE_TRACED && p->db && sources_drain(p) < 0)
-			error("process %d: some allocation events could not be read", p->pid);
-	}
 }
 
 static struct restart on_trap(struct tracer *tr, struct thread *t)

@@ -13,7 +13,8 @@
  * (the ptrace source, at its stops) or later, when the event loop drains
  * it: the loop calls sources_drain() for every traced process before it
  * handles anything else (a ptrace event, a scan, a fork, an exec, a
- * detach, an interval tick), so the database is never behind the program.
+ * detach, an interval tick, a leak check), so the database is never
+ * behind the program.
  *
  * A source keeps its per-process state behind source_state(); it must
  * not touch the event loop, resume or detach threads: the loop does that.
