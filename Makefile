@@ -136,7 +136,7 @@ check-asan: all test-deps $(BUILD)/ptleak-asan $(ASAN_UNIT_TESTS)
 		--unit $(BUILD)/asan/unit --build $(BUILD) $(TESTFLAGS)
 
 bench: all test-deps
-	$(Q)python3 tests/bench.py --ptleak $(BUILD)/ptleak --build $(BUILD)
+	$(Q)python3 tests/bench.py --ptleak $(BUILD)/ptleak --build $(BUILD) $(BENCHFLAGS)
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1

@@ -13,7 +13,12 @@ Prints:
   - the reachability scan of a heap of 1 GiB in a million live blocks;
   - ptleak -p on a program holding a million blocks: how long reading its
     heap from before the attach keeps it stopped, and a leak check on
-    demand (SIGUSR1) there: how long the program is stopped for it.
+    demand (SIGUSR1) there: how long the program is stopped for it;
+  - with --baseline=OTHER_PTLEAK: the alloc loop under both, interleaved
+    (what a change costs per event: e.g. the heap-over-time sampling,
+    always on, against a build without it);
+  - the HTML page of 100,000 loss records (fixtures/many_stacks.c): its
+    size, and how long headless Chromium takes to load and draw it.
 """
 import argparse
 import json
@@ -58,6 +63,7 @@ def main():
     ap.add_argument("--pairs", type=int, default=200000)
     ap.add_argument("--scan-blocks", type=int, default=1000000)
     ap.add_argument("--scan-mb", type=int, default=1024)
+    ap.add_argument("--baseline", help="another ptleak to compare on the alloc loop")
     a = ap.parse_args()
     ptleak = os.path.abspath(a.ptleak)
     bdir = os.path.join(a.build, "bench")
@@ -149,7 +155,43 @@ def main():
     print(f"ptleak -p on {runs[0][1]} live blocks: the heap from before the attach "
           f"read in {read_ms:.0f} ms (the program stopped); a leak check stopped it "
           f"{check_ms:.0f} ms (medians of 3)")
+
+    # 6. A change's cost per event, side by side with another build.
+    if a.baseline:
+        base = os.path.abspath(a.baseline)
+        t_new, t_base = median_of(rep, [
+            lambda: timed([ptleak, "-q", "-o", os.devnull] + loop),
+            lambda: timed([base, "-q", "-o", os.devnull] + loop)])
+        print(f"alloc loop, this ptleak {t_new:.3f} s vs --baseline {t_base:.3f} s: "
+              f"{t_new / t_base:.3f}x ({(t_new - t_base) / events * 1e9:+.0f} ns per event)")
+
+    # 7. The HTML page of 100,000 loss records in a real browser.
+    html_page(ptleak, a.build, tmp, rep)
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def html_page(ptleak, build_dir, tmp, rep):
+    sys.path.insert(0, HERE)
+    from lib import browser     # noqa: E402  (tests/lib/browser.py)
+    if not browser.chromium():
+        print("html page: chromium not installed, skipped")
+        return
+    many = os.path.join(build_dir, "bench", "many_stacks")
+    subprocess.run(["cc", "-g", "-O0", "-fno-omit-frame-pointer", "-I",
+                    os.path.join(HERE, "..", "fixtures"), "-o", many,
+                    os.path.join(HERE, "..", "fixtures", "many_stacks.c")], check=True)
+    page = os.path.join(tmp, "many.html")
+    t = timed([ptleak, "-q", "-o", os.devnull, "--num-callers=16", "--html=" + page,
+               many, "100000"])
+    loads = []
+    for _ in range(rep):
+        with browser.Browser(tmp) as b:
+            t0 = time.monotonic()
+            b.open("file://" + page, timeout=300)
+            loads.append(time.monotonic() - t0)
+    print(f"html page of 100,000 loss records: {os.path.getsize(page) / 1e6:.1f} MB "
+          f"(ptleak run {t:.1f} s); loaded and drawn by headless chromium in "
+          f"{statistics.median(loads):.2f} s")
 
 
 if __name__ == "__main__":
