@@ -23,6 +23,7 @@ struct page {
 
 struct pagecache {
 	pid_t pid;
+	pid_t tid;		/* reads go through it (a live thread) */
 	const struct maps_ranges *ro;
 	uint64_t gen;			/* current generation, never RO_GEN */
 	struct page *last;		/* last page served */
@@ -39,6 +40,7 @@ struct pagecache *pagecache_new(pid_t pid, const struct maps_ranges *ro)
 	if (!pc)
 		return NULL;
 	pc->pid = pid;
+	pc->tid = pid;
 	pc->ro = ro;
 	pc->gen = RO_GEN + 1;
 	pc->cap_ro_pages = 2 * MAX_RO_PAGES;
@@ -74,11 +76,12 @@ void pagecache_free(struct pagecache *pc)
 void pagecache_flush(struct pagecache *pc)
 {
 	drop_ro_pages(pc);
-	pagecache_new_generation(pc);
+	pagecache_new_generation(pc, pc->tid);
 }
 
-void pagecache_new_generation(struct pagecache *pc)
+void pagecache_new_generation(struct pagecache *pc, pid_t tid)
 {
+	pc->tid = tid ? tid : pc->pid;
 	pc->gen++;
 	pc->n_stack = 0;
 }
@@ -98,7 +101,7 @@ static bool read_page(const struct pagecache *pc, uint64_t addr, void *buf)
 	struct iovec local = { buf, PAGECACHE_PAGE_SIZE };
 	struct iovec remote = { (void *)(uintptr_t)addr, PAGECACHE_PAGE_SIZE };
 
-	return process_vm_readv(pc->pid, &local, 1, &remote, 1, 0) ==
+	return process_vm_readv(pc->tid, &local, 1, &remote, 1, 0) ==
 	       (ssize_t)PAGECACHE_PAGE_SIZE;
 }
 
@@ -129,7 +132,7 @@ static const unsigned char *get_volatile_page(struct pagecache *pc, uint64_t add
 	local[1].iov_len = PAGECACHE_PAGE_SIZE;
 	remote.iov_base = (void *)(uintptr_t)addr;
 	remote.iov_len = 2 * PAGECACHE_PAGE_SIZE;
-	got = process_vm_readv(pc->pid, local, 2, &remote, 1, 0);
+	got = process_vm_readv(pc->tid, local, 2, &remote, 1, 0);
 	if (got < (ssize_t)PAGECACHE_PAGE_SIZE)
 		return NULL;
 	p->addr = addr;

@@ -27,8 +27,10 @@ void pagecache_free(struct pagecache *pc);
 /* Forget every page (the mappings changed). */
 void pagecache_flush(struct pagecache *pc);
 
-/* Pages outside the read-only ranges read before now are stale. */
-void pagecache_new_generation(struct pagecache *pc);
+/* Pages outside the read-only ranges read before now are stale. From
+ * now on, read through thread TID of the process (0: the PID itself): a
+ * main thread gone with pthread_exit has no memory to read through. */
+void pagecache_new_generation(struct pagecache *pc, pid_t tid);
 
 /* The page at page-aligned ADDR, or NULL if the process has none there.
  * Valid until the next call. */

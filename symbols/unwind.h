@@ -42,6 +42,14 @@ struct unwind_backend {
 	int (*backtrace)(struct unwinder *u, pid_t tid, const struct user_regs_struct *regs,
 			 uint64_t *pcs, int max);
 	/*
+	 * The same, and the registers of each frame in FRAMES[0..n) (the
+	 * innermost: *REGS; the others: rip, rsp and the callee-saved rbx,
+	 * rbp, r12-r15 as they were in that frame, the rest zero): what a
+	 * frame still holds when a function it called never returns (exit).
+	 */
+	int (*backtrace_regs)(struct unwinder *u, pid_t tid, const struct user_regs_struct *regs,
+			      uint64_t *pcs, struct user_regs_struct *frames, int max);
+	/*
 	 * Read LEN bytes of the tracee at ADDR through the pages the last
 	 * backtrace read (no syscall when they hold ADDR): valid only while
 	 * that thread is still stopped. 0, or -1 if unreadable.
@@ -70,6 +78,13 @@ static inline int unwinder_backtrace(struct unwinder *u, pid_t tid,
 				     const struct user_regs_struct *regs, uint64_t *pcs, int max)
 {
 	return unwind_backend.backtrace(u, tid, regs, pcs, max);
+}
+
+static inline int unwinder_backtrace_regs(struct unwinder *u, pid_t tid,
+					  const struct user_regs_struct *regs, uint64_t *pcs,
+					  struct user_regs_struct *frames, int max)
+{
+	return unwind_backend.backtrace_regs(u, tid, regs, pcs, frames, max);
 }
 
 static inline int unwinder_read(struct unwinder *u, uint64_t addr, void *buf, size_t len)

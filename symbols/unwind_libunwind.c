@@ -52,6 +52,7 @@
 #include <errno.h>
 #include <libunwind-ptrace.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -598,20 +599,54 @@ static int lu_read(struct unwinder *u, uint64_t addr, void *buf, size_t len)
 	return pagecache_read(u->pc, addr, buf, len);
 }
 
-static int lu_backtrace(struct unwinder *u, pid_t tid, const struct user_regs_struct *regs,
-			uint64_t *pcs, int max)
+/* The registers of the frame under CURSOR that survive a call (the
+ * callee-saved ones, rsp, rip); the others are unknown there: zero. */
+static void frame_regs(unw_cursor_t *c, const struct user_regs_struct *inner,
+		       struct user_regs_struct *out)
+{
+	static const struct {
+		int reg;
+		size_t off;
+	} saved[] = {
+		{ UNW_X86_64_RBX, offsetof(struct user_regs_struct, rbx) },
+		{ UNW_X86_64_RBP, offsetof(struct user_regs_struct, rbp) },
+		{ UNW_X86_64_R12, offsetof(struct user_regs_struct, r12) },
+		{ UNW_X86_64_R13, offsetof(struct user_regs_struct, r13) },
+		{ UNW_X86_64_R14, offsetof(struct user_regs_struct, r14) },
+		{ UNW_X86_64_R15, offsetof(struct user_regs_struct, r15) },
+		{ UNW_REG_SP, offsetof(struct user_regs_struct, rsp) },
+		{ UNW_REG_IP, offsetof(struct user_regs_struct, rip) },
+	};
+
+	memset(out, 0, sizeof(*out));
+	out->fs_base = inner->fs_base;
+	out->gs_base = inner->gs_base;
+	for (size_t i = 0; i < sizeof(saved) / sizeof(saved[0]); i++) {
+		unw_word_t v;
+		if (unw_get_reg(c, saved[i].reg, &v) == 0)
+			memcpy((char *)out + saved[i].off, &v, sizeof(v));
+	}
+}
+
+static int lu_backtrace_regs(struct unwinder *u, pid_t tid, const struct user_regs_struct *regs,
+			     uint64_t *pcs, struct user_regs_struct *frames, int max)
 {
 	unw_cursor_t cursor;
 	bool exact = true;	/* the innermost pc is no return address */
 	int n = 0;
 
-	(void)tid;
 	if (max <= 0)
 		return 0;
+	if (frames)
+		frames[n] = *regs;
 	pcs[n++] = regs->rip;
 	u->ctx.regs = *regs;
-	pagecache_new_generation(u->pc);	/* stack and data pages read before are stale */
+	/* Stack and data pages read before are stale; read through the
+	 * thread being unwound, which is alive. */
+	pagecache_new_generation(u->pc, tid);
 	if (n < max && step_from_entry(u, &u->ctx.regs)) {
+		if (frames)
+			frames[n] = u->ctx.regs;	/* only rip and rsp moved */
 		pcs[n++] = u->ctx.regs.rip;
 		exact = false;
 	}
@@ -625,9 +660,17 @@ static int lu_backtrace(struct unwinder *u, pid_t tid, const struct user_regs_st
 		if (unw_get_reg(&cursor, UNW_REG_IP, &ip) < 0 || ip == 0 ||
 		    !is_code(u, ip))
 			break;
+		if (frames)
+			frame_regs(&cursor, regs, &frames[n]);
 		pcs[n++] = ip;
 	}
 	return n;
+}
+
+static int lu_backtrace(struct unwinder *u, pid_t tid, const struct user_regs_struct *regs,
+			uint64_t *pcs, int max)
+{
+	return lu_backtrace_regs(u, tid, regs, pcs, NULL, max);
 }
 
 const struct unwind_backend unwind_backend = {
@@ -636,5 +679,6 @@ const struct unwind_backend unwind_backend = {
 	.destroy = lu_free,
 	.flush = lu_flush,
 	.backtrace = lu_backtrace,
+	.backtrace_regs = lu_backtrace_regs,
 	.read = lu_read,
 };

@@ -32,6 +32,7 @@
 #include "tracer/proc.h"
 #include "tracer/procfs.h"
 #include "tracer/report.h"
+#include "tracer/scan.h"
 #include "tracer/session.h"
 #include "tracer/source.h"
 #include "tracer/util.h"
@@ -423,14 +424,14 @@ void interrupt_all(struct tracer *tr)
 	}
 }
 
-struct user_regs_struct *regs_of_threads(struct process *p, size_t *n)
+struct scan_thread *regs_of_threads(struct process *p, size_t *n)
 {
 	struct thread_list l = threads_of(p);
-	struct user_regs_struct *regs = xcalloc(l.n + 1, sizeof(*regs));
+	struct scan_thread *regs = xcalloc(l.n + 1, sizeof(*regs));
 
 	*n = 0;
 	for (size_t i = 0; i < l.n; i++)
-		if (thread_getregs(l.v[i]->tid, &regs[*n]) == 0)
+		if (stopped_scan_state(l.v[i], &regs[*n]) == 0)
 			(*n)++;
 	free(l.v);
 	return regs;
@@ -450,7 +451,7 @@ static void release(struct tracer *tr, struct process *p)
 
 	if (p->role == ROLE_TRACED && p->db && l.n) {
 		size_t n;
-		struct user_regs_struct *regs = regs_of_threads(p, &n);
+		struct scan_thread *regs = regs_of_threads(p, &n);
 		if (!p->scan)
 			scan_now(p, regs, n);
 		free(regs);

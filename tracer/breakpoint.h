@@ -28,6 +28,7 @@ struct thread;
 enum site_kind {
 	SITE_ALLOC,		/* an allocator entry point; ->call says which */
 	SITE_RBRK,		/* the dynamic linker's r_brk (module list changed) */
+	SITE_EXIT,		/* _exit: the process ends, every thread still there */
 };
 
 struct site {

@@ -41,39 +41,54 @@ static struct ptrace_state *state_of(struct process *p)
 }
 
 /* Names looked up, first name wins when several share an address
- * (glibc: malloc and __libc_malloc; aligned_alloc and memalign). */
+ * (glibc: malloc and __libc_malloc; aligned_alloc and memalign). Sites
+ * are allocator entry points unless said otherwise. */
 static const struct {
 	const char *name;
 	enum alloc_call call;
+	enum site_kind site;
 } entry_points[] = {
-	{ "malloc", CALL_MALLOC },
-	{ "free", CALL_FREE },
-	{ "calloc", CALL_CALLOC },
-	{ "realloc", CALL_REALLOC },
-	{ "reallocarray", CALL_REALLOCARRAY },
-	{ "posix_memalign", CALL_POSIX_MEMALIGN },
-	{ "aligned_alloc", CALL_ALIGNED_ALLOC },
-	{ "memalign", CALL_MEMALIGN },
-	{ "valloc", CALL_VALLOC },
-	{ "pvalloc", CALL_PVALLOC },
+	{ "malloc", CALL_MALLOC, SITE_ALLOC },
+	{ "free", CALL_FREE, SITE_ALLOC },
+	{ "calloc", CALL_CALLOC, SITE_ALLOC },
+	{ "realloc", CALL_REALLOC, SITE_ALLOC },
+	{ "reallocarray", CALL_REALLOCARRAY, SITE_ALLOC },
+	{ "posix_memalign", CALL_POSIX_MEMALIGN, SITE_ALLOC },
+	{ "aligned_alloc", CALL_ALIGNED_ALLOC, SITE_ALLOC },
+	{ "memalign", CALL_MEMALIGN, SITE_ALLOC },
+	{ "valloc", CALL_VALLOC, SITE_ALLOC },
+	{ "pvalloc", CALL_PVALLOC, SITE_ALLOC },
 	/* Internal names: glibc aliases, musl's entry points that internal
 	 * libc code calls without going through malloc. */
-	{ "__libc_malloc", CALL_MALLOC },
-	{ "__libc_free", CALL_FREE },
-	{ "__libc_calloc", CALL_CALLOC },
-	{ "__libc_realloc", CALL_REALLOC },
-	{ "__libc_memalign", CALL_MEMALIGN },
-	{ "__libc_valloc", CALL_VALLOC },
-	{ "__libc_pvalloc", CALL_PVALLOC },
-	{ "__posix_memalign", CALL_POSIX_MEMALIGN },
-	{ "__libc_malloc_impl", CALL_MALLOC },
-	{ "__libc_realloc_impl", CALL_REALLOC },
-	{ "__libc_free_impl", CALL_FREE },
+	{ "__libc_malloc", CALL_MALLOC, SITE_ALLOC },
+	{ "__libc_free", CALL_FREE, SITE_ALLOC },
+	{ "__libc_calloc", CALL_CALLOC, SITE_ALLOC },
+	{ "__libc_realloc", CALL_REALLOC, SITE_ALLOC },
+	{ "__libc_memalign", CALL_MEMALIGN, SITE_ALLOC },
+	{ "__libc_valloc", CALL_VALLOC, SITE_ALLOC },
+	{ "__libc_pvalloc", CALL_PVALLOC, SITE_ALLOC },
+	{ "__posix_memalign", CALL_POSIX_MEMALIGN, SITE_ALLOC },
+	{ "__libc_malloc_impl", CALL_MALLOC, SITE_ALLOC },
+	{ "__libc_realloc_impl", CALL_REALLOC, SITE_ALLOC },
+	{ "__libc_free_impl", CALL_FREE, SITE_ALLOC },
 	/* --track-mmap only: */
-	{ "mmap", CALL_MMAP },
-	{ "mmap64", CALL_MMAP },
-	{ "mremap", CALL_MREMAP },
-	{ "munmap", CALL_MUNMAP },
+	{ "mmap", CALL_MMAP, SITE_ALLOC },
+	{ "mmap64", CALL_MMAP, SITE_ALLOC },
+	{ "mremap", CALL_MREMAP, SITE_ALLOC },
+	{ "munmap", CALL_MUNMAP, SITE_ALLOC },
+	/* The end of the process, with every thread still alive: where the
+	 * leak scan sees what valgrind and LSan see (glibc: _exit and _Exit
+	 * are one function; musl's _exit calls _Exit). */
+	{ "_exit", 0, SITE_EXIT },
+	{ "_Exit", 0, SITE_EXIT },
+};
+
+/* exit's own machinery, glibc and musl: while the process ends, frames
+ * of these are the exit path, not the program's (exit's atexit, TLS
+ * destructor and stdio calls have returned by the time _exit runs). */
+static const char *const exit_path[] = {
+	"_exit", "_Exit", "exit", "quick_exit", "__run_exit_handlers",
+	"__libc_exit_fini", "__funcs_on_exit", "__stdio_exit",
 };
 
 static bool is_mmap_call(enum alloc_call call)
@@ -97,9 +112,9 @@ static void arm_one(void *arg, const char *name, uint64_t addr, const char *modu
 		if (is_mmap_call(entry_points[i].call) && !hooks_track_mmap)
 			return;
 		debug("hook %s at 0x%" PRIx64 " in %s", name, addr, module);
-		if (bp_add(state_of(c->t->proc)->bp, c->t, addr, SITE_ALLOC,
+		if (bp_add(state_of(c->t->proc)->bp, c->t, addr, entry_points[i].site,
 			   entry_points[i].call, c->generation) == 0)
-			c->armed++;
+			c->armed += entry_points[i].site == SITE_ALLOC;
 		else
 			c->failed++;
 		return;
@@ -147,6 +162,44 @@ static void record(struct process *p, struct alloc_event *ev)
 	allocdb_record(p->db, ev);
 }
 
+static bool is_exit_path(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(exit_path); i++)
+		if (!strcmp(name, exit_path[i]))
+			return true;
+	return false;
+}
+
+/*
+ * T stopped at _exit (site S, REGS as at the stop): the process ends.
+ * *OUT gets the registers of the frame that called exit() (or returned
+ * from main, or called _exit), as that frame holds them: rsp, rip and
+ * the callee-saved registers (the rest belong to the exit path). 0, or -1
+ * if no such frame was found: then *OUT is REGS at the entry of _exit.
+ */
+static int exit_frame(struct thread *t, const struct site *s,
+			    const struct user_regs_struct *regs, struct user_regs_struct *out)
+{
+	struct process *p = t->proc;
+	uint64_t pcs[64];
+	struct user_regs_struct frames[64];
+	int outer = -1;
+
+	*out = *regs;
+	out->rip = s->addr;
+	int n = unwinder_backtrace_regs(p->unw, t->tid, out, pcs, frames, 64);
+	for (int i = 0; i < n; i++) {
+		struct symbol_info si;
+		symbols_describe(p->syms, pcs[i], i > 0, &si);
+		if (si.function && is_exit_path(si.function))
+			outer = i;
+	}
+	if (outer < 0 || outer + 1 >= n)
+		return -1;	/* no caller found: the whole stack counts */
+	*out = frames[outer + 1];
+	return 0;
+}
+
 /* Stopped at site S (rip rewound to it): handle it, set REGS->rip where
  * the thread continues. -1 if the module list changed and re-arming
  * failed (a message was printed). */
@@ -158,6 +211,15 @@ static int hooks_on_site(struct thread *t, struct site *s, struct user_regs_stru
 	regs->rip = s->slot;
 	if (s->kind == SITE_RBRK)
 		return p->role == ROLE_TRACED ? on_rbrk(t) : 0;
+	if (s->kind == SITE_EXIT) {
+		/* The loop scans before the thread goes on (exit_begin). */
+		if (p->role == ROLE_TRACED) {
+			exit_frame(t, s, regs, &t->exit_frame);
+			t->exit_frame.fs_base = regs->fs_base;
+			t->at_exit = true;
+		}
+		return 0;
+	}
 	if (p->role != ROLE_TRACED || t->n_shadow > 0)
 		return 0;	/* a vfork child, or a nested call */
 
@@ -334,6 +396,7 @@ static int hooks_on_return(struct thread *t, struct user_regs_struct *regs)
 		record(p, &ev);
 	return 0;
 }
+
 
 /* ---- the source's operations (source.h) ----------------------------- */
 

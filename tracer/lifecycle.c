@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -208,13 +209,93 @@ static void give_up(struct tracer *tr, struct process *p)
 		drop_process(tr, p);
 }
 
-void scan_now(struct process *p, const struct user_regs_struct *regs, size_t n)
+void scan_now(struct process *p, const struct scan_thread *th, size_t n)
 {
 	if (n)
 		preattach_verify(p);
 	/* Attached without knowing the heap from before: memory ptleak cannot
 	 * account for must count as a root. */
-	p->scan = scan_process(p, regs, n, p->attached && !p->before_known);
+	p->scan = scan_process(p, th, n, p->attached && !p->before_known);
+}
+
+int stopped_scan_state(struct thread *u, struct scan_thread *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (thread_getregs(u->tid, &out->regs) < 0)
+		return -1;
+	out->tid = u->tid;
+	out->has_fp = ptrace(PTRACE_GETFPREGS, u->tid, 0, &out->fp) == 0;
+	out->stack_from = out->regs.rsp - SCAN_RED_ZONE;
+	return 0;
+}
+
+static bool process_stopped(struct process *p)
+{
+	struct thread_list l = threads_of(p);
+	bool stopped = true;
+
+	for (size_t k = 0; k < l.n; k++)
+		if (!l.v[k]->stopped && !l.v[k]->exiting)
+			stopped = false;
+	free(l.v);
+	return stopped;
+}
+
+bool exit_begin(struct tracer *tr, struct thread *t)
+{
+	struct process *p = t->proc;
+
+	if (!t->at_exit || tr->state != LOOP_TRACING || p->role != ROLE_TRACED ||
+	    !p->exec_seen || !p->db || p->scan)
+		return false;
+	struct thread_list l = threads_of(p);
+	for (size_t i = 0; i < l.n; i++)
+		if (l.v[i] != t && !l.v[i]->stopped && !l.v[i]->exiting)
+			ptrace(PTRACE_INTERRUPT, l.v[i]->tid, 0, 0);
+	free(l.v);
+	tr->exiting = t;
+	loop_collect_stops(tr, LOOP_EXITING);
+	return true;
+}
+
+bool exit_stopped(struct tracer *tr)
+{
+	return !tr->exiting || process_stopped(tr->exiting->proc);
+}
+
+void exit_finish(struct tracer *tr)
+{
+	struct thread *t = tr->exiting;
+	struct process *p = t->proc;
+	struct thread_list l = threads_of(p);
+	struct scan_thread *th = xcalloc(l.n + 1, sizeof(*th));
+	size_t n = 1;
+
+	th[0] = (struct scan_thread){
+		.tid = t->tid, .regs = t->exit_frame, .stack_from = t->exit_frame.rsp,
+	};
+	for (size_t i = 0; i < l.n; i++)
+		if (l.v[i] != t && l.v[i]->stopped && !l.v[i]->exiting)
+			n += stopped_scan_state(l.v[i], &th[n]) == 0;
+	free(l.v);
+	scan_now(p, th, n);
+	free(th);
+	tr->exiting = NULL;
+	tr->state = LOOP_TRACING;
+	/* The exiting thread goes on into exit_group, which kills the other
+	 * threads of its process where they are held; threads of other
+	 * processes held meanwhile go on. */
+	t->at_exit = false;
+	restart_apply(tr, t, RESUME(0));
+	for (size_t i = 0; i < tr->n_procs; i++) {
+		if (tr->procs[i] == p)
+			continue;
+		l = threads_of(tr->procs[i]);
+		for (size_t k = 0; k < l.n; k++)
+			if (l.v[k]->stopped && !l.v[k]->group_stop)
+				restart_apply(tr, l.v[k], RESUME(0));
+		free(l.v);
+	}
 }
 
 void report_now(struct tracer *tr, struct process *p)
@@ -296,16 +377,29 @@ struct restart on_exit_stop(struct tracer *tr, struct thread *t)
 
 	(void)tr;
 	t->exiting = true;
-	if (p->role == ROLE_TRACED && p->exec_seen && p->db && !p->scan &&
-	    thread_getregs(t->tid, &regs) == 0) {
+	if (p->role != ROLE_TRACED || !p->exec_seen || !p->db || thread_getregs(t->tid, &regs) < 0)
+		return RESUME(0);
+	t->fs_base = regs.fs_base;
+	/* Leaving alone (pthread_exit, a thread function's return): its stack
+	 * is dead from here, the scan needs to know where. Killed with the
+	 * whole process, its stack was live to the end. */
+	if (regs.orig_rax == SYS_exit)
+		t->exit_sp = regs.rsp;
+	if (!p->scan) {
+		/* No _exit seen (a raw exit_group as Go's, a fatal signal, the
+		 * last thread's SYS_exit): only this thread's registers. */
 		bool whole_process = regs.orig_rax != SYS_exit;
 		if (!whole_process) {
 			struct others o = { .self = t };
 			thread_foreach(p, check_other, &o);
 			whole_process = !o.alive;
 		}
-		if (whole_process)
-			scan_now(p, &regs, 1);
+		if (whole_process) {
+			struct scan_thread th = {
+				.tid = t->tid, .regs = regs, .stack_from = regs.rsp,
+			};
+			scan_now(p, &th, 1);
+		}
 	}
 	return RESUME(0);
 }

@@ -48,7 +48,7 @@ void check_finish(struct tracer *tr)
 			continue;
 		if (sources_drain(p) < 0)
 			error("process %d: some allocation events could not be read", p->pid);
-		struct user_regs_struct *regs = regs_of_threads(p, &nr);
+		struct scan_thread *regs = regs_of_threads(p, &nr);
 		if (nr)
 			preattach_verify(p);
 		if (nr) {

@@ -37,11 +37,11 @@
 
 struct tracer *tracer_current;
 
-/* Attaching, leaving or checking: threads are held in their stops. */
+/* Attaching, leaving, checking or scanning at exit: threads are held in their stops. */
 static bool holding(const struct tracer *tr)
 {
 	return tr->state == LOOP_ATTACHING || tr->state == LOOP_LEAVING ||
-	       tr->state == LOOP_CHECKING;
+	       tr->state == LOOP_CHECKING || tr->state == LOOP_EXITING;
 }
 
 void restart_apply(struct tracer *tr, struct thread *t, struct restart r)
@@ -135,12 +135,14 @@ static void finish_state(struct tracer *tr)
 		leave_finish(tr);
 	else if (tr->state == LOOP_CHECKING)
 		check_finish(tr);
+	else if (tr->state == LOOP_EXITING)
+		exit_finish(tr);
 }
 
 static void advance(struct tracer *tr)
 {
 	while (holding(tr)) {
-		if (!all_stopped(tr)) {
+		if (tr->state == LOOP_EXITING ? !exit_stopped(tr) : !all_stopped(tr)) {
 			if (now_ns() <= tr->state_deadline_ns)
 				return;
 			/* A thread that never reports its stop must not hang us:
@@ -246,6 +248,7 @@ static struct restart on_trap(struct tracer *tr, struct thread *t)
 	t->fs_base = regs.fs_base;
 	switch (sources_on_trap(t, &regs, holding(tr))) {
 	case TRAP_HANDLED:
+		exit_begin(tr, t);	/* at _exit: held until the scan */
 		return RESUME(0);
 	case TRAP_FAILED:
 		die("internal error: lost a return address in thread %d", t->tid);

@@ -87,9 +87,10 @@ void thread_remove(struct thread *t)
 	}
 	table_used--;
 	t->proc->n_threads--;
-	if (t->fs_base) {
+	if (t->fs_base || t->exit_sp) {
 		struct process *p = t->proc;
-		p->past_tp[p->n_past_tp++ % ARRAY_SIZE(p->past_tp)] = t->fs_base;
+		p->past[p->n_past++ % ARRAY_SIZE(p->past)] =
+			(struct past_thread){ t->fs_base, t->exit_sp };
 	}
 	free(t->shadow);
 	free(t);

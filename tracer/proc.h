@@ -47,6 +47,10 @@ struct thread {
 	int pending_sig;	/* to deliver at the next resume */
 	bool exiting;		/* reached PTRACE_EVENT_EXIT */
 	uint64_t fs_base;	/* its thread pointer (glibc: the TCB), 0 unknown */
+	uint64_t exit_sp;	/* its stack pointer at its exit event, 0 unknown */
+	bool at_exit;		/* stopped entering _exit: the process ends */
+	struct user_regs_struct exit_frame;	/* then: the registers of the
+						 * frame that called exit() */
 	bool stopped;		/* in a ptrace stop we have not resumed */
 	bool group_stop;	/* that stop is a job-control stop */
 	int group_stop_sig;	/* and the signal that stopped it */
@@ -85,10 +89,14 @@ struct process {
 	struct frames *frames;	/* symbolized frames of the stacks */
 	bool reported;
 	struct scan_result *scan;	/* leak kinds, once the memory is final */
-	/* Thread pointers of exited threads: glibc caches their stacks, TCB
-	 * and DTV included, for the next thread (the DTV heuristic). */
-	uint64_t past_tp[256];
-	unsigned n_past_tp;	/* entries written, ring */
+	/* Exited threads: glibc caches their stacks, TCB and DTV included,
+	 * for the next thread. Their thread pointers serve the DTV
+	 * heuristic; their thread pointer and last stack pointer tell the
+	 * scan which mappings are dead stacks (scan.h). */
+	struct past_thread {
+		uint64_t tp, sp;	/* 0: unknown */
+	} past[256];
+	unsigned n_past;	/* entries written, ring */
 };
 
 /* Thread registry across all processes. */

@@ -39,12 +39,17 @@
 
 enum mark { UNREACHED, REACHABLE, POSSIBLE, INDIRECT };
 
+/* glibc's DTV: the TCB points one dtv_t (16 bytes) past the start of its
+ * calloc'ed block (the length sits in front). */
+#define DTV_BIAS 16
+
 struct interval {
 	uint64_t start, end;
 };
 
 struct scan {
 	struct process *p;
+	pid_t tid;		/* a live thread: reads go through its memory */
 	struct block *b;
 	size_t n;
 	uint8_t *state;
@@ -147,6 +152,24 @@ static void consider(struct scan *s, uint64_t w, bool definite)
 	}
 }
 
+/*
+ * Is the word at DATA + OFF (remote address ADDR + OFF) the dtv field of a
+ * glibc TCB (tcbhead_t: tcb, dtv, self; tcb and self point at the TCB
+ * itself)? Then it points 16 bytes into the DTV's block, and that is the
+ * DTV heuristic's start pointer, also for a thread ptleak never saw (one
+ * being created as the process ends).
+ */
+static bool tcb_dtv(uint64_t addr, const uint8_t *data, size_t off, size_t len)
+{
+	uint64_t tcb, self, at = addr + off - 8;
+
+	if (off < 8 || off + 16 > len)
+		return false;
+	memcpy(&tcb, data + off - 8, 8);
+	memcpy(&self, data + off + 8, 8);
+	return tcb == at && self == at;
+}
+
 static void scan_words(struct scan *s, uint64_t addr, const uint8_t *data, size_t len,
 		       bool definite)
 {
@@ -155,34 +178,64 @@ static void scan_words(struct scan *s, uint64_t addr, const uint8_t *data, size_
 	for (size_t off = skip; off + 8 <= len; off += 8) {
 		uint64_t w;
 		memcpy(&w, data + off, 8);
-		if (w >= s->lo && w < s->hi)
-			consider(s, w, definite);
+		if (w < s->lo || w >= s->hi)
+			continue;
+		if (definite && !s->in_clique && tcb_dtv(addr, data, off, len)) {
+			ssize_t j = find_block(s, w);
+			if (j >= 0 && w == s->b[j].ptr + DTV_BIAS)
+				w = s->b[j].ptr;
+		}
+		consider(s, w, definite);
 	}
 	s->words += len / 8;
 }
 
-/* Scan remote range [a, e) as a root, reading it in windows. */
-static void scan_remote(struct scan *s, uint64_t a, uint64_t e)
+/*
+ * Read tracee memory as the program itself could: process_vm_readv
+ * fails on PROT_NONE and guard pages, which /proc/PID/mem (proc_read's
+ * fallback) would read. Through a live thread: a main thread gone with
+ * pthread_exit has no memory of its own any more. 0, or -1.
+ */
+static int scan_read(struct scan *s, uint64_t addr, void *buf, size_t len)
 {
-	a = (a + 7) & ~7ull;
+	struct iovec local = { buf, len };
+	struct iovec remote = { (void *)(uintptr_t)addr, len };
+
+	return process_vm_readv(s->tid, &local, 1, &remote, 1, 0) == (ssize_t)len ? 0 : -1;
+}
+
+static int scan_read_u64(struct scan *s, uint64_t addr, uint64_t *out)
+{
+	return scan_read(s, addr, out, sizeof(*out));
+}
+
+/* Scan remote range [a, e), reading it in windows; where a window is not
+ * readable, page by page: unreadable pages are skipped. */
+static void scan_range(struct scan *s, uint64_t a, uint64_t e, bool definite)
+{
 	while (a < e) {
 		size_t len = e - a > WINDOW ? WINDOW : (size_t)(e - a);
-		if (proc_read(s->p, a, s->buf, len) == 0) {
-			scan_words(s, a, s->buf, len, true);
-		} else if (len > 4096) {
-			/* Something unreadable inside: go page by page. */
+		if (scan_read(s, a, s->buf, len) == 0) {
+			scan_words(s, a, s->buf, len, definite);
+		} else {
 			uint64_t pe = a + len;
 			for (uint64_t q = a; q < pe;) {
 				uint64_t next = (q & ~4095ull) + 4096;
 				if (next > pe)
 					next = pe;
-				if (proc_read(s->p, q, s->buf, next - q) == 0)
-					scan_words(s, q, s->buf, next - q, true);
+				if (scan_read(s, q, s->buf, next - q) == 0)
+					scan_words(s, q, s->buf, next - q, definite);
 				q = next;
 			}
 		}
 		a += len;
 	}
+}
+
+/* Scan remote range [a, e) as a root. */
+static void scan_remote(struct scan *s, uint64_t a, uint64_t e)
+{
+	scan_range(s, (a + 7) & ~7ull, e, true);
 }
 
 /* Where a block stops covering memory (a 0-byte block covers its start). */
@@ -256,7 +309,7 @@ static const uint8_t *block_bytes(struct scan *s, size_t i)
 	for (int t = 0; t < 2; t++) {
 		struct iovec l = { s->cache[k].data, CACHE_WINDOW };
 		struct iovec r = { (void *)(uintptr_t)starts[t], CACHE_WINDOW };
-		ssize_t got = process_vm_readv(s->p->pid, &l, 1, &r, 1, 0);
+		ssize_t got = process_vm_readv(s->tid, &l, 1, &r, 1, 0);
 		if (got > 0 && starts[t] + (uint64_t)got >= ptr + size) {
 			s->cache[k].start = starts[t];
 			s->cache[k].len = (size_t)got;
@@ -293,12 +346,8 @@ static void drain(struct scan *s)
 				if (k)
 					break;
 				s->n_stack--;
-				bool definite = s->state[i] == REACHABLE;
-				for (uint64_t off = 0; off < size; off += WINDOW) {
-					size_t len = size - off > WINDOW ? WINDOW : (size_t)(size - off);
-					if (proc_read(s->p, s->b[i].ptr + off, s->buf, len) == 0)
-						scan_words(s, s->b[i].ptr + off, s->buf, len, definite);
-				}
+				bool definite = s->state[i] == REACHABLE && !s->in_clique;
+				scan_range(s, s->b[i].ptr, s->b[i].ptr + size, definite);
 				continue;
 			}
 			if (total + size > BATCH_BYTES)
@@ -311,16 +360,21 @@ static void drain(struct scan *s)
 		}
 		if (!k)
 			continue;
-		ssize_t got = process_vm_readv(s->p->pid, local, k, remote, k, 0);
+		ssize_t got = process_vm_readv(s->tid, local, k, remote, k, 0);
+		bool short_read = false;
 		for (size_t j = 0; j < k; j++) {
 			size_t i = idx[j];
 			bool definite = s->state[i] == REACHABLE && !s->in_clique;
 			uint8_t *data = local[j].iov_base;
 			size_t off = (size_t)(data - s->buf);
-			if (got < 0 || (size_t)got < off + local[j].iov_len) {
-				/* Partial read: this one on its own. */
-				if (proc_read(s->p, s->b[i].ptr, data, local[j].iov_len) < 0)
-					continue;
+			if (short_read || got < 0 || (size_t)got < off + local[j].iov_len) {
+				/* The read stopped here: this block and the rest
+				 * on their own, past their unreadable pages
+				 * (scan_range reuses buf: only later entries'
+				 * bytes are lost, and they are read again). */
+				short_read = true;
+				scan_range(s, s->b[i].ptr, s->b[i].ptr + local[j].iov_len, definite);
+				continue;
 			}
 			scan_words(s, s->b[i].ptr, data, local[j].iov_len, definite);
 		}
@@ -356,12 +410,12 @@ static void exclude_arena_heaps(struct scan *s)
 		if (h == last || ptr < 16)
 			continue;
 		last = h;
-		if (proc_read_u64(s->p, ptr - 8, &sizeword) < 0)
+		if (scan_read_u64(s, ptr - 8, &sizeword) < 0)
 			continue;
 		/* NON_MAIN_ARENA (4) set, IS_MMAPPED (2) clear, a sane size */
 		if ((sizeword & 6) != 4 || (sizeword & ~7ull) < s->b[i].size)
 			continue;
-		if (proc_read_u64(s->p, h + 16, &heap_size) < 0 ||
+		if (scan_read_u64(s, h + 16, &heap_size) < 0 ||
 		    heap_size > ARENA_HEAP_SIZE || h + heap_size < ptr + s->b[i].size)
 			continue;
 		exclude(s, h, h + ARENA_HEAP_SIZE);
@@ -393,7 +447,7 @@ struct region {
  * static binary hold pointers to blocks malloc'ed during startup); those
  * pages show as anonymous (copied on write).
  */
-static size_t read_maps(pid_t pid, struct region **out)
+static size_t read_maps(pid_t pid, pid_t tid, struct region **out)
 {
 	char path[64], line[4096];
 	struct region *v = NULL, cur = { 0 };
@@ -401,7 +455,8 @@ static size_t read_maps(pid_t pid, struct region **out)
 	size_t n = 0, cap = 0;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/smaps", pid);
+	/* A live thread's view: a leader gone with pthread_exit shows none. */
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/smaps", pid, tid);
 	f = fopen(path, "re");
 	if (!f)
 		return 0;
@@ -445,41 +500,60 @@ static size_t read_maps(pid_t pid, struct region **out)
 	return n;
 }
 
-struct tp_ctx {
+/* Thread pointers and last stack pointers of P's exited threads: the
+ * ring of reaped ones, and those that reached their exit event and are
+ * not reaped yet. */
+struct dead_ctx {
+	struct past_thread *out;
+	size_t n, max;
+};
+
+static void add_dead(struct thread *t, void *arg)
+{
+	struct dead_ctx *c = arg;
+
+	if (t->exiting && t->exit_sp && c->n < c->max)
+		c->out[c->n++] = (struct past_thread){ t->fs_base, t->exit_sp };
+}
+
+static size_t dead_threads(struct process *p, struct past_thread *out, size_t max)
+{
+	struct dead_ctx c = { .out = out, .max = max };
+	unsigned past = p->n_past < ARRAY_SIZE(p->past) ? p->n_past : (unsigned)ARRAY_SIZE(p->past);
+
+	for (unsigned i = 0; i < past && c.n < max; i++)
+		c.out[c.n++] = p->past[i];
+	thread_foreach(p, add_dead, &c);
+	return c.n;
+}
+
+/* Thread pointers of threads in the registry that are not dead (live
+ * ones, stopped for the scan or not, and those dying with the process)
+ * first, then those of the dead (for the DTV heuristic). */
+struct live_ctx {
 	uint64_t *out;
 	size_t n, max;
+	bool dead;	/* the pass collecting the dead ones */
 };
 
 static void add_tp(struct thread *t, void *arg)
 {
-	struct tp_ctx *c = arg;
+	struct live_ctx *c = arg;
+	bool dead = t->exiting && t->exit_sp;
 
-	if (t->fs_base && c->n < c->max)
+	if (dead == c->dead && t->fs_base && c->n < c->max)
 		c->out[c->n++] = t->fs_base;
-}
-
-size_t scan_thread_pointers(struct process *p, uint64_t *out, size_t max)
-{
-	struct tp_ctx c = { .out = out, .max = max };
-	unsigned past = p->n_past_tp < ARRAY_SIZE(p->past_tp) ? p->n_past_tp
-							       : (unsigned)ARRAY_SIZE(p->past_tp);
-
-	thread_foreach(p, add_tp, &c);
-	for (unsigned i = 0; i < past && c.n < max; i++)
-		c.out[c.n++] = p->past_tp[i];
-	return c.n;
 }
 
 /* glibc's TCB: tcbhead_t { void *tcb; dtv_t *dtv; ... }, the DTV pointer
  * one dtv_t (16 bytes) past the start of its block. */
 #define TCB_DTV_OFFSET 8
-#define DTV_BIAS 16
 
 static void mark_dtvs(struct scan *s, const uint64_t *tps, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		uint64_t dtv;
-		if (proc_read_u64(s->p, tps[i] + TCB_DTV_OFFSET, &dtv) < 0)
+		if (scan_read_u64(s, tps[i] + TCB_DTV_OFFSET, &dtv) < 0)
 			continue;
 		ssize_t j = find_block(s, dtv);
 		if (j >= 0 && dtv == s->b[j].ptr + DTV_BIAS)
@@ -487,13 +561,50 @@ static void mark_dtvs(struct scan *s, const uint64_t *tps, size_t n)
 	}
 }
 
-static void scan_registers(struct scan *s, const struct user_regs_struct *regs)
+static void scan_registers(struct scan *s, const struct scan_thread *t)
 {
-	scan_words(s, 0, (const uint8_t *)regs, sizeof(*regs), true);
+	scan_words(s, 0, (const uint8_t *)&t->regs, sizeof(t->regs), true);
+	if (t->has_fp)
+		scan_words(s, 0, (const uint8_t *)t->fp.xmm_space, sizeof(t->fp.xmm_space), true);
 }
 
-struct scan_result *scan_process(struct process *p, const struct user_regs_struct *regs,
-				 size_t n_regs, bool conservative)
+static bool in_region(const struct region *r, uint64_t a)
+{
+	return a >= r->start && a < r->end;
+}
+
+/*
+ * Where root scanning of region R starts: its start, where a live
+ * thread's stack counts from if its stack pointer is inside (the dead
+ * frames below are no root), or R->end when it is a dead thread's stack.
+ */
+static uint64_t root_start(const struct region *r, const struct scan_thread *th, size_t n,
+			   const struct past_thread *dead, size_t n_dead,
+			   const uint64_t *live_tps, size_t n_live)
+{
+	uint64_t from = UINT64_MAX;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!in_region(r, th[i].regs.rsp))
+			continue;
+		if (r->stack || in_region(r, th[i].regs.fs_base))
+			from = th[i].stack_from < from ? th[i].stack_from : from;
+		else
+			return r->start;	/* not a stack we know the shape of */
+	}
+	if (from != UINT64_MAX)
+		return from > r->start ? from : r->start;
+	for (size_t i = 0; i < n_live; i++)
+		if (in_region(r, live_tps[i]))
+			return r->start;	/* a live thread we have no registers of */
+	for (size_t i = 0; i < n_dead; i++)
+		if (in_region(r, dead[i].sp) && (r->stack || in_region(r, dead[i].tp)))
+			return r->end;
+	return r->start;
+}
+
+struct scan_result *scan_process(struct process *p, const struct scan_thread *th,
+				 size_t n_th, bool conservative)
 {
 	struct scan_result *res = xcalloc(1, sizeof(*res));
 	uint64_t t0 = now_ns();
@@ -501,13 +612,13 @@ struct scan_result *scan_process(struct process *p, const struct user_regs_struc
 	res->blocks = heap_snapshot(p->db->heap, &res->n);
 	res->kind = xcalloc(res->n + 1, 1);
 	res->leader = xcalloc(res->n + 1, sizeof(*res->leader));
-	if (!n_regs) {
+	if (!n_th) {
 		for (size_t i = 0; i < res->n; i++)
 			res->kind[i] = LEAK_DEFINITE;
 		return res;
 	}
 
-	struct scan s = { .p = p, .b = res->blocks, .n = res->n };
+	struct scan s = { .p = p, .tid = th[0].tid, .b = res->blocks, .n = res->n };
 	s.state = xcalloc(s.n + 1, 1);
 	s.clique = xcalloc(s.n + 1, sizeof(*s.clique));
 	s.buf = xmalloc(BATCH_BYTES > WINDOW ? BATCH_BYTES : WINDOW);
@@ -518,7 +629,7 @@ struct scan_result *scan_process(struct process *p, const struct user_regs_struc
 	}
 
 	struct region *r = NULL;
-	size_t nr = read_maps(p->pid, &r);
+	size_t nr = read_maps(p->pid, s.tid, &r);
 
 	/* Exclusions first: allocator state that is not the program's. */
 	if (!conservative)
@@ -528,7 +639,7 @@ struct scan_result *scan_process(struct process *p, const struct user_regs_struc
 		if (!r[i].file || len > (64u << 20))
 			continue;
 		uint8_t *data = xmalloc(len);
-		if (proc_read(p, r[i].start, data, len) == 0)
+		if (scan_read(&s, r[i].start, data, len) == 0)
 			exclude_main_arena(&s, r[i].start, data, len);
 		free(data);
 	}
@@ -536,16 +647,21 @@ struct scan_result *scan_process(struct process *p, const struct user_regs_struc
 		qsort(s.ex, s.n_ex, sizeof(*s.ex), by_start);
 
 	/* Mark from the roots. */
-	uint64_t stack_from = UINT64_MAX;
-	for (size_t i = 0; i < n_regs; i++) {
-		scan_registers(&s, &regs[i]);
-		if (regs[i].rsp < stack_from)
-			stack_from = regs[i].rsp;
+	struct past_thread *dead = xmalloc((ARRAY_SIZE(p->past) + 1024) * sizeof(*dead));
+	size_t n_dead = dead_threads(p, dead, ARRAY_SIZE(p->past) + 1024);
+	uint64_t *tps = xmalloc((n_th + n_dead + 1024) * sizeof(*tps));
+	struct live_ctx lc = { .out = tps, .max = 1024 };
+	thread_foreach(p, add_tp, &lc);
+	size_t n_live = lc.n;
+	lc.dead = true;
+	thread_foreach(p, add_tp, &lc);
+	size_t ntp = lc.n;
+	for (size_t i = 0; i < n_th; i++) {
+		scan_registers(&s, &th[i]);
+		tps[ntp++] = th[i].regs.fs_base;
 	}
-	uint64_t tps[1024];
-	size_t ntp = scan_thread_pointers(p, tps, ARRAY_SIZE(tps));
-	for (size_t i = 0; i < n_regs && ntp < ARRAY_SIZE(tps); i++)
-		tps[ntp++] = regs[i].fs_base;
+	for (size_t i = 0; i < n_dead; i++)
+		tps[ntp++] = dead[i].tp;
 	mark_dtvs(&s, tps, ntp);
 	drain(&s);
 	uint64_t first_chunk = heap_stats(p->db->heap)->min_ptr - 16;
@@ -557,11 +673,15 @@ struct scan_result *scan_process(struct process *p, const struct user_regs_struc
 			if (first_chunk < e)
 				e = first_chunk > a ? first_chunk : a;
 		}
-		if (r[i].stack && stack_from >= a && stack_from < r[i].end)
-			a = stack_from;
-		scan_root(&s, a, e);
+		uint64_t from = root_start(&r[i], th, n_th, dead, n_dead, tps, n_live);
+		if (from > a)
+			a = from;
+		if (a < e)
+			scan_root(&s, a, e);
 		drain(&s);
 	}
+	free(dead);
+	free(tps);
 
 	/* Cliques among the unreached, in address order as valgrind does. */
 	s.in_clique = true;

@@ -27,12 +27,15 @@
 struct process;
 struct thread;
 struct user_regs_struct;
+struct scan_thread;
 
 enum loop_state {
 	LOOP_ATTACHING,		/* -p: collecting every thread's first stop */
 	LOOP_TRACING,
 	LOOP_LEAVING,		/* collecting stops to detach */
 	LOOP_CHECKING,		/* a leak check on demand: collecting stops to scan */
+	LOOP_EXITING,		/* a thread entered _exit: collecting its
+				 * process's stops for the scan */
 	LOOP_DONE,		/* left: nothing more to wait for */
 };
 
@@ -72,6 +75,7 @@ struct tracer {
 	uint64_t deadline_ns;	/* --duration, 0 = none */
 	uint64_t next_tick_ns;	/* --interval, 0 = none */
 	uint64_t check_start_ns;	/* LOOP_CHECKING: when the stops were asked for */
+	struct thread *exiting;	/* LOOP_EXITING: the thread in _exit */
 };
 
 extern struct tracer *tracer_current;	/* for signal handlers and atexit */
@@ -92,8 +96,9 @@ void leave_finish(struct tracer *tr);	/* every thread stopped: clean, detach */
 
 /* Interrupt every running thread of every process (leaving, checking). */
 void interrupt_all(struct tracer *tr);
-/* The registers of P's stopped threads, in a new array; *N their count. */
-struct user_regs_struct *regs_of_threads(struct process *p, size_t *n);
+/* What the scan needs of P's stopped threads (stopped_scan_state), in a
+ * new array; *N their count. */
+struct scan_thread *regs_of_threads(struct process *p, size_t *n);
 
 /* live.c */
 void check_begin(struct tracer *tr);	/* EV_CHECK: stop every thread */
@@ -105,7 +110,25 @@ struct process *find_process(struct tracer *tr, pid_t pid);
 void drop_process(struct tracer *tr, struct process *p);
 void release_process(struct process *p);
 int setup_image(struct tracer *tr, struct thread *t, bool loaded);
-void scan_now(struct process *p, const struct user_regs_struct *regs, size_t n);
+void scan_now(struct process *p, const struct scan_thread *th, size_t n);
+/* What the scan needs of thread U, in a stop of ours (interrupted where
+ * it was): its registers, vector ones too, and its stack from rsp down
+ * to the red zone. 0, or -1 if it is gone. */
+int stopped_scan_state(struct thread *u, struct scan_thread *out);
+/*
+ * T's trap was at _exit (hooks.c set t->at_exit): the process is about to
+ * end, and unlike at its exit event every thread is still there. Begin
+ * LOOP_EXITING: interrupt T's process's other threads, so that the scan
+ * has every live thread's registers and stack pointer, as valgrind and
+ * LeakSanitizer do; T's own stack counts from the frame that called
+ * exit() (t->exit_frame), the exit path's frames are no root. false if
+ * there is nothing to scan (T is held in its stop otherwise).
+ */
+bool exit_begin(struct tracer *tr, struct thread *t);
+bool exit_stopped(struct tracer *tr);	/* every thread of its process is */
+/* Scan, then let the exiting thread go on: exit_group kills the others
+ * where they are held. */
+void exit_finish(struct tracer *tr);
 /* Report P, scanning it first if its memory was never seen final (it
  * was killed, or vanished): then every block counts as definitely lost. */
 void report_now(struct tracer *tr, struct process *p);
