@@ -288,10 +288,8 @@ static void seize_all(struct process *p)
 struct tracer *tracer_launch(const struct options *o)
 {
 	struct tracer *tr = xcalloc(1, sizeof(*tr));
-	char *path = launch_resolve(o->argv[0]);
-	pid_t pid = launch_start(path, o->argv);
+	pid_t pid = launch_start(o->program, o->argv);
 
-	free(path);
 	tracer_current = tr;
 	attach_signals_launch(pid);
 	setup_check_signal();

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "tracer/util.h"
 #include "tracer/version.h"
@@ -24,7 +25,8 @@ static const char usage[] =
 "(or when ptleak leaves). No LD_PRELOAD, no recompiling.\n"
 "\n"
 "options:\n"
-"  -o, --output=FILE           write the text report to FILE (default stderr)\n"
+"  -o, --output=FILE           write the text report to FILE (default stderr);\n"
+"      --log-file=FILE         %p in FILE is the pid: one file per process\n"
 "      --json=FILE             also write the report as JSON to FILE\n"
 "      --pprof=FILE            also write a gzip'd pprof profile (inuse/alloc\n"
 "                              space and objects, leak kind as a label)\n"
@@ -32,13 +34,18 @@ static const char usage[] =
 "                              (flamegraph.pl, inferno, speedscope)\n"
 "      --html=FILE             also write a self-contained HTML page: loss\n"
 "                              records, flame graphs, the heap over time\n"
-"      --error-exitcode=N      exit with N (1-255) if leaks were found\n"
+"      --xml=FILE              also write valgrind's XML (protocol 4) to FILE\n"
+"      --xml=yes --xml-file=FILE  the same, in valgrind's words\n"
+"      --sarif=FILE            also write SARIF 2.1.0 (code scanning) to FILE\n"
+"      --error-exitcode=N      exit with N (1-255) if leaks were found (0: off)\n"
 "      --show-leak-kinds=K     loss records to show: definite,indirect,possible,\n"
 "                              reachable, all or none (default definite,possible)\n"
 "      --errors-for-leak-kinds=K  kinds that count for --error-exitcode\n"
 "                              (default definite)\n"
 "      --num-callers=N         frames per stack, 1-64 (default 12)\n"
 "      --show-below-main       keep the frames below main\n"
+"      --leak-check=full       the default (=summary: no loss records)\n"
+"      --show-reachable=yes    = --show-leak-kinds=all (=no: the default)\n"
 "      --suppressions=FILE     suppress the loss records FILE matches: valgrind's\n"
 "                              format ({ Memcheck:Leak fun:/obj:/src: ... }) or\n"
 "                              LeakSanitizer's (leak:PATTERN); repeatable\n"
@@ -49,6 +56,7 @@ static const char usage[] =
 "  -q, --quiet                 no banner, only the report\n"
 "  -v, --verbose               also list the suppressions used, with counts\n"
 "  -f, --follow-forks          trace forked children too, one report each\n"
+"      --trace-children=yes    the same (=no: the default)\n"
 "  -p, --pid=PID               attach to running process PID; leave on\n"
 "                              SIGINT/SIGTERM, after --duration, or at its exit\n"
 "      --duration=SECONDS      with -p: leave after SECONDS\n"
@@ -153,8 +161,102 @@ static const char *value_of(const char *name, int argc, char **argv, int *i)
 	return argv[++*i];
 }
 
+/* Every option, for "did you mean" (the value part is not compared). */
+static const char *const known[] = {
+	"-o", "--output", "--log-file", "--json", "--xml", "--xml-file", "--sarif",
+	"--pprof", "--folded", "--html",
+	"--error-exitcode", "--show-leak-kinds", "--errors-for-leak-kinds",
+	"--num-callers", "--show-below-main", "--leak-check", "--show-reachable",
+	"--suppressions", "--gen-suppressions", "--no-default-suppressions",
+	"-q", "--quiet", "-v", "--verbose", "-f", "--follow-forks", "--trace-children",
+	"-p", "--pid", "--duration", "--interval", "--check", "-h", "--help", "--version",
+};
+
+static size_t edit_distance(const char *a, size_t na, const char *b)
+{
+	size_t nb = strlen(b), row[64], prev;
+
+	if (na >= ARRAY_SIZE(row) || nb >= ARRAY_SIZE(row))
+		return SIZE_MAX;
+	for (size_t j = 0; j <= nb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= na; i++) {
+		prev = row[0];
+		row[0] = i;
+		for (size_t j = 1; j <= nb; j++) {
+			size_t cur = row[j];
+			size_t sub = prev + (a[i - 1] != b[j - 1]);
+			size_t best = row[j] + 1 < row[j - 1] + 1 ? row[j] + 1 : row[j - 1] + 1;
+			row[j] = sub < best ? sub : best;
+			prev = cur;
+		}
+	}
+	return row[nb];
+}
+
+/* The known option nearest to ARG ("--levk-check=full", "-F"), or NULL. */
+static const char *closest_option(const char *arg)
+{
+	size_t n = strcspn(arg, "="), best = SIZE_MAX;
+	const char *pick = NULL;
+
+	for (size_t i = 0; i < ARRAY_SIZE(known); i++) {
+		const char *k = known[i];
+		if (strlen(k) == n && !strncasecmp(arg, k, n))
+			return k;	/* -F: -f */
+		if (n > 3 && !strncmp(arg, k, n))
+			return k;	/* a prefix: --follow */
+		size_t d = edit_distance(arg, n, k);
+		if (d < best) {
+			best = d;
+			pick = k;
+		}
+	}
+	/* Two letters are always one edit apart: only case counts there. */
+	if (n <= 2 || best > (n > 9 ? 3 : 2))
+		return NULL;
+	return pick;
+}
+
+static noreturn void unknown_option(const char *a)
+{
+	const char *near = closest_option(a);
+
+	if (near)
+		bad("unknown option '%s' (did you mean %s?)", a, near);
+	bad("unknown option '%s'", a);
+}
+
+static bool parse_yes_no(const char *opt, const char *v)
+{
+	if (!strcmp(v, "yes"))
+		return true;
+	if (!strcmp(v, "no"))
+		return false;
+	bad("%s: '%s' is not yes or no", opt, v);
+}
+
+/* A report path: valgrind's %p, %q{VAR} and %% only. */
+static const char *report_path(const char *opt, const char *v)
+{
+	if (!*v)
+		bad("%s: empty file name", opt);
+	for (const char *c = strchr(v, '%'); c; c = strchr(c + 2, '%')) {
+		if (c[1] == 'p' || c[1] == '%')
+			continue;
+		if (c[1] == 'q' && c[2] == '{' && strchr(c + 3, '}'))
+			continue;
+		bad("%s: '%s': %%%c is not %%p (the pid), %%q{VAR} or %%%%", opt, v,
+		    c[1] ? c[1] : ' ');
+	}
+	return v;
+}
+
 void options_parse(struct options *o, int argc, char **argv)
 {
+	bool xml_yes = false;
+	const char *xml_file = NULL;
+
 	const char *v;
 	int i;
 
@@ -196,6 +298,18 @@ void options_parse(struct options *o, int argc, char **argv)
 				bad("--gen-suppressions: '%s' is not all, yes or no", v);
 		} else if (!strcmp(a, "-f") || !strcmp(a, "--follow-forks")) {
 			o->follow_forks = true;
+		} else if ((v = value_of("--trace-children", argc, argv, &i))) {
+			o->follow_forks = parse_yes_no("--trace-children", v);
+		} else if ((v = value_of("--show-reachable", argc, argv, &i))) {
+			o->show_kinds = parse_yes_no("--show-reachable", v)
+				? KIND_DEFINITE | KIND_INDIRECT | KIND_POSSIBLE | KIND_REACHABLE
+				: KIND_DEFINITE | KIND_POSSIBLE;
+		} else if ((v = value_of("--leak-check", argc, argv, &i))) {
+			if (!strcmp(v, "summary"))
+				o->show_kinds = 0;
+			else if (strcmp(v, "full") && strcmp(v, "yes"))
+				bad("--leak-check: '%s': ptleak always checks (full, yes, or "
+				    "summary for no loss records)", v);
 		} else if (!strcmp(a, "-p")) {
 			if (i + 1 >= argc)
 				bad("option '%s' needs a value", a);
@@ -215,22 +329,30 @@ void options_parse(struct options *o, int argc, char **argv)
 		} else if (!strcmp(a, "-o")) {
 			if (i + 1 >= argc)
 				bad("option '%s' needs a value", a);
-			o->output = argv[++i];
+			o->output = report_path("-o", argv[++i]);
 		} else if (!strncmp(a, "-o", 2) && a[2] != '-') {
-			o->output = a + 2;
+			o->output = report_path("-o", a + 2);
 		} else if ((v = value_of("--output", argc, argv, &i))) {
-			o->output = v;
+			o->output = report_path("--output", v);
+		} else if ((v = value_of("--log-file", argc, argv, &i))) {
+			o->output = report_path("--log-file", v);
 		} else if ((v = value_of("--json", argc, argv, &i))) {
-			o->json = v;
+			o->json = report_path("--json", v);
+		} else if ((v = value_of("--xml-file", argc, argv, &i))) {
+			xml_file = report_path("--xml-file", v);
+		} else if ((v = value_of("--xml", argc, argv, &i))) {
+			xml_yes = !strcmp(v, "yes");
+			o->xml = xml_yes || !strcmp(v, "no") ? NULL : report_path("--xml", v);
+		} else if ((v = value_of("--sarif", argc, argv, &i))) {
+			o->sarif = report_path("--sarif", v);
 		} else if ((v = value_of("--pprof", argc, argv, &i))) {
 			o->pprof = v;
 		} else if ((v = value_of("--folded", argc, argv, &i))) {
 			o->folded = v;
 		} else if ((v = value_of("--html", argc, argv, &i))) {
 			o->html = v;
-
 		} else if ((v = value_of("--error-exitcode", argc, argv, &i))) {
-			o->error_exitcode = (int)parse_int("--error-exitcode", v, 1, 255);
+			o->error_exitcode = (int)parse_int("--error-exitcode", v, 0, 255);
 		} else if ((v = value_of("--num-callers", argc, argv, &i))) {
 			o->num_callers = (int)parse_int("--num-callers", v, 1, 64);
 		} else if ((v = value_of("--show-leak-kinds", argc, argv, &i))) {
@@ -238,9 +360,13 @@ void options_parse(struct options *o, int argc, char **argv)
 		} else if ((v = value_of("--errors-for-leak-kinds", argc, argv, &i))) {
 			o->error_kinds = parse_kinds("--errors-for-leak-kinds", v);
 		} else {
-			bad("unknown option '%s'", a);
+			unknown_option(a);
 		}
 	}
+	if (xml_file)
+		o->xml = xml_file;
+	else if (xml_yes)
+		bad("%s", "--xml=yes needs --xml-file=FILE (or write --xml=FILE)");
 	if (o->check_pid) {
 		if (o->pid || i < argc)
 			bad("--check %d asks a running ptleak: no -p, no program", o->check_pid);

@@ -20,6 +20,10 @@ struct options {
 	const char *pprof;	/* --pprof: gzip'd profile.proto */
 	const char *folded;	/* --folded: collapsed stacks */
 	const char *html;	/* --html: the page */
+	const char *xml;	/* --xml=FILE, --xml=yes --xml-file=FILE */
+	const char *sarif;	/* --sarif=FILE */
+	/* Report paths may hold valgrind's %p (the pid: one file per
+	 * process), %q{VAR} (an environment variable) and %%. */
 	int error_exitcode;	/* 0 = off */
 	unsigned show_kinds;
 	unsigned error_kinds;
@@ -38,11 +42,15 @@ struct options {
 	bool no_default_suppressions;
 	bool gen_suppressions;	/* --gen-suppressions=all|yes */
 	bool verbose;		/* -v: suppressions used, ... */
+	char *program;		/* PROGRAM resolved (main, before any file opens) */
 };
 
 /*
  * Parse ARGV into O. Prints usage/version and exits 0 for -h/--version;
- * on bad input prints a one-line error and exits 125.
+ * on bad input prints a one-line error and exits 125 (an unknown option
+ * names the closest known one). valgrind's spellings are accepted where
+ * they mean the same (--leak-check=full, --log-file, --trace-children,
+ * --show-reachable, --xml=yes --xml-file, --error-exitcode=0).
  */
 void options_parse(struct options *o, int argc, char **argv);
 

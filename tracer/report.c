@@ -39,6 +39,10 @@ static const struct report_writer *const writers[] = {
 
 static struct writer_out outs[ARRAY_SIZE(writers)];
 static bool active[ARRAY_SIZE(writers)];
+static bool per_process[ARRAY_SIZE(writers)];	/* path has %p: a file each */
+static char *paths[ARRAY_SIZE(writers)];	/* %p expanded (attach mode), owned */
+static const char *program;	/* PROGRAM resolved: never a report's file */
+static bool own_files_failed;	/* a %p file could not be written */
 static uint64_t counted_leaks;
 static struct suppressions *supps;	/* NULL: none loaded */
 
@@ -157,16 +161,24 @@ const char *writer_base_name(const char *path)
 	return s ? s + 1 : path;
 }
 
-/* PATH opened for writing, or NULL with errno set (EEXIST: an existing
- * executable file, which a report never replaces). */
+/* PATH opened for writing, or NULL with errno set: EEXIST for an existing
+ * executable file, ETXTBSY for PROGRAM itself (under any name), which a
+ * report never replaces. */
 static FILE *try_open_report(const char *path)
 {
-	struct stat st;
+	struct stat st, prog;
 
 	/* `--pprof PROG ARGS` is a typo, not a wish to lose PROG. */
-	if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111)) {
-		errno = EEXIST;
-		return NULL;
+	if (stat(path, &st) == 0) {
+		if (program && stat(program, &prog) == 0 && st.st_dev == prog.st_dev &&
+		    st.st_ino == prog.st_ino) {
+			errno = ETXTBSY;
+			return NULL;
+		}
+		if (S_ISREG(st.st_mode) && (st.st_mode & 0111)) {
+			errno = EEXIST;
+			return NULL;
+		}
 	}
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	FILE *f = fd < 0 ? NULL : fdopen(fd, "w");
@@ -182,6 +194,9 @@ static const char *open_error(const char *path)
 
 	if (errno == EEXIST)
 		snprintf(why, sizeof(why), "refusing to write report '%s' over an executable file",
+			 path);
+	else if (errno == ETXTBSY)
+		snprintf(why, sizeof(why), "refusing to write report '%s' over the program to run",
 			 path);
 	else
 		snprintf(why, sizeof(why), "cannot write report '%s': %s", path, strerror(errno));
@@ -241,6 +256,55 @@ static void check_numbered(const char *pattern)
 	free(dir);
 }
 
+/* TEMPLATE with valgrind's escapes expanded: %p the pid, %q{VAR} the
+ * variable's value, %% a percent sign; others (--pprof's %n) are kept. */
+static char *expand_path(const char *tmpl, pid_t pid)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (!f)
+		return xstrdup(tmpl);
+	for (const char *c = tmpl; *c; c++) {
+		if (*c != '%') {
+			fputc(*c, f);
+		} else if (c[1] == 'p') {
+			fprintf(f, "%d", (int)pid);
+			c++;
+		} else if (c[1] == '%') {
+			fputc('%', f);
+			c++;
+		} else if (c[1] == 'q' && c[2] == '{' && strchr(c + 3, '}')) {
+			const char *end = strchr(c + 3, '}');
+			char *name = strndup(c + 3, (size_t)(end - c - 3));
+			const char *val = name ? getenv(name) : NULL;
+			fputs(val ? val : "", f);
+			free(name);
+			c = end;
+		} else {
+			fputc('%', f);	/* %n: number_path's, later */
+		}
+	}
+	fclose(f);
+	return buf;
+}
+
+/* A %p path is opened once per process, when it is reported; now only
+ * its directory is checked, so that a typo still fails before the run. */
+static void check_dir_of(const char *tmpl)
+{
+	char *path = expand_path(tmpl, getpid());
+	char *slash = strrchr(path, '/');
+	const char *dir = slash ? (slash == path ? "/" : path) : ".";
+
+	if (slash && slash != path)
+		*slash = '\0';
+	if (access(dir, W_OK | X_OK) < 0)
+		die("cannot write report '%s': directory '%s': %s", tmpl, dir, strerror(errno));
+	free(path);
+}
+
 /* The default suppression file, then --suppressions, in order; a broken
  * one stops ptleak before anything runs. */
 static void load_suppressions(const struct options *o)
@@ -284,6 +348,7 @@ static int close_out(struct writer_out *w)
 
 void report_open(const struct options *o)
 {
+	program = o->program;
 	load_suppressions(o);
 	for (size_t i = 0; i < ARRAY_SIZE(writers); i++) {
 		const char *path = writers[i]->path(o);
@@ -297,9 +362,36 @@ void report_open(const struct options *o)
 			outs[i] = (struct writer_out){ .path = path };
 			continue;
 		}
-		outs[i] = (struct writer_out){ .path = path,
-					       .f = path ? open_report(path) : stderr };
+		if (path && strstr(path, "%p") && !o->pid) {
+			per_process[i] = true;	/* the pids are not known yet */
+			outs[i] = (struct writer_out){ .path = path, .f = stderr };
+			check_dir_of(path);
+			continue;
+		}
+		paths[i] = path ? expand_path(path, o->pid) : NULL;
+		outs[i] = (struct writer_out){ .path = paths[i],
+					       .f = path ? open_report(paths[i]) : stderr };
 	}
+}
+
+/* One whole report file for process M of writer I (a %p path); false if
+ * it could not be written (a message was printed). */
+static bool write_own_file(size_t i, const struct report_model *m, const struct options *o)
+{
+	char *path = expand_path(writers[i]->path(o), m->pid);
+	struct writer_out w = { .path = path, .f = try_open_report(path) };
+	bool ok = w.f != NULL;
+
+	if (!w.f) {
+		error("%s", open_error(path));
+	} else {
+		writers[i]->process(&w, m, o);
+		if (writers[i]->finish)
+			writers[i]->finish(&w, o);
+		ok = close_out(&w) == 0;
+	}
+	free(path);
+	return ok;
 }
 
 static FILE *text_stream(void)
@@ -335,6 +427,10 @@ void report_process(struct process *p, const struct options *o)
 	for (size_t i = 0; i < ARRAY_SIZE(writers); i++) {
 		if (!active[i])
 			continue;
+		if (per_process[i]) {
+			own_files_failed |= !write_own_file(i, m, o);
+			continue;
+		}
 		open_numbered(i);
 		writers[i]->process(&outs[i], m, o);
 		outs[i].n_processes++;
@@ -350,8 +446,8 @@ void report_banner(pid_t pid, char *const *argv, const struct options *o)
 	if (o->quiet)
 		return;
 	for (size_t i = 0; i < ARRAY_SIZE(writers); i++)
-		if (active[i] && writers[i]->begin)
-			writers[i]->begin(&outs[i], pid, argv, o);
+		if (active[i] && !per_process[i] && writers[i]->begin)
+			writers[i]->begin(&outs[i], pid, argv, o);	/* %p: with its file */
 }
 
 /* The last check of each process, for the changes of the next one. */
@@ -380,7 +476,7 @@ void report_check(struct process *p, const struct scan_result *scan, const struc
 	m->stopped_ns = stopped_ns;
 	model_compare(m, lc->m);
 	for (size_t i = 0; i < ARRAY_SIZE(writers); i++)
-		if (active[i] && writers[i]->check)
+		if (active[i] && !per_process[i] && writers[i]->check)
 			writers[i]->check(&outs[i], m, o);
 	model_free(lc->m);
 	lc->m = m;
@@ -397,7 +493,7 @@ int report_close(const struct options *o)
 	n_checks = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(writers); i++) {
 		struct writer_out *w = &outs[i];
-		if (!active[i])
+		if (!active[i] || per_process[i])
 			continue;
 		open_numbered(i);
 		if (writers[i]->finish)
@@ -411,10 +507,12 @@ int report_close(const struct options *o)
 			rc = -1;
 		free(numbered_paths[i]);
 		numbered_paths[i] = NULL;
+		free(paths[i]);
+		paths[i] = NULL;
 	}
 	suppressions_free(supps);
 	supps = NULL;
-	if (rc < 0)
+	if (rc < 0 || own_files_failed)
 		return -1;
 	return counted_leaks > INT32_MAX ? INT32_MAX : (int)counted_leaks;
 }

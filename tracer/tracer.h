@@ -41,7 +41,8 @@ struct event {
 
 struct tracer;
 
-/* Resolve and start the program of O; dies on failure (125/126/127). */
+/* Start O->program (resolved by launch_resolve) with O->argv; dies on
+ * failure (125, or 126/127 when execve fails). */
 struct tracer *tracer_launch(const struct options *o);
 
 /* Attach to every thread of process O->pid and hook its allocator; dies

@@ -3,8 +3,10 @@ option, -k bad, -k exit, ...)."""
 import json
 import os
 import re
+import shutil
+import tempfile
 
-from lib.proc import Fail, expect_status, tail
+from lib.proc import Fail, expect_status, run, tail
 from lib.report import expect_errors, parse_summary_text, show_record, \
     show_stack, stack_matches
 from lib.runner import test
@@ -326,7 +328,7 @@ def t_bad_unknown_option(s):
 @test("bad_option_values")
 def t_bad_option_values(s):
     hello = [s.builder.get("hello")]
-    for opt in ("--num-callers=0", "--num-callers=65", "--error-exitcode=0",
+    for opt in ("--num-callers=0", "--num-callers=65", "--error-exitcode=-1",
                 "--error-exitcode=256", "--show-leak-kinds=bogus",
                 "--errors-for-leak-kinds=bogus"):
         res, _ = s.ptleak_run([opt], hello, json_file=False)
@@ -369,3 +371,108 @@ def t_shebang_script(s):
     errs = expect_errors(s.process(doc, res), s.expect("leak_1000"))
     if errs:
         raise Fail("shebang script: " + errs[0], errs[1:])
+
+
+# ---- the command line valgrind users type; typos that must not destroy ----
+@test("cli_valgrind_spellings")
+def t_cli_valgrind_spellings(s):
+    """--leak-check=full --log-file=F.%p --trace-children=yes
+    --show-reachable=yes --error-exitcode=0: one file per process with
+    its exact leaks, reachable records shown, status the program's."""
+    d = tempfile.mkdtemp(dir=s.tmp)
+    cmd = [s.builder.get("fork_leaks")]
+    res, _ = s.ptleak_run(["--leak-check=full", "--log-file=%s/log.%%p" % d,
+                           "--trace-children=yes", "--show-reachable=yes",
+                           "--error-exitcode=0"], cmd, json_file=False)
+    expect_status(res, 0, "--error-exitcode=0 is off: ")
+    from areas.processes import fork_pids
+    parent, child = fork_pids(res)
+    files = sorted(os.listdir(d))
+    if files != sorted(["log.%d" % parent, "log.%d" % child]):
+        raise Fail("--log-file=log.%%p with -f: want log.%d and log.%d, got %s"
+                   % (parent, child, files))
+    for pid, want in ((parent, (200, 2)), (child, (800, 5))):
+        text = open(os.path.join(d, "log.%d" % pid)).read()
+        got = parse_summary_text(text)
+        if got.get("definitely_lost") != want or \
+                not re.search(r"^==%d== LEAK SUMMARY:$" % pid, text, re.M):
+            raise Fail("log.%d: want definitely lost %s, got %s"
+                       % (pid, want, got), text.splitlines()[-8:])
+    vk = [s.builder.get("valgrind_kinds")]
+    res, _ = s.ptleak_run(["--show-reachable=yes"], vk, json_file=False)
+    if b"100 bytes in 1 blocks are still reachable in loss record 1 of 3" \
+            not in res.stderr:
+        raise Fail("--show-reachable=yes: no still reachable record",
+                   tail(res.stderr))
+    res, _ = s.ptleak_run(["--leak-check=summary"], vk, json_file=False)
+    got = parse_summary_text(res.stderr.decode())
+    if b"loss record" in res.stderr or got.get("definitely_lost") != (60, 2):
+        raise Fail("--leak-check=summary: want the summary (60 bytes in 2 "
+                   "blocks) and no loss record", tail(res.stderr))
+    res, _ = s.ptleak_run(["--trace-children=no"], cmd, json_file=False)
+    if len(set(re.findall(rb"^==(\d+)== LEAK SUMMARY", res.stderr, re.M))) != 1:
+        raise Fail("--trace-children=no: want one report", tail(res.stderr))
+    for bad in (["--leak-check=no"], ["--trace-children=maybe"],
+                ["--xml=yes"], ["--log-file=x.%z"]):
+        res, _ = s.ptleak_run(bad, vk, json_file=False)
+        expect_status(res, 125, "%s: " % bad)
+        one_line_naming(res, bad[0].split("=")[0])
+
+
+DID_YOU_MEAN = [("--levk-check=full", "--leak-check"), ("-F", "-f"),
+                ("--follow", "--follow-forks"), ("--supressions=x.supp",
+                                                 "--suppressions"),
+                ("--josn=out.json", "--json"), ("--show-leak-kind=all",
+                                                "--show-leak-kinds"),
+                ("--trace-childs=yes", "--trace-children"),
+                ("--track-origins=yes", None), ("-Z", None)]
+
+
+@test("cli_did_you_mean")
+def t_cli_did_you_mean(s):
+    vk = [s.builder.get("valgrind_kinds")]
+    for arg, near in DID_YOU_MEAN:
+        res, _ = s.ptleak_run([arg], vk, json_file=False)
+        expect_status(res, 125, "%s: " % arg)
+        want = ("unknown option '%s' (did you mean %s?)" % (arg, near) if near
+                else "unknown option '%s' (try" % arg)
+        one_line_naming(res, want)
+
+
+@test("cli_no_data_loss")
+def t_cli_no_data_loss(s):
+    """A typo never destroys a file: PROGRAM is resolved before any report
+    is opened, and no report is written over an executable or PROGRAM."""
+    d = tempfile.mkdtemp(dir=s.tmp)
+    prog = os.path.join(d, "prog")
+    shutil.copy(s.builder.get("valgrind_kinds"), prog)
+    orig = open(prog, "rb").read()
+    open(os.path.join(d, "input.txt"), "w").write("data\n")
+    cases = [(["--json", "./prog", "input.txt"], 127, "cannot run 'input.txt'"),
+             (["-o", "out.txt", "nosuch"], 127, "cannot run 'nosuch'"),
+             (["--json=./prog", "./input.txt"], 126, "cannot run"),
+             (["-q", "--json=./prog", s.builder.get("exit_code"), "0"], 125,
+              "refusing to write report './prog' over an executable file"),
+             (["-q", "-o", "prog", "./prog"], 125, "refusing to write report "
+              "'prog' over the program to run"),
+             (["-q", "--log-file=link", "./prog"], 125,
+              "refusing to write report 'link' over the program to run")]
+    os.symlink(prog, os.path.join(d, "link"))
+    os.chmod(os.path.join(d, "input.txt"), 0o644)
+    for argv, status, msg in cases:
+        res = run([s.ptleak] + argv, 30, cwd=d, env=s.ptleak_env)
+        expect_status(res, status, "%s: " % argv)
+        one_line_naming(res, msg)
+        if open(prog, "rb").read() != orig:
+            raise Fail("%s: ./prog was changed" % argv)
+        if os.path.exists(os.path.join(d, "out.txt")):
+            raise Fail("%s: out.txt was created" % argv)
+        if open(os.path.join(d, "input.txt")).read() != "data\n":
+            raise Fail("%s: input.txt was changed" % argv)
+    # A plain file is a report's to replace, as before.
+    out = os.path.join(d, "old.txt")
+    open(out, "w").write("old\n")
+    res = run([s.ptleak, "-q", "-o", out, "./prog"], 30, cwd=d, env=s.ptleak_env)
+    expect_status(res, 0)
+    if "definitely lost: 60 bytes in 2 blocks" not in open(out).read():
+        raise Fail("-o over a plain file: no report in it")
