@@ -51,7 +51,7 @@ deps:
 	$(Q)sh tests/deps.sh build
 
 test-deps:
-	$(Q)sh tests/deps.sh test
+	$(Q)sh tests/deps.sh test $(BUILD)
 
 $(BUILD)/ptleak: $(OBJ)
 	@echo "  LINK    $@"

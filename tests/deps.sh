@@ -3,7 +3,12 @@
 # `deps.sh test` for the test suite and benchmarks. Checks first, so an
 # up-to-date machine costs nothing; installs with apt-get when root, and
 # otherwise prints the exact command and fails.
+#
+# `deps.sh test BUILD` also puts the SARIF tests' consumer in BUILD/npm:
+# Microsoft's SARIF multitool from npm (its SDK reads our SARIF; the
+# package carries the SARIF 2.1.0 JSON schema the tests validate against).
 set -e
+SARIF_TOOL="@microsoft/sarif-multitool-linux@5.7.0"
 build_pkgs="gcc make pkg-config libdw-dev libelf-dev libunwind-dev libcapstone-dev zlib1g-dev"
 
 missing=""
@@ -32,6 +37,8 @@ test)
 	command -v strace >/dev/null 2>&1 || need strace
 	command -v curl >/dev/null 2>&1 || need curl
 	command -v chromium >/dev/null 2>&1 || need chromium
+	command -v npm >/dev/null 2>&1 || need npm
+	python3 -c "import jsonschema" >/dev/null 2>&1 || need python3-jsonschema
 	command -v strip >/dev/null 2>&1 || need binutils
 	[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need libc6-dev
 	;;
@@ -39,7 +46,21 @@ test)
 	echo "usage: deps.sh build|test" >&2; exit 2 ;;
 esac
 
-[ -z "$missing" ] && exit 0
+# The npm package, once the Debian ones are there (npm among them).
+npm_tools() {
+	[ "$1" = test ] || return 0
+	dir="${2:-build}/npm"
+	[ -x "$dir/node_modules/@microsoft/sarif-multitool-linux/Sarif.Multitool" ] && return 0
+	mkdir -p "$dir"
+	echo "deps: npm install $SARIF_TOOL (into $dir)"
+	npm install --prefix "$dir" --no-audit --no-fund --silent "$SARIF_TOOL" >/dev/null
+	chmod u+x "$dir/node_modules/@microsoft/sarif-multitool-linux/Sarif.Multitool"
+}
+
+if [ -z "$missing" ]; then
+	npm_tools "$@"
+	exit 0
+fi
 cmd="apt-get install -y --no-install-recommends$missing"
 if [ "$(id -u)" = 0 ]; then
 	echo "deps: installing$missing"
@@ -48,6 +69,7 @@ if [ "$(id -u)" = 0 ]; then
 	if ! $cmd >/dev/null 2>&1; then
 		apt-get update -qq && $cmd >/dev/null
 	fi
+	npm_tools "$@"
 else
 	echo "deps: missing$missing; run as root: apt-get update && $cmd" >&2
 	exit 1

@@ -63,8 +63,9 @@ from lib import runner                                     # noqa: E402
 from lib.fixtures import Catalog, ParseError               # noqa: E402
 from lib.proc import Context, Fail, Skip, set_context      # noqa: E402
 from lib.suite import Suite                                # noqa: E402
-from areas import (attach, cli, leaks, live, pictures,    # noqa: E402,F401
-                   processes, selftest, static, suppressions, unit)
+from areas import (attach, cli, formats, leaks, live,      # noqa: E402,F401
+                   pictures, processes, selftest, static, suppressions,
+                   unit)
 
 
 def all_tests(catalog):

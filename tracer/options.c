@@ -261,6 +261,8 @@ void options_parse(struct options *o, int argc, char **argv)
 	int i;
 
 	memset(o, 0, sizeof(*o));
+	o->start_ns = now_ns();
+	o->self_argv = argv;
 	o->show_kinds = KIND_DEFINITE | KIND_POSSIBLE;
 	o->error_kinds = KIND_DEFINITE;
 	o->num_callers = 12;
@@ -363,6 +365,7 @@ void options_parse(struct options *o, int argc, char **argv)
 			unknown_option(a);
 		}
 	}
+	o->self_argc = i;
 	if (xml_file)
 		o->xml = xml_file;
 	else if (xml_yes)

@@ -5,6 +5,7 @@
  * it is PROGRAM's, with or without `--`. With -p PID there is no PROGRAM.
  */
 #include <stdbool.h>
+#include <stdint.h>
 
 /* Leak kinds as flags, for --show-leak-kinds and --errors-for-leak-kinds. */
 enum leak_kind_flag {
@@ -43,6 +44,9 @@ struct options {
 	bool gen_suppressions;	/* --gen-suppressions=all|yes */
 	bool verbose;		/* -v: suppressions used, ... */
 	char *program;		/* PROGRAM resolved (main, before any file opens) */
+	char **self_argv;	/* ptleak's own argv up to PROGRAM (XML's vargv) */
+	int self_argc;
+	uint64_t start_ns;	/* when ptleak started (CLOCK_MONOTONIC) */
 };
 
 /*

@@ -35,6 +35,8 @@ static const struct report_writer *const writers[] = {
 	&writer_pprof,
 	&writer_folded,
 	&writer_html,
+	&writer_xml,
+	&writer_sarif,
 };
 
 static struct writer_out outs[ARRAY_SIZE(writers)];
@@ -152,6 +154,43 @@ void writer_put_kept(struct writer_out *w, const char *sep)
 		free(k->v);
 	free(k);
 	w->state = NULL;
+}
+
+const char *writer_record_what(const struct report_model *m, size_t i, char buf[256])
+{
+	const struct model_record *rec = &m->records[i];
+	char a[32], b[32], c[32], d[32];
+
+	if (rec->kind == LEAK_DEFINITE && rec->indirect_bytes)
+		snprintf(buf, 256, "%s (%s direct, %s indirect) bytes in %s blocks are %s "
+			 "in loss record %zu of %zu",
+			 writer_num(rec->bytes + rec->indirect_bytes, a), writer_num(rec->bytes, b),
+			 writer_num(rec->indirect_bytes, c), writer_num(rec->blocks, d),
+			 leak_kind_words(rec->kind), i + 1, m->n_records);
+	else
+		snprintf(buf, 256, "%s bytes in %s blocks are %s in loss record %zu of %zu",
+			 writer_num(rec->bytes, a), writer_num(rec->blocks, b),
+			 leak_kind_words(rec->kind), i + 1, m->n_records);
+	return buf;
+}
+
+void writer_xml_str(FILE *f, const char *s)
+{
+	for (; s && *s; s++) {
+		switch (*s) {
+		case '&': fputs("&amp;", f); break;
+		case '<': fputs("&lt;", f); break;
+		case '>': fputs("&gt;", f); break;
+		case '"': fputs("&quot;", f); break;
+		case '\'': fputs("&apos;", f); break;
+		default:
+			/* XML 1.0 has no way to write most control characters. */
+			if ((unsigned char)*s < 0x20 && *s != '\t' && *s != '\n')
+				fputc('?', f);
+			else
+				fputc(*s, f);
+		}
+	}
 }
 
 const char *writer_base_name(const char *path)

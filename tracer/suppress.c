@@ -552,16 +552,28 @@ static const char *const kind_names[LEAK__COUNT] = {
 	[LEAK_POSSIBLE] = "possible", [LEAK_REACHABLE] = "reachable",
 };
 
+const char *suppress_kind_name(enum leak_kind k)
+{
+	return k < LEAK__COUNT ? kind_names[k] : "?";
+}
+
+const char *suppress_frame_value(const struct symbol_info *si, bool *is_fun)
+{
+	*is_fun = si->function != NULL;
+	if (si->function)
+		return si->linkage_name ? si->linkage_name : si->function;
+	return si->module ? si->module : "*";
+}
+
 void suppress_write_block(FILE *f, const struct model_record *rec)
 {
+	bool fun;
+
 	fprintf(f, "{\n   <insert_a_suppression_name_here>\n   Memcheck:Leak\n"
 		"   match-leak-kinds: %s\n", kind_names[rec->kind]);
 	for (size_t k = suppress_first_frame(rec); k < rec->n_frames; k++) {
-		const struct symbol_info *si = &rec->frames[k].si;
-		if (si->function)
-			fprintf(f, "   fun:%s\n", si->linkage_name ? si->linkage_name : si->function);
-		else
-			fprintf(f, "   obj:%s\n", si->module ? si->module : "*");
+		const char *v = suppress_frame_value(&rec->frames[k].si, &fun);
+		fprintf(f, "   %s:%s\n", fun ? "fun" : "obj", v);
 	}
 	fputs("}\n", f);
 }

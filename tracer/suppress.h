@@ -24,6 +24,9 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "symbols/symbols.h"
+#include "tracer/scan.h"
+
 struct report_model;
 struct model_record;
 struct suppressions;
@@ -57,6 +60,12 @@ size_t suppress_first_frame(const struct model_record *rec);
 /* The valgrind suppression block that matches REC, as valgrind's
  * --gen-suppressions writes it (valgrind reads it back unchanged). */
 void suppress_write_block(FILE *f, const struct model_record *rec);
+
+/* One frame line of such a block: the undemangled function name (*IS_FUN
+ * true: fun:), else the module's path or "*" (obj:). */
+const char *suppress_frame_value(const struct symbol_info *si, bool *is_fun);
+/* "definite", "indirect", "possible", "reachable": match-leak-kinds' words. */
+const char *suppress_kind_name(enum leak_kind k);
 
 /* The path of the default suppression file: next to the ptleak binary
  * (the build tree's default.supp), ../lib/ptleak/default.supp from it

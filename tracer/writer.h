@@ -57,6 +57,14 @@ extern const struct report_writer writer_json;
 extern const struct report_writer writer_pprof;
 extern const struct report_writer writer_folded;
 extern const struct report_writer writer_html;
+extern const struct report_writer writer_xml;
+extern const struct report_writer writer_sarif;
+
+/* "160 (16 direct, 144 indirect) bytes in 1 blocks are definitely lost
+ * in loss record 2 of 3": record I of M in valgrind's words, in BUF. */
+const char *writer_record_what(const struct report_model *m, size_t i, char buf[256]);
+/* S with XML's five special characters escaped (nothing for NULL). */
+void writer_xml_str(FILE *f, const char *s);
 
 /* 1234567 -> "1,234,567" in BUF. */
 const char *writer_num(uint64_t v, char buf[32]);

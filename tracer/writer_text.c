@@ -40,19 +40,10 @@ static void write_record(FILE *f, const struct report_model *m, size_t i,
 			 const struct options *o)
 {
 	const struct model_record *rec = &m->records[i];
-	char a[32], b[32], c[32], d[32];
+	char what[256];
 	pid_t pid = m->pid;
 
-	if (rec->kind == LEAK_DEFINITE && rec->indirect_bytes)
-		fprintf(f, "==%d== %s (%s direct, %s indirect) bytes in %s blocks are %s "
-			"in loss record %zu of %zu", pid,
-			writer_num(rec->bytes + rec->indirect_bytes, a), writer_num(rec->bytes, b),
-			writer_num(rec->indirect_bytes, c), writer_num(rec->blocks, d),
-			leak_kind_words(rec->kind), i + 1, m->n_records);
-	else
-		fprintf(f, "==%d== %s bytes in %s blocks are %s in loss record %zu of %zu",
-			pid, writer_num(rec->bytes, a), writer_num(rec->blocks, b),
-			leak_kind_words(rec->kind), i + 1, m->n_records);
+	fprintf(f, "==%d== %s", pid, writer_record_what(m, i, what));
 	if (m->attached && !rec->before_attach)
 		fprintf(f, " (ages: oldest %.1f s, median %.1f s)",
 			model_age_s(m, rec->oldest_ns), model_age_s(m, rec->median_ns));

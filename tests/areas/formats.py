@@ -1,0 +1,222 @@
+"""Machine-readable reports against real consumers (tests/run.py -k xml,
+-k sarif): valgrind's XML compared with valgrind's own --xml=yes output of
+the same programs through an XML parser; SARIF validated against the
+SARIF 2.1.0 schema and read by Microsoft's SARIF SDK (its multitool)."""
+import json
+import os
+import re
+import shutil
+import xml.etree.ElementTree as ET
+
+from lib.proc import Fail, Skip, expect_status, run, tail
+from lib.runner import test
+
+XML_FIXTURES = ["valgrind_kinds", "list_no_head", "possibly_lost",
+                "student_cpp", "leak_100", "deep_chain"]
+FRAME_TAGS = {"ip", "obj", "fn", "dir", "file", "line"}
+
+
+def parse_xml(path, what):
+    try:
+        return ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as e:
+        raise Fail("%s: not well-formed XML: %s" % (what, e))
+
+
+def xml_errors(root):
+    """Per <error>: kind, bytes, blocks, text without the record number,
+    the program's own frames (dir, file, line, fn), the suppression's
+    sframes; sorted, since valgrind numbers smallest first, ptleak largest."""
+    out = []
+    exe = root.findtext("args/argv/exe")
+    for e in root.findall("error"):
+        frames = e.findall("stack/frame")
+        for f in frames:
+            extra = {c.tag for c in f} - FRAME_TAGS
+            if extra:
+                raise Fail("frame with unknown elements %s" % sorted(extra))
+        own = tuple((f.findtext("dir"), f.findtext("file"), f.findtext("line"),
+                     f.findtext("fn")) for f in frames
+                    if f.findtext("obj") == os.path.realpath(exe))
+        sup = tuple(sf[0].tag + ":" + (sf[0].text or "")
+                    for sf in e.findall("suppression/sframe"))
+        out.append((e.findtext("kind"), int(e.findtext("xwhat/leakedbytes")),
+                    int(e.findtext("xwhat/leakedblocks")),
+                    re.sub(r" in loss record \d+ of \d+$", "",
+                           e.findtext("xwhat/text") or ""), own, sup))
+    return sorted(out)
+
+
+def valgrind_xml(s, cmd, opts=()):
+    if shutil.which("valgrind") is None:
+        raise Skip("valgrind not installed (make test-deps installs it)")
+    path = s.tmpfile("valgrind.xml")
+    run(["valgrind", "--leak-check=full", "--xml=yes", "--xml-file=" + path]
+        + list(opts) + cmd, 180, env=s.env)
+    return parse_xml(path, "valgrind's XML")
+
+
+@test("xml_same_as_valgrind", limit=600)
+def t_xml_same_as_valgrind(s):
+    """ptleak --xml and valgrind --xml=yes on the same programs: the same
+    top-level elements, and per error the same kind, leakedbytes,
+    leakedblocks, text, the program's own frames (dir, file, line, fn)
+    and, with --gen-suppressions=all, the same suppression frames."""
+    for name in XML_FIXTURES:
+        cmd = [s.builder.get(name)]
+        vg = valgrind_xml(s, cmd, ["--gen-suppressions=all"])
+        path = s.tmpfile(name + ".xml")
+        res, _ = s.ptleak_run(["--xml=" + path, "--gen-suppressions=all"],
+                              cmd, json_file=False)
+        expect_status(res, exit_status_of(s, cmd))
+        mine = parse_xml(path, "ptleak's XML")
+        tags_v = [c.tag for c in vg]
+        tags_m = [c.tag for c in mine]
+        if sorted(set(tags_v)) != sorted(set(tags_m)):
+            raise Fail("%s: top-level elements differ: valgrind %s, ptleak %s"
+                       % (name, sorted(set(tags_v)), sorted(set(tags_m))))
+        for t in ("protocolversion", "protocoltool", "tool"):
+            if vg.findtext(t) != mine.findtext(t):
+                raise Fail("%s: <%s> valgrind %r, ptleak %r"
+                           % (name, t, vg.findtext(t), mine.findtext(t)))
+        if [x.text for x in mine.findall("args/argv/*")] != cmd or \
+                int(mine.findtext("pid")) <= 0 or int(mine.findtext("ppid")) <= 0:
+            raise Fail("%s: args/argv or pid/ppid wrong" % name)
+        if [x.findtext("state") for x in mine.findall("status")] != \
+                ["RUNNING", "FINISHED"]:
+            raise Fail("%s: want status RUNNING then FINISHED" % name)
+        ev, em = xml_errors(vg), xml_errors(mine)
+        if ev != em:
+            raise Fail("%s: errors differ" % name,
+                       ["valgrind: %s" % (x,) for x in ev] +
+                       ["ptleak:   %s" % (x,) for x in em])
+        if not ev:
+            raise Fail("%s: no <error> to compare" % name)
+
+
+def exit_status_of(s, cmd):
+    from lib.proc import exit_status
+    return exit_status(s.native(cmd).status)
+
+
+@test("xml_ci_green")
+def t_xml_ci_green(s):
+    """The CI job of the issue: --suppressions=known.supp --error-exitcode=1
+    --xml=report.xml on a program whose only leaks are suppressed: status
+    0, no <error>, the suppressions counted in <suppcounts>; without the
+    file: status 1 and the errors; --xml=yes --xml-file=F is the same."""
+    exe = s.builder.get("list_no_head")
+    supp = s.tmpfile("known.supp")
+    open(supp, "w").write("{\n   list-without-head\n   Memcheck:Leak\n"
+                          "   match-leak-kinds: definite,indirect\n"
+                          "   fun:malloc\n   fun:case_ll_with_no_head\n}\n")
+    for xml_opts in (["--xml=%s"], ["--xml=yes", "--xml-file=%s"]):
+        path = s.tmpfile("report.xml")
+        opts = [o % path if "%s" in o else o for o in xml_opts]
+        res, _ = s.ptleak_run(["--suppressions=" + supp, "--error-exitcode=1",
+                               "--show-leak-kinds=all"] + opts, [exe],
+                              json_file=False)
+        expect_status(res, 0, "all leaks suppressed: ")
+        root = parse_xml(path, "report.xml")
+        pairs = [(p.findtext("count"), p.findtext("name"))
+                 for p in root.findall("suppcounts/pair")]
+        if root.findall("error") or pairs != [("2", "list-without-head")]:
+            raise Fail("%s: want no <error> and suppcounts 2 list-without-head, "
+                       "got %d errors, %s" % (opts, len(root.findall("error")),
+                                              pairs))
+    path = s.tmpfile("report.xml")
+    res, _ = s.ptleak_run(["--error-exitcode=1", "--xml=" + path], [exe],
+                          json_file=False)
+    expect_status(res, 1, "without the suppressions: ")
+    errs = xml_errors(parse_xml(path, "report.xml"))
+    if [(e[0], e[1], e[2]) for e in errs] != [("Leak_DefinitelyLost", 160, 1)]:
+        raise Fail("without the suppressions: want one Leak_DefinitelyLost of "
+                   "160 bytes (16 direct, 144 indirect) in 1 block, got %s" % errs)
+
+
+def sarif_tool(s):
+    d = os.path.join(os.path.abspath(s.args.build), "npm", "node_modules",
+                     "@microsoft", "sarif-multitool-linux")
+    if not os.access(os.path.join(d, "Sarif.Multitool"), os.X_OK):
+        raise Fail("no SARIF multitool in %s (make test-deps installs it)" % d)
+    return d
+
+
+def sarif_schema_errors(d, doc):
+    try:
+        import jsonschema
+    except ImportError:
+        raise Fail("python3-jsonschema missing (make test-deps installs it)")
+    schema = json.load(open(os.path.join(d, "sarif-2.1.0.json")))
+    cls = jsonschema.validators.validator_for(schema)
+    return ["%s: %s" % ("/".join(str(p) for p in e.absolute_path), e.message)
+            for e in cls(schema).iter_errors(doc)]
+
+
+@test("sarif_valid", limit=600)
+def t_sarif_valid(s):
+    """--sarif: valid against the SARIF 2.1.0 schema, read back by the
+    SARIF SDK (multitool rewrite), and exact: one result per definitely,
+    indirectly and possibly lost record (error, error, warning), located
+    at the program's own source line, the whole stack attached; the
+    schema check itself rejects a broken document."""
+    d = sarif_tool(s)
+    broken = {"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "x"}},
+                                           "results": [{"message": {"text": "m"},
+                                                        "level": "fatal"}]}]}
+    if not sarif_schema_errors(d, broken):
+        raise Fail("the schema check accepts a result of level 'fatal'")
+    from lib.fixtures import FIXTURES
+    src = open(os.path.join(FIXTURES, "valgrind_kinds.c")).read().splitlines()
+    line_of = {n: next(i + 1 for i, l in enumerate(src)
+                       if "= malloc(%d);" % n in l)
+               for n in (10, 50)}
+    cases = {
+        "valgrind_kinds": [("definitely-lost", "error", 50, 1, line_of[50]),
+                           ("definitely-lost", "error", 10, 1, line_of[10])],
+        "list_no_head": [("definitely-lost", "error", 16, 1, None),
+                         ("indirectly-lost", "error", 144, 9, None)],
+        "possibly_lost": [("possibly-lost", "warning", 160, 1, None)],
+    }
+    for name, want in cases.items():
+        cmd = [s.builder.get(name)]
+        path = s.tmpfile(name + ".sarif")
+        res, doc = s.ptleak_run(["--sarif=" + path], cmd)
+        try:
+            sarif = json.load(open(path))
+        except (OSError, ValueError) as e:
+            raise Fail("%s: no SARIF JSON: %s" % (name, e))
+        errs = sarif_schema_errors(d, sarif)
+        if errs:
+            raise Fail("%s: SARIF fails the 2.1.0 schema" % name, errs[:10])
+        out = s.tmpfile(name + ".rw.sarif")
+        rw = run([os.path.join(d, "Sarif.Multitool"), "rewrite", path,
+                  "--output", out, "--log", "ForceOverwrite"], 120, env=s.env)
+        if rw.status != 0 or not os.path.exists(out):
+            raise Fail("%s: the SARIF SDK cannot read it" % name,
+                       [l for l in rw.stdout.decode(errors="replace").splitlines()
+                        if "Exception" in l][:5] or tail(rw.stdout))
+        run0 = sarif["runs"][0]
+        results = run0["results"]
+        got = []
+        for r in results:
+            loc = r["locations"][0]["physicalLocation"]
+            frames = r["stacks"][0]["frames"]
+            got.append((r["ruleId"], r["level"], r["properties"]["bytes"],
+                        r["properties"]["blocks"], loc["region"]["startLine"]))
+            if not loc["artifactLocation"]["uri"].endswith(
+                    "/fixtures/%s.c" % name) or \
+                    not loc["artifactLocation"]["uri"].startswith("file:///"):
+                raise Fail("%s: result located at %s, not the program's source"
+                           % (name, loc["artifactLocation"]["uri"]))
+            fns = [f["location"]["logicalLocations"][0]["fullyQualifiedName"]
+                   for f in frames if f["location"].get("logicalLocations")]
+            if fns[0] != "malloc" or fns[-1] != "main":
+                raise Fail("%s: stack %s: want malloc ... main" % (name, fns))
+        rows = [g[:4] + ((g[4],) if w[4] else (None,))
+                for g, w in zip(got, want)]
+        if rows != want or len(got) != len(want):
+            raise Fail("%s: results %s, want %s" % (name, got, want))
+        if run0["invocations"][0].get("exitCode") != 0 or \
+                run0["invocations"][0]["arguments"] != cmd:
+            raise Fail("%s: invocation %s" % (name, run0["invocations"][0]))
