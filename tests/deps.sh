@@ -37,6 +37,7 @@ test)
 	command -v strace >/dev/null 2>&1 || need strace
 	command -v curl >/dev/null 2>&1 || need curl
 	command -v chromium >/dev/null 2>&1 || need chromium
+	command -v redis-server >/dev/null 2>&1 || need redis-server
 	command -v npm >/dev/null 2>&1 || need npm
 	python3 -c "import jsonschema" >/dev/null 2>&1 || need python3-jsonschema
 	command -v strip >/dev/null 2>&1 || need binutils

@@ -442,6 +442,8 @@ struct restart on_fork(struct tracer *tr, struct thread *t, const struct event *
 
 	c->parent = parent;
 	c->ppid = parent->pid;
+	if (!follow)
+		parent->untraced_children++;
 	add_process(tr, c);
 	thread_add(c, cpid);
 	if (role == ROLE_TRACED && !follow_child(c, parent)) {

@@ -8,6 +8,7 @@
 #include "tracer/launch.h"
 #include "tracer/options.h"
 #include "tracer/report.h"
+#include "tracer/target.h"
 #include "tracer/tracer.h"
 #include "tracer/util.h"
 
@@ -20,10 +21,13 @@ int main(int argc, char **argv)
 	options_parse(&opts, argc, argv);
 	if (opts.check_pid)
 		return check_cmd_run(opts.check_pid);
-	/* PROGRAM first: a name that does not resolve (127, 126) must leave
+	/* PROGRAM (or -p's process) first: a name that does not resolve
+	 * (127, 126) or a process that cannot be traced (125) must leave
 	 * every file as it was, and report_open refuses to write over it. */
 	if (!opts.pid)
 		opts.program = launch_resolve(opts.argv[0]);
+	else
+		target_check(opts.pid);
 	report_open(&opts);
 	struct tracer *tr = opts.pid ? tracer_attach(&opts) : tracer_launch(&opts);
 	while (tracer_next_event(tr, &ev))

@@ -349,6 +349,7 @@ static void model_start(struct report_model *m, struct process *p)
 	m->argv = p->argv;
 	m->exit_status = p->exit_status;
 	m->attached = p->attached;
+	m->untraced_children = p->untraced_children;
 	m->attach_ns = p->attach_ns;
 	m->before_known = p->before_known;
 	m->before_why = p->before_known ? NULL : p->before_why;

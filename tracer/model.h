@@ -125,6 +125,7 @@ struct report_model {
 	char *const *argv;	/* borrowed from the process */
 	int exit_status;	/* wait status; -1: still running (detach) */
 	bool attached;		/* -p: traced since attach_ns */
+	unsigned untraced_children;	/* forked without -f: ran untraced */
 	uint64_t attach_ns;
 	/* -p: whether the blocks live before the attach were read from the
 	 * allocator (records with before_attach; leak kinds exact), or why

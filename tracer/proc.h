@@ -69,6 +69,7 @@ struct process {
 	int memfd;		/* /proc/PID/mem, -1 if not open */
 	struct process *parent;	/* for ROLE_VFORK_CHILD: whose memory it shares */
 	size_t n_threads;	/* known, not yet reaped */
+	unsigned untraced_children;	/* forks not followed (no -f), for the report */
 	bool exec_seen;		/* the program image is the one to trace */
 	/* what we know of the program being traced */
 	char **argv;

@@ -110,7 +110,34 @@ char **procfs_cmdline(pid_t pid)
 	char **argv = xcalloc(count + 2, sizeof(*argv));
 	for (size_t i = 0; i < n; i += strlen(buf + i) + 1)
 		argv[k++] = xstrdup(buf + i);
+	/* A program that rewrote its argv as a title (redis, postgres) pads
+	 * it with NULs or spaces: keep what ps shows, not 165 empty strings. */
+	while (k > 1 && !argv[k - 1][0])
+		free(argv[--k]);
+	argv[k] = NULL;
+	if (k) {
+		char *last = argv[k - 1], *e = last + strlen(last);
+		while (e > last && e[-1] == ' ')
+			*--e = '\0';
+	}
 	if (k == 0)
 		argv[k++] = xstrdup("?");
 	return argv;
+}
+
+int procfs_stat(pid_t pid, char *state, unsigned long *flags)
+{
+	char path[64], buf[1024];
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if (read_small(path, buf, sizeof(buf)) <= 0)
+		return -1;
+	/* "PID (COMM) STATE PPID PGRP SESSION TTY TPGID FLAGS ...": COMM may
+	 * hold spaces and parentheses, so fields count from the last ')'. */
+	const char *close_paren = strrchr(buf, ')');
+	*state = '?';
+	*flags = 0;
+	if (close_paren)
+		sscanf(close_paren + 1, " %c %*d %*d %*d %*d %*d %lu", state, flags);
+	return 0;
 }

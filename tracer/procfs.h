@@ -35,7 +35,12 @@ bool procfs_thread_dying(pid_t pid, pid_t tid);
 void procfs_comm(pid_t pid, char *buf, size_t size);
 
 /* PID's command line as a NULL-terminated array of strings (all owned by
- * the caller); {"?"} if unreadable or empty. */
+ * the caller); {"?"} if unreadable or empty. Empty strings and spaces at
+ * its end are dropped (argv rewritten as a title, padded): what ps shows. */
 char **procfs_cmdline(pid_t pid);
+
+/* State letter ('R', 'S', 'Z', ...) and flags (PF_*) of /proc/PID/stat;
+ * -1 if there is no such process. */
+int procfs_stat(pid_t pid, char *state, unsigned long *flags);
 
 #endif

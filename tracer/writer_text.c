@@ -1,10 +1,14 @@
 /*
  * writer_text: the report in valgrind memcheck's words, for a person:
- * HEAP SUMMARY, the loss records of the kinds --show-leak-kinds asks for,
- * LEAK SUMMARY. Streams: each process is written when it ends.
+ * the banner (command, how the process ended), HEAP SUMMARY, the loss
+ * records of the kinds --show-leak-kinds asks for, LEAK SUMMARY, then
+ * valgrind's hints (what was not shown, untraced children) and its ERROR
+ * SUMMARY line. Streams: each process is written when it ends.
  */
 #include <inttypes.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
 
 #include "tracer/model.h"
 #include "tracer/options.h"
@@ -31,9 +35,87 @@ static void write_frames(FILE *f, pid_t pid, const struct model_frame *fr, size_
 			fr[k].pc, si->function ? si->function : "???");
 		if (si->file && si->line)
 			fprintf(f, "(%s:%d)\n", writer_base_name(si->file), si->line);
+		else if (!si->function && si->module)	/* for addr2line later */
+			fprintf(f, "(in %s+0x%" PRIx64 ")\n", si->module, si->module_offset);
 		else
 			fprintf(f, "(in %s)\n", si->module ? si->module : "???");
 	}
+}
+
+/* One argument as valgrind's Command: line writes it: spaces, '\\', '<'
+ * and '>' escaped, control and non-ASCII bytes as '_', so that the
+ * command stays one line however its arguments look. */
+static void write_arg(FILE *f, const char *a)
+{
+	for (const unsigned char *c = (const unsigned char *)a; *c; c++) {
+		if (*c < 0x20 || *c >= 0x7f)
+			fputc('_', f);
+		else if (*c == ' ' || *c == '\\' || *c == '<' || *c == '>')
+			fprintf(f, "\\%c", *c);
+		else
+			fputc(*c, f);
+	}
+}
+
+/* How the process ended, in valgrind's words for a signal. */
+static void write_ending(FILE *f, const struct report_model *m)
+{
+	int st = m->exit_status;
+
+	if (st < 0)
+		return;
+	if (WIFSIGNALED(st)) {
+		const char *abbrev = sigabbrev_np(WTERMSIG(st));
+		fprintf(f, "==%d== Process terminating with default action of signal %d (SIG%s)%s\n",
+			m->pid, WTERMSIG(st), abbrev ? abbrev : "?",
+			WCOREDUMP(st) ? ", core dumped" : "");
+	} else {
+		fprintf(f, "==%d== Process exited with code %d\n", m->pid, WEXITSTATUS(st));
+	}
+	fprintf(f, "==%d==\n", m->pid);
+}
+
+/* valgrind's closing hints: what was not shown and how to see it. */
+static void write_hints(FILE *f, const struct report_model *m, const struct options *o)
+{
+	size_t hidden[LEAK__COUNT] = { 0 }, n_hidden = 0, suppressed = 0, errors = 0;
+	pid_t pid = m->pid;
+
+	for (size_t i = 0; i < m->n_records; i++) {
+		const struct model_record *rec = &m->records[i];
+		if (rec->suppressed_by >= 0)
+			suppressed++;
+		else if (!(o->show_kinds & leak_kind_flag(rec->kind)))
+			hidden[rec->kind]++, n_hidden++;
+		else if (o->error_kinds & leak_kind_flag(rec->kind))
+			errors++;
+	}
+	fprintf(f, "==%d==\n", pid);
+	if (hidden[LEAK_REACHABLE])
+		fprintf(f, "==%d== Reachable blocks (those to which a pointer was found) are not shown.\n"
+			"==%d== To see them, rerun with: --leak-check=full --show-leak-kinds=all\n",
+			pid, pid);
+	if (n_hidden) {
+		fprintf(f, "==%d== %zu of %zu loss records not shown (", pid, n_hidden, m->n_records);
+		const char *sep = "";
+		for (int k = 0; k < LEAK__COUNT; k++)
+			if (hidden[k]) {
+				fprintf(f, "%s%zu %s", sep, hidden[k], leak_kind_words((enum leak_kind)k));
+				sep = ", ";
+			}
+		fputs("): --show-leak-kinds=all shows them\n", f);
+	}
+	if (suppressed && !o->verbose)
+		fprintf(f, "==%d== %zu loss records suppressed: rerun with -v to see the "
+			"suppressions used\n", pid, suppressed);
+	if (m->untraced_children)
+		fprintf(f, "==%d== %u child process%s ran untraced: rerun with -f "
+			"(--trace-children=yes) to trace %s\n", pid, m->untraced_children,
+			m->untraced_children == 1 ? "" : "es",
+			m->untraced_children == 1 ? "it" : "them");
+	fprintf(f, "==%d==\n==%d== ERROR SUMMARY: %zu errors from %zu contexts "
+		"(suppressed: %zu from %zu)\n", pid, pid, errors, errors, suppressed,
+		m->n_supp_used);
 }
 
 static void write_record(FILE *f, const struct report_model *m, size_t i,
@@ -99,8 +181,10 @@ static void write_banner(FILE *f, pid_t pid, char *const *argv)
 {
 	fprintf(f, "==%d== ptleak-%s, an out-of-process leak finder\n", pid, PTLEAK_VERSION);
 	fprintf(f, "==%d== Command:", pid);
-	for (char *const *v = argv; v && *v; v++)
-		fprintf(f, " %s", *v);
+	for (char *const *v = argv; v && *v; v++) {
+		fputc(' ', f);
+		write_arg(f, *v);
+	}
 	fprintf(f, "\n");
 }
 
@@ -149,6 +233,8 @@ static void text_process(struct writer_out *w, const struct report_model *m,
 	} else if (!o->quiet) {
 		fprintf(f, "==%d==\n", pid);
 	}
+	if (!o->quiet)
+		write_ending(f, m);
 	fprintf(f, "==%d== HEAP SUMMARY:\n", pid);
 	fprintf(f, "==%d==     in use at %s: %s bytes in %s blocks\n", pid,
 		m->exit_status >= 0 ? "exit" : "detach",
@@ -183,6 +269,8 @@ static void text_process(struct writer_out *w, const struct report_model *m,
 		writer_num(sb, a), writer_num(sn, b));
 	if (m->mmaps_tracked)
 		write_mmaps(f, m);
+	if (!o->quiet)
+		write_hints(f, m, o);
 	/* valgrind -v's list, in its words: records matched, name, where. */
 	for (size_t i = 0; o->verbose && i < m->n_supp_used; i++) {
 		const struct model_supp_use *u = &m->supp_used[i];

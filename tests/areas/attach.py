@@ -726,3 +726,60 @@ def t_attach_err_not_permitted(s):
                            % (what, st))
     finally:
         shutil.rmtree(bindir, ignore_errors=True)
+
+
+# ---- what -p names -------------------------------------------------------
+@test("attach_command_as_ps", limit=120)
+def t_attach_command_as_ps(s):
+    """redis-server rewrites its argv as a title padded with NULs: the
+    report's command is what ps shows, not a list of empty strings."""
+    attach_permitted()
+    redis = shutil.which("redis-server")
+    if not redis:
+        raise Fail("redis-server not installed (make test-deps installs it)")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    with Processes(s) as ps:
+        srv = ps.start([redis, "--port", str(port), "--bind", "127.0.0.1",
+                        "--save", "", "--appendonly", "no"])
+        def title():
+            t = run(["ps", "-o", "args=", "-p", str(srv.pid)], 10,
+                    env=s.env).stdout.decode().strip()
+            return t if t.endswith(":%d" % port) else None
+        want = wait_until(title, 10, "redis-server's title (ps: ...:%d)" % port)
+        j = s.tmpfile("redis.json")
+        res = run([s.ptleak, "--no-default-suppressions", "-p", str(srv.pid),
+                   "--duration=0.5", "--json=" + j], 60, env=s.ptleak_env)
+        s.check_sanitizer(res.stderr)
+        expect_status(res, 0)
+        cmd = load_json(j, "redis JSON")["processes"][0]["command"]
+        if cmd != [want]:
+            raise Fail("command %r, ps shows %r" % (cmd, want))
+        line = [l for l in res.stderr.decode().splitlines() if "Command:" in l]
+        if len(line) != 1 or line[0].endswith(" ") or \
+                not line[0].endswith("Command: " + want.replace(" ", "\\ ")):
+            raise Fail("text Command: line %r for %r" % (line, want))
+        expect_alive_untraced(srv.pid, "redis-server after ptleak left")
+
+
+@test("attach_err_zombie_kthread")
+def t_attach_err_zombie_kthread(s):
+    """-p of a zombie or a kernel thread says so (not 'another user's
+    process'), 125, and creates no report file."""
+    out = s.tmpfile("report.txt")
+    res, _ = s.ptleak_run(["-p", "2", "-o", out], [], json_file=False, timeout=20)
+    expect_status(res, 125, "-p 2 (kthreadd): ")
+    one_line_error(res, "-p 2", r"kernel thread", r"\(kthreadd\)")
+    child = subprocess.Popen(["true"])
+    try:
+        wait_until(lambda: proc_state(child.pid).startswith("Z"), 10, "a zombie")
+        res, _ = s.ptleak_run(["-p", str(child.pid), "-o", out], [],
+                              json_file=False, timeout=20)
+        expect_status(res, 125, "-p of a zombie: ")
+        one_line_error(res, "-p zombie", r"it is a zombie", r"\b%d\b" % child.pid)
+    finally:
+        child.wait()
+    if os.path.exists(out):
+        raise Fail("a report file was created for a process never traced")

@@ -1,7 +1,8 @@
-"""Machine-readable reports against real consumers (tests/run.py -k xml,
--k sarif): valgrind's XML compared with valgrind's own --xml=yes output of
-the same programs through an XML parser; SARIF validated against the
-SARIF 2.1.0 schema and read by Microsoft's SARIF SDK (its multitool)."""
+"""The report formats against real consumers (tests/run.py -k xml, -k
+sarif, -k text): valgrind's XML compared with valgrind's own --xml=yes
+output of the same programs through an XML parser; SARIF validated
+against the SARIF 2.1.0 schema and read by Microsoft's SARIF SDK (its
+multitool); the text report's valgrind lines against valgrind's."""
 import json
 import os
 import re
@@ -220,3 +221,110 @@ def t_sarif_valid(s):
         if run0["invocations"][0].get("exitCode") != 0 or \
                 run0["invocations"][0]["arguments"] != cmd:
             raise Fail("%s: invocation %s" % (name, run0["invocations"][0]))
+
+
+# ---- the text report: valgrind's words where valgrind has them -----------
+def valgrind_text(s, cmd, opts=()):
+    if shutil.which("valgrind") is None:
+        raise Skip("valgrind not installed (make test-deps installs it)")
+    log = s.tmpfile("valgrind.log")
+    run(["valgrind", "--leak-check=full", "--log-file=" + log] + list(opts) + cmd,
+        180, env=s.env)
+    return open(log, encoding="utf-8", errors="replace").read()
+
+
+def unprefixed(text, what):
+    """Lines of TEXT that matter, without their ==PID== prefix."""
+    return [re.sub(r"^==\d+== ?", "", l) for l in text.splitlines()
+            if re.match(r"==\d+== ", l) and what(l)]
+
+
+@test("text_command_and_ending", limit=300)
+def t_text_command_and_ending(s):
+    """The Command: line is one line, quoted as valgrind quotes it (the
+    oracle's own line for the same arguments); how the program ended."""
+    exe = s.builder.get("exit_code")
+    args = [exe, "3", "a b", "x\ny", "q<r>\\s", "é"]
+    res, _ = s.ptleak_run([], args, json_file=False)
+    expect_status(res, 3)
+    text = res.stderr.decode("utf-8", "replace")
+    mine = unprefixed(text, lambda l: "Command:" in l)
+    theirs = unprefixed(valgrind_text(s, args), lambda l: "Command:" in l)
+    if len(mine) != 1 or mine != theirs:
+        raise Fail("Command: line: ptleak %r, valgrind %r" % (mine, theirs))
+    if not re.search(r"^==\d+== Process exited with code 3$", text, re.M):
+        raise Fail("no 'Process exited with code 3'", tail(res.stderr))
+    res, _ = s.ptleak_run([], [s.builder.get("abort_leak")], json_file=False)
+    expect_status(res, 134)
+    if not re.search(r"^==\d+== Process terminating with default action of "
+                     r"signal 6 \(SIGABRT\)(, core dumped)?$",
+                     res.stderr.decode("utf-8", "replace"), re.M):
+        raise Fail("no 'Process terminating with default action of signal 6 "
+                   "(SIGABRT)'", tail(res.stderr))
+
+
+@test("text_hints_as_valgrind", limit=300)
+def t_text_hints_as_valgrind(s):
+    """After the LEAK SUMMARY: valgrind's lines on hidden reachable blocks
+    and its ERROR SUMMARY, the same as valgrind's for the same program;
+    how many records were not shown; the children that ran untraced."""
+    cmd = [s.builder.get("valgrind_kinds")]
+    res, _ = s.ptleak_run([], cmd, json_file=False)
+    text = res.stderr.decode("utf-8", "replace")
+    vg = valgrind_text(s, cmd)
+    for what in ("Reachable blocks", "To see them", "ERROR SUMMARY"):
+        mine = unprefixed(text, lambda l: what in l)
+        theirs = unprefixed(vg, lambda l: what in l)[:1]
+        if mine != theirs:
+            raise Fail("%r line: ptleak %s, valgrind %s" % (what, mine, theirs))
+    if not re.search(r"^==\d+== 1 of 3 loss records not shown \(1 still "
+                     r"reachable\): --show-leak-kinds=all shows them$", text, re.M):
+        raise Fail("no '1 of 3 loss records not shown'", tail(res.stderr))
+    res, _ = s.ptleak_run(["--show-leak-kinds=all"], cmd, json_file=False)
+    if b"not shown" in res.stderr:
+        raise Fail("--show-leak-kinds=all: still a 'not shown' hint",
+                   tail(res.stderr))
+    fork = [s.builder.get("fork_leaks")]
+    res, _ = s.ptleak_run([], fork, json_file=False)
+    if not re.search(rb"^==\d+== 1 child process ran untraced: rerun with -f "
+                     rb"\(--trace-children=yes\) to trace it$", res.stderr, re.M):
+        raise Fail("fork_leaks without -f: no '1 child process ran untraced'",
+                   tail(res.stderr))
+    res, _ = s.ptleak_run(["-f"], fork, json_file=False)
+    if b"ran untraced" in res.stderr:
+        raise Fail("fork_leaks with -f: 'ran untraced' said anyway",
+                   tail(res.stderr))
+
+
+@test("text_module_offset_stripped", limit=300)
+def t_text_module_offset_stripped(s):
+    """A stripped binary's frames read '??? (in MODULE+0xOFFSET)', and the
+    offset is the one addr2line takes: on the unstripped twin it names the
+    leaking function, as LSan's (module+0x...) would."""
+    if shutil.which("addr2line") is None or shutil.which("strip") is None:
+        raise Skip("binutils missing (make test-deps installs it)")
+    full = s.builder.get("leak_1000")
+    d = s.tmpfile("stripped")
+    os.mkdir(d)
+    exe = os.path.join(d, "leak_1000")
+    shutil.copy(full, exe)
+    run(["strip", exe], 30, env=s.env)
+    res, doc = s.ptleak_run([], [exe])
+    text = res.stderr.decode("utf-8", "replace")
+    offs = re.findall(r"^==\d+==    by 0x[0-9A-F]+: \?\?\? \(in %s\+0x([0-9a-f]+)\)$"
+                      % re.escape(exe), text, re.M)
+    if len(offs) < 2:
+        raise Fail("want the stripped frames as '??? (in %s+0x...)'" % exe,
+                   tail(res.stderr))
+    frames = next(l for l in s.process(doc, res)["leaks"]
+                  if l["kind"] == "definitely_lost")["stack"]
+    json_offs = [f["module_offset"][2:] for f in frames
+                 if f["module"] == exe and not f["function"]]
+    if json_offs[:len(offs)] != offs:
+        raise Fail("text offsets %s, JSON module_offset %s" % (offs, json_offs))
+    # A return address: the call is the byte before it.
+    a2l = run(["addr2line", "-f", "-e", full, "0x%x" % (int(offs[0], 16) - 1)],
+              30, env=s.env)
+    if a2l.stdout.split(b"\n")[0] != b"do_leak":
+        raise Fail("addr2line -e leak_1000 0x%s: want do_leak, got %r"
+                   % (offs[0], a2l.stdout))
