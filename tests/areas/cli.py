@@ -476,3 +476,50 @@ def t_cli_no_data_loss(s):
     expect_status(res, 0)
     if "definitely lost: 60 bytes in 2 blocks" not in open(out).read():
         raise Fail("-o over a plain file: no report in it")
+
+
+@test("docs_cover_every_option")
+def t_docs_cover_every_option(s):
+    """Every option --help names is in the man page (its OPTIONS), the
+    README's options table and doc/output.md, and both synopses are in the
+    man page; every valgrind spelling the issue names is in --help."""
+    from lib.fixtures import FIXTURES
+    root = os.path.dirname(FIXTURES)
+    res = run([s.ptleak, "--help"], 10, env=s.ptleak_env)
+    expect_status(res, 0)
+    helptext = res.stdout.decode()
+    opts = set(re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", helptext.split(
+        "exit status:")[0])) - {"-", "--"}
+    for need in ("--leak-check", "--log-file", "--trace-children",
+                 "--show-reachable", "--error-exitcode", "--xml", "--xml-file",
+                 "--sarif", "--suppressions", "--gen-suppressions",
+                 "--no-default-suppressions", "-v", "-p", "-f"):
+        if need not in opts:
+            raise Fail("--help does not name %s" % need)
+    man = re.sub(r"\\f[BIR]", "", open(os.path.join(root, "doc", "ptleak.1"))
+                 .read().replace("\\-", "-"))
+    man_opts = man.split(".SH OPTIONS")[1].split(".SH EXIT STATUS")[0]
+    readme = open(os.path.join(root, "README.md")).read()
+    output = open(os.path.join(root, "doc", "output.md")).read()
+    missing = [(o, where) for o in sorted(opts)
+               for where, text in (("man page", man_opts), ("README", readme),
+                                   ("doc/output.md", output))
+               if not re.search(r"(?<![\w-])%s(?![\w-])" % re.escape(o), text)]
+    if missing:
+        raise Fail("options of --help missing from the docs",
+                   ["%s: %s" % m for m in missing])
+    syn = man.split(".SH SYNOPSIS")[1].split(".SH")[0]
+    if "PROGRAM" not in syn or "-p PID" not in syn:
+        raise Fail("the man page's SYNOPSIS lacks the launch or the -p form")
+    for status in ("125", "126", "127", "128+"):
+        if status not in man.split(".SH EXIT STATUS")[1]:
+            raise Fail("man page EXIT STATUS lacks %s" % status)
+    if "Attaching with" not in man:
+        raise Fail("man page EXIT STATUS lacks attach mode's")
+    # README's exit-status table is one table: no prose between its rows.
+    sec = readme.split("### Exit status")[1].split("\n\n")
+    table = [b for b in sec if b.lstrip().startswith("| status")]
+    rows = [l for l in table[0].splitlines() if l.startswith("|")] if table else []
+    if not any("127" in r for r in rows) or not any("125" in r for r in rows):
+        raise Fail("README's exit-status table is split: 125 and 127 not in "
+                   "one table")
