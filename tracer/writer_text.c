@@ -134,7 +134,7 @@ static void write_record(FILE *f, const struct report_model *m, size_t i,
 		fprintf(f, "==%d==    allocated before ptleak attached\n", pid);
 	write_frames(f, pid, rec->frames, rec->n_frames);
 	fprintf(f, "==%d==\n", pid);
-	if (o->gen_suppressions)
+	if (o->gen_suppressions && rec->n_frames)
 		suppress_write_block(f, rec);
 }
 

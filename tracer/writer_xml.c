@@ -156,12 +156,18 @@ static void write_document(FILE *f, const struct report_model *m, const struct o
 			rec->bytes + rec->indirect_bytes, rec->blocks);
 		for (size_t k = 0; k < rec->n_frames; k++)
 			write_frame(f, &rec->frames[k]);
+		/* The protocol wants a frame; a block from before the attach
+		 * (-p) has no stack. */
+		if (!rec->n_frames)
+			fputs("    <frame>\n      <ip>0x0</ip>\n      <fn>(allocated before "
+			      "ptleak attached)</fn>\n    </frame>\n", f);
 		fputs("  </stack>\n", f);
-		if (o->gen_suppressions)
+		bool gen = o->gen_suppressions && rec->n_frames;
+		if (gen)
 			write_suppression(f, rec);
 		fputs("</error>\n\n", f);
 		/* valgrind repeats it after the error, for readers of either. */
-		if (o->gen_suppressions)
+		if (gen)
 			write_suppression(f, rec);
 	}
 	fputs("<errorcounts>\n</errorcounts>\n\n<suppcounts>\n", f);
