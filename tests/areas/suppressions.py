@@ -258,3 +258,29 @@ def t_supp_default(s):
                 r"suppressed: %s bytes in %d blocks" % (fmt(raw[0]), raw[1]))
         if not re.search(line.encode(), res.stderr):
             raise Fail("%s: -v lacks %r" % (cmd, line), tail(res.stderr))
+
+
+@test("supp_default_installed", limit=300)
+def t_supp_default_installed(s):
+    """make install puts default.supp in PREFIX/lib/ptleak, and the
+    installed binary finds it there (-v names it)."""
+    from lib.fixtures import FIXTURES
+    root = os.path.dirname(FIXTURES)
+    if os.path.basename(s.ptleak) != "ptleak":
+        raise Skip("not the plain build of ptleak")
+    dest = s.tmpfile("destdir")
+    build = os.path.dirname(s.ptleak)
+    res = run(["make", "-s", "-C", root, "install", "BUILD=" + build,
+               "DESTDIR=" + dest, "PREFIX=/opt/ptl"], 300, env=s.env)
+    expect_status(res, 0, "make install: ")
+    supp = os.path.join(dest, "opt/ptl/lib/ptleak/default.supp")
+    exe = os.path.join(dest, "opt/ptl/bin/ptleak")
+    if not os.path.exists(supp) or not os.access(exe, os.X_OK):
+        raise Fail("make install: no %s or %s" % (supp, exe))
+    hello = s.builder.get("hello")
+    res = run([exe, "-v", hello], 60, env=s.ptleak_env)
+    expect_status(res, 0)
+    if ("ptleak: default suppressions: %s" % supp).encode() not in res.stderr \
+            or b"suppressed: 4,096 bytes in 1 blocks" not in res.stderr:
+        raise Fail("the installed ptleak does not apply %s" % supp,
+                   tail(res.stderr))
