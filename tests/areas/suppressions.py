@@ -59,6 +59,13 @@ def t_supp_gen_read_by_valgrind(s):
         if len(blocks) < 1 or any("Memcheck:Leak" not in b for b in blocks):
             raise Fail("%s: no suppression blocks in the report" % name,
                        tail(res.stderr))
+        if name == "valgrind_kinds":
+            yes, _ = s.ptleak_run(["--gen-suppressions=yes",
+                                   "--show-leak-kinds=all"], cmd,
+                                  json_file=False)
+            if supp_blocks(yes.stderr.decode("utf-8", "replace")) != blocks:
+                raise Fail("--gen-suppressions=yes differs from =all",
+                           tail(yes.stderr))
         supp = s.tmpfile(name + ".supp")
         open(supp, "w").write("\n".join(blocks) + "\n")
         plain = parse_valgrind(valgrind_log(s, [], cmd))["summary"]
