@@ -595,9 +595,10 @@ char *suppress_default_path(void)
 		char *p;
 		if (asprintf(&p, "%s/%s", exe, rel[i]) < 0)
 			return NULL;
-		if (access(p, R_OK) == 0)
-			return p;
+		char *real = access(p, R_OK) == 0 ? realpath(p, NULL) : NULL;
 		free(p);
+		if (real)
+			return real;	/* "/usr/lib/ptleak/...", not ".../bin/../lib" */
 	}
 #ifdef PTLEAK_SUPPDIR
 	/* Installed with a BINDIR that is not PREFIX/bin. */

@@ -19,7 +19,9 @@ void target_check(pid_t pid)
 	if (procfs_stat(pid, &state, &flags) < 0)
 		die("cannot attach to process %d: no such process", (int)pid);
 	procfs_comm(pid, comm, sizeof(comm));
-	if (state == 'Z' || state == 'X')
+	/* A leader that called pthread_exit is a zombie while its other
+	 * threads run on: only a process with no thread left is one. */
+	if ((state == 'Z' || state == 'X') && procfs_status_field(pid, "Threads") <= 1)
 		die("cannot attach to process %d (%s): it is a zombie: it has exited and "
 		    "its parent has not reaped it, so there is nothing left to trace",
 		    (int)pid, comm);
