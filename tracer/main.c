@@ -32,5 +32,7 @@ int main(int argc, char **argv)
 	struct tracer *tr = opts.pid ? tracer_attach(&opts) : tracer_launch(&opts);
 	while (tracer_next_event(tr, &ev))
 		tracer_dispatch(tr, &ev);
-	return tracer_finish(tr);
+	int rc = tracer_finish(tr);
+	options_release(&opts);
+	return rc;
 }

@@ -388,3 +388,11 @@ void options_parse(struct options *o, int argc, char **argv)
 	}
 	o->argv = argv + i;
 }
+
+void options_release(struct options *o)
+{
+	free(o->suppressions);
+	free(o->program);
+	o->suppressions = NULL;
+	o->program = NULL;
+}

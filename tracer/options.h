@@ -58,4 +58,8 @@ struct options {
  */
 void options_parse(struct options *o, int argc, char **argv);
 
+/* Free what options_parse and main allocated in O (the sanitizer build
+ * checks ptleak's own leaks at exit). */
+void options_release(struct options *o);
+
 #endif
