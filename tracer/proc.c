@@ -196,8 +196,16 @@ int thread_run_to_trap(struct thread *t, uint64_t stop_rip, struct user_regs_str
 {
 	for (;;) {
 		int status;
-		if (ptrace(PTRACE_CONT, t->tid, 0, 0) < 0 ||
-		    waitpid(t->tid, &status, __WALL) != t->tid)
+		pid_t r;
+		if (ptrace(PTRACE_CONT, t->tid, 0, 0) < 0)
+			return -1;
+		/* The attach ticker (SIGALRM, no SA_RESTART) interrupts this
+		 * wait: giving up then would leave the thread running our code
+		 * while the caller puts the program's bytes and registers back
+		 * (a futex's -ERESTARTSYS reaching the program, a stray int3). */
+		while ((r = waitpid(t->tid, &status, __WALL)) < 0 && errno == EINTR)
+			;
+		if (r != t->tid)
 			return -1;
 		if (!WIFSTOPPED(status)) {
 			errno = ESRCH;
