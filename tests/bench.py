@@ -5,11 +5,18 @@ median of REPEAT runs, and the programs compared are run side by side,
 interleaved, in the same invocation.
 
 Prints:
-  - the bare int3 round trip of a ptrace tracer on this machine (the floor);
+  - the bare int3 round trip of a ptrace tracer on this machine (the floor),
+    with a blocking wait and with a bounded poll before it, on the machine
+    as it is and with one CPU kept busy by a spinning process (an idle
+    virtual CPU is halted: every hand-off that wakes one costs more);
   - ptleak's cost per traced allocator event on an allocation-heavy loop
     (3 stops per malloc/free pair), and its ratio to the floor;
   - slowdowns against the untraced program: allocation-heavy loop, and a
     compute-heavy program; valgrind memcheck on the same loop for scale;
+  - the same per-event cost with ptleak's poll turned off
+    (PTLEAK_SPIN_US=0), idle and busy;
+  - a signal-heavy program (fixtures/sig_alarm.c: SIGALRM every 100 us
+    while it allocates): native, ptleak, ptleak without polling;
   - the reachability scan of a heap of 1 GiB in a million live blocks;
   - ptleak -p on a program holding a million blocks: how long reading its
     heap from before the attach keeps it stopped, and a leak check on
@@ -19,6 +26,8 @@ Prints:
     always on, against a build without it);
   - the HTML page of 100,000 loss records (fixtures/many_stacks.c): its
     size, and how long headless Chromium takes to load and draw it.
+  - ptleak's own peak RSS attached to a program holding a million live
+    blocks, and its bytes per live block.
 """
 import argparse
 import json
@@ -32,18 +41,88 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURES = os.path.join(os.path.dirname(HERE), "fixtures")
 
 
 def build(src, out):
-    subprocess.run(["cc", "-O2", "-g", "-o", out, os.path.join(HERE, "bench", src)],
-                   check=True)
+    subprocess.run(["cc", "-O2", "-g", "-I", FIXTURES, "-o", out, src], check=True)
 
 
-def timed(cmd, **kw):
+def timed(cmd, timeout=1800, **kw):
+    """Wall seconds of CMD; None if it ran past TIMEOUT (then killed)."""
     t = time.monotonic()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=1800, **kw)
+    try:
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=timeout, **kw)
+    except subprocess.TimeoutExpired:
+        return None
     return time.monotonic() - t
+
+
+def env_with(**kv):
+    e = dict(os.environ)
+    e.update(kv)
+    return e
+
+
+NO_POLL = env_with(PTLEAK_SPIN_US="0")
+
+
+class Busy:
+    """One process spinning on the CPU for as long as the block runs."""
+    def __enter__(self):
+        self.p = subprocess.Popen(["sh", "-c", "while :; do :; done"])
+        time.sleep(0.2)
+        return self
+
+    def __exit__(self, *exc):
+        self.p.kill()
+        self.p.wait()
+
+
+def secs(v, limit):
+    return f"{v:.2f} s" if v is not None else f"> {limit:.0f} s (killed)"
+
+
+def median_or_none(vals):
+    """Median where a None (timed out) counts as longer than anything."""
+    vals = sorted(vals, key=lambda v: float("inf") if v is None else v)
+    return vals[len(vals) // 2]
+
+
+def peak_rss_attached(ptleak, exe, count):
+    """ptleak -p on big_heap holding COUNT blocks: ptleak's peak RSS in
+    KiB (from wait4: it has no children in attach mode) and seconds."""
+    mb = max(1, count * 16 >> 20)
+    h = subprocess.Popen([exe, str(count), str(mb), "wait"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE)
+    try:
+        if h.stdout.readline() != b"ready\n":
+            raise RuntimeError("big_heap did not start")
+        p = subprocess.Popen([ptleak, "-q", "-p", str(h.pid), "-o", os.devnull],
+                             stderr=subprocess.DEVNULL)
+        # Attached once the target shows ptleak as its tracer.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with open(f"/proc/{h.pid}/status") as f:
+                if f"TracerPid:\t{p.pid}\n" in f.read():
+                    break
+            time.sleep(0.05)
+        time.sleep(0.3)	# hooks armed after the threads are seized
+        t = time.monotonic()
+        h.stdin.write(b"go\n")
+        h.stdin.flush()
+        if not h.stdout.readline().startswith(b"allocated "):
+            raise RuntimeError("big_heap did not allocate")
+        took = time.monotonic() - t
+        p.send_signal(signal.SIGINT)
+        _, status, ru = os.wait4(p.pid, 0)
+        if status != 0:
+            raise RuntimeError(f"ptleak -p exited with status {status}")
+        return ru.ru_maxrss, took
+    finally:
+        h.stdin.close()
+        h.wait()
 
 
 def median_of(repeat, fns):
@@ -64,6 +143,10 @@ def main():
     ap.add_argument("--scan-blocks", type=int, default=1000000)
     ap.add_argument("--scan-mb", type=int, default=1024)
     ap.add_argument("--baseline", help="another ptleak to compare on the alloc loop")
+    ap.add_argument("--cost-pairs", type=int, default=50000)
+    ap.add_argument("--sig-rounds", type=int, default=200000)
+    ap.add_argument("--sig-limit", type=float, default=120)
+    ap.add_argument("--rss-blocks", type=int, default=1000000)
     a = ap.parse_args()
     ptleak = os.path.abspath(a.ptleak)
     bdir = os.path.join(a.build, "bench")
@@ -71,24 +154,30 @@ def main():
     exe = {}
     for name in ("trap_roundtrip", "alloc_loop", "compute", "big_heap", "held_heap"):
         exe[name] = os.path.join(bdir, name)
-        build(name + ".c", exe[name])
+        build(os.path.join(HERE, "bench", name + ".c"), exe[name])
+    exe["sig_alarm"] = os.path.join(bdir, "sig_alarm")
+    build(os.path.join(FIXTURES, "sig_alarm.c"), exe["sig_alarm"])
     tmp = tempfile.mkdtemp(prefix="ptleak-bench-")
     rep = a.repeat
     print(f"ptleak benchmarks: medians of {rep} runs, {os.cpu_count()} CPUs")
 
-    # 1. The floor: one int3 stop handled by a minimal tracer.
-    def trap():
-        out = subprocess.run([exe["trap_roundtrip"], "100000"], check=True,
-                             capture_output=True, text=True).stdout
-        return float(out)
-
-    def trap_one_cpu():
-        out = subprocess.run(["taskset", "-c", "0", exe["trap_roundtrip"], "100000"],
-                             check=True, capture_output=True, text=True).stdout
-        return float(out)
-    floor, floor1 = median_of(rep, [trap, trap_one_cpu])
-    print(f"bare int3 round trip (waitpid+GETREGS+CONT): {floor:.2f} us "
-          f"(tracer and tracee on one CPU: {floor1:.2f} us)")
+    # 1. The floor: one int3 stop handled by a minimal tracer, with a
+    # blocking wait and with ptleak's bounded poll; as the machine is, and
+    # with one CPU kept busy (an idle CPU must be woken at each hand-off).
+    def trap(how, prefix=()):
+        def fn():
+            out = subprocess.run(list(prefix) + [exe["trap_roundtrip"], "50000", how],
+                                 check=True, capture_output=True, text=True).stdout
+            return float(out)
+        return fn
+    floor, floor_poll, floor1 = median_of(rep, [
+        trap("block"), trap("poll"), trap("block", ["taskset", "-c", "0"])])
+    with Busy():
+        busy_block, busy_poll = median_of(rep, [trap("block"), trap("poll")])
+    print("bare int3 round trip (waitpid+GETREGS+CONT), us:")
+    print(f"  machine as it is: blocking wait {floor:.2f}, polling {floor_poll:.2f}"
+          f" (tracer and tracee on one CPU: {floor1:.2f})")
+    print(f"  one CPU kept busy: blocking wait {busy_block:.2f}, polling {busy_poll:.2f}")
 
     # 2. Allocation-heavy loop: native vs ptleak vs valgrind.
     n = a.pairs
@@ -108,6 +197,36 @@ def main():
           (f", valgrind {res[2]:.3f} s (slowdown {res[2] / native:.0f}x)" if have_vg else ""))
     print(f"  ptleak per traced event: {per_event:.2f} us = {per_event / floor:.2f}x "
           f"the bare round trip (target: <= 1.5x)")
+
+    # 2b. ptleak's cost per event with and without its poll, idle and busy.
+    m = a.cost_pairs
+    small = [exe["alloc_loop"], str(m)]
+    traced = [ptleak, "-q", "-o", os.devnull] + small
+
+    def cost_row():
+        nat, on, off = median_of(rep, [lambda: timed(small), lambda: timed(traced),
+                                       lambda: timed(traced, env=NO_POLL)])
+        return [(v - nat) / (3 * m) * 1e6 for v in (on, off)]
+    idle_on, idle_off = cost_row()
+    with Busy():
+        busy_on, busy_off = cost_row()
+    print(f"ptleak per traced event ({m} pairs), us: machine as it is: {idle_on:.2f} "
+          f"(without polling {idle_off:.2f}); one CPU kept busy: {busy_on:.2f} "
+          f"(without polling {busy_off:.2f})")
+
+    # 2c. A signal-heavy program: SIGALRM every 100 us while it allocates.
+    sig = [exe["sig_alarm"], str(a.sig_rounds)]
+    lim = a.sig_limit
+    runs = [[], [], []]
+    for _ in range(min(rep, 3)):
+        runs[0].append(timed(sig, timeout=lim))
+        runs[1].append(timed([ptleak, "-q", "-o", os.devnull] + sig, timeout=lim))
+        runs[2].append(timed([ptleak, "-q", "-o", os.devnull] + sig, timeout=lim,
+                             env=NO_POLL))
+    s_nat, s_on, s_off = (median_or_none(r) for r in runs)
+    print(f"SIGALRM every 100 us, {a.sig_rounds} allocating rounds: native "
+          f"{secs(s_nat, lim)}, ptleak {secs(s_on, lim)}, "
+          f"ptleak without polling {secs(s_off, lim)}")
 
     # 3. Compute-heavy program, and ptleak's fixed cost (its own start-up:
     # loading libdw, libunwind, capstone; symbols of the program; the scan).
@@ -167,6 +286,15 @@ def main():
 
     # 7. The HTML page of 100,000 loss records in a real browser.
     html_page(ptleak, a.build, tmp, rep)
+
+    # 8. ptleak's own memory: peak RSS attached to a program holding
+    # RSS_BLOCKS live blocks, against a run holding 1,000.
+    rss_base, _ = peak_rss_attached(ptleak, exe["big_heap"], 1000)
+    peak, took = peak_rss_attached(ptleak, exe["big_heap"], a.rss_blocks)
+    per = (peak - rss_base) * 1024 / (a.rss_blocks - 1000)
+    print(f"ptleak's peak RSS attached to {a.rss_blocks} live blocks: {peak / 1024:.0f} MiB "
+          f"({rss_base / 1024:.0f} MiB with 1,000), {per:.0f} bytes per live block "
+          f"(allocating them took {took:.0f} s)")
     shutil.rmtree(tmp, ignore_errors=True)
 
 

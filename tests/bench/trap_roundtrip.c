@@ -4,21 +4,51 @@
  * reads the registers (as any breakpoint handler must) and resumes it.
  * Prints the mean microseconds per round trip.
  *
- * usage: trap_roundtrip N
+ * usage: trap_roundtrip N [block|poll]
+ *
+ * block (default): a blocking waitpid, as a plain tracer does.
+ * poll: waitpid(WNOHANG) and sched_yield() for up to 50 us before
+ * blocking, as ptleak's waiter does (tracer/waiter.h): on an idle machine
+ * the blocking wait pays a CPU wake-up per hand-off.
  */
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/ptrace.h>
 #include <sys/user.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+static double now_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+}
+
+static pid_t wait_poll(pid_t pid, int *status)
+{
+	double start = now_us();
+	pid_t r;
+
+	do {
+		r = waitpid(pid, status, WNOHANG);
+		if (r != 0)
+			return r;
+		sched_yield();
+	} while (now_us() - start < 50);
+	return waitpid(pid, status, 0);
+}
+
 int main(int argc, char **argv)
 {
 	long n = argc > 1 ? atol(argv[1]) : 100000;
-	struct timespec a, b;
+	int poll = argc > 2 && !strcmp(argv[2], "poll");
+	double a, b;
 	int status;
 	pid_t pid = fork();
 
@@ -31,16 +61,17 @@ int main(int argc, char **argv)
 	}
 	waitpid(pid, &status, 0);
 	ptrace(PTRACE_CONT, pid, 0, 0);
-	clock_gettime(CLOCK_MONOTONIC, &a);
+	a = now_us();
 	for (long i = 0; i < n; i++) {
 		struct user_regs_struct regs;
-		if (waitpid(pid, &status, 0) < 0 || !WIFSTOPPED(status))
+		pid_t r = poll ? wait_poll(pid, &status) : waitpid(pid, &status, 0);
+		if (r < 0 || !WIFSTOPPED(status))
 			return 1;
 		ptrace(PTRACE_GETREGS, pid, 0, &regs);
 		ptrace(PTRACE_CONT, pid, 0, 0);
 	}
-	clock_gettime(CLOCK_MONOTONIC, &b);
+	b = now_us();
 	waitpid(pid, &status, 0);
-	printf("%.3f\n", ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / 1e3 / n);
+	printf("%.3f\n", (b - a) / n);
 	return 0;
 }
