@@ -12,6 +12,11 @@
 
 #define SPIN_NS 50000ull	/* per wait */
 #define HOT_NS 2000000ull	/* stops closer than this are "coming fast" */
+/* A sched_yield() that took longer ran someone else: this CPU is not idle,
+ * wake-ups are cheap, and a sleeper woken by the stop preempts whoever
+ * runs while a poller waits for its turn. Then block, for a while. */
+#define YIELD_SLOW_NS 10000ull
+#define BACKOFF_NS 20000000ull
 
 void waiter_init(struct waiter *w)
 {
@@ -28,7 +33,8 @@ pid_t waiter_wait(struct waiter *w, int *status, const volatile sig_atomic_t *si
 	uint64_t start = w->spin_ns ? now_ns() : 0;
 	pid_t tid;
 
-	if (w->spin_ns && start - w->last_ns < w->hot_ns) {
+	if (w->spin_ns && start - w->last_ns < w->hot_ns && start >= w->backoff_until) {
+		uint64_t t = start;
 		do {
 			tid = waitpid(-1, status, __WALL | WNOHANG);
 			if (tid != 0) {
@@ -45,7 +51,14 @@ pid_t waiter_wait(struct waiter *w, int *status, const volatile sig_atomic_t *si
 			/* Not a pause: a thread of the program woken on this CPU
 			 * (the other one busy) runs at once, not after our poll. */
 			sched_yield();
-		} while (now_ns() - start < w->spin_ns);
+			uint64_t t2 = now_ns();
+			if (t2 - t > YIELD_SLOW_NS) {
+				w->backoff_until = t2 + BACKOFF_NS;
+				w->backoffs++;
+				break;
+			}
+			t = t2;
+		} while (t - start < w->spin_ns);
 	}
 	tid = waitpid(-1, status, __WALL);
 	if (tid > 0) {

@@ -11,8 +11,12 @@
  * CPU kept busy). So while stops come fast, the waiter polls with WNOHANG
  * for a bounded time before it blocks; when they do not (the program
  * computes, or a server waits for requests), it blocks at once and ptleak
- * uses no CPU. The program's own scheduling (its CPUs, its affinity) is
- * never touched.
+ * uses no CPU. The poll yields the CPU at each turn; when a yield runs
+ * someone else the CPU is not idle, so a CPU wake-up is cheap, and a
+ * sleeping ptleak woken by the stop preempts a busy neighbour sooner than
+ * a polling one gets its turn: then it blocks, and does not poll for a
+ * while. The program's own scheduling (its CPUs, its affinity) is never
+ * touched.
  */
 #include <signal.h>
 #include <stdint.h>
@@ -22,7 +26,9 @@ struct waiter {
 	uint64_t spin_ns;	/* poll at most this long per wait (0: never) */
 	uint64_t hot_ns;	/* ... and only if the last stop came this recently */
 	uint64_t last_ns;	/* when the last stop was taken */
-	uint64_t polled, blocked;	/* waits satisfied by polling, by blocking */
+	uint64_t backoff_until;	/* no polling before: the CPU had other work */
+	uint64_t polled, blocked, backoffs;	/* waits satisfied by polling, by
+						 * blocking; polls given up as busy */
 };
 
 /* Defaults from the measurements in doc/internals.md; PTLEAK_SPIN_US in
