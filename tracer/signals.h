@@ -1,0 +1,58 @@
+#ifndef PTLEAK_SIGNALS_H
+#define PTLEAK_SIGNALS_H
+/*
+ * signals: what every signal sent to ptleak does, in one table
+ * (signals.c), so that no signal whose default action would kill ptleak
+ * takes the traced program with it.
+ *
+ * Attach mode (-p): every such signal makes ptleak leave: detach cleanly
+ * (code, return addresses and pages put back), report, exit 0. SIGALRM
+ * is ptleak's own ticker. A crash (SIGSEGV, SIGBUS, SIGILL, SIGFPE,
+ * SIGABRT, SIGSYS, SIGTRAP) restores the program through /proc/PID/mem
+ * from the handler, then ptleak dies of it.
+ *
+ * Launch mode: ptleak is a wrapper, as time(1) is. A signal sent to
+ * ptleak by a process (kill, timeout(1)) is passed on to the program; one
+ * the kernel raised (a terminal's Ctrl-C or Ctrl-\, which reach the
+ * program by themselves as they go to the whole foreground group, an
+ * rlimit, a write of ours to a closed pipe) is not. A crash restores the
+ * program, detaches it, and ptleak dies: the program runs on untraced.
+ *
+ * Only SIGKILL cannot be handled: in trap mode the int3s stay in the
+ * program and its next allocator call dies of SIGTRAP.
+ *
+ * The handlers only set flags and count; the event loop acts on them.
+ */
+#include <signal.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+enum sig_action {
+	SIGACT_KEEP,		/* left as it is (job control, SIGCHLD, ...) */
+	SIGACT_IGNORE,
+	SIGACT_FORWARD,		/* launch: to the program, if a process sent it */
+	SIGACT_LEAVE,		/* attach: detach cleanly, report, exit */
+	SIGACT_WAKE,		/* only wakes the event loop: the ticker */
+	SIGACT_CRASH,		/* restore the program, then die of the signal */
+};
+
+/* Incremented by every handler: a wait polling for stops gives up. */
+extern volatile sig_atomic_t signals_caught;
+/* The signal that asked ptleak to leave (attach mode), 0 if none. */
+extern volatile sig_atomic_t signals_leave;
+/* A write of ptleak's got EPIPE/SIGPIPE: its report has no reader. */
+extern volatile sig_atomic_t signals_output_closed;
+
+/*
+ * Install the table for the mode. PROGRAM (launch) receives forwarded
+ * signals. RESTORE gives the program its code back and detaches it; it
+ * runs in a signal handler (only syscalls and ptleak's own memory) before
+ * ptleak dies of a crash, and at exit. Call after the fork, so that the
+ * program inherits ptleak's original dispositions.
+ */
+void signals_install(bool attach, pid_t program, void (*restore)(void));
+
+/* The action the table gives SIG in the mode (for tests and the docs). */
+enum sig_action signals_action(int sig, bool attach);
+
+#endif
