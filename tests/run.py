@@ -23,9 +23,10 @@ What runs
   * tests/areas/*.py: the tests a table cannot say, by area: cli (options,
     exit statuses, bad input), attach (ptleak -p on processes the test
     starts and talks to), processes (fork, spawn, exec, signals, terminals),
-    static, unit (the C unit tests of tests/unit/), pictures (--pprof read
-    by go tool pprof, --folded, --html opened by headless Chromium),
-    selftest (the runner's own checks can fail).
+    signals (signals sent to ptleak itself, real servers), static, unit
+    (the C unit tests of tests/unit/), pictures (--pprof read by go tool
+    pprof, --folded, --html opened by headless Chromium), selftest (the
+    runner's own checks can fail).
   * Tests run in parallel (-j, default: the machine's cores); tests marked
     exclusive (timing-sensitive) run alone. Each has a time limit: on
     expiry every process it started is killed with its session and it
@@ -64,7 +65,8 @@ from lib.fixtures import Catalog, ParseError               # noqa: E402
 from lib.proc import Context, Fail, Skip, set_context      # noqa: E402
 from lib.suite import Suite                                # noqa: E402
 from areas import (attach, cli, formats, leaks, live,      # noqa: E402,F401
-                   pictures, processes, selftest, static, suppressions,
+                   pictures, processes, selftest, signals, static,
+                   suppressions,
                    unit)
 
 

@@ -355,17 +355,45 @@ def t_attach_sigterm(s):
         finish_hammer(h, "after SIGTERM to ptleak")
 
 
+def exec_pages(pid):
+    """Anonymous, private, executable one-page mappings of PID (ptleak's
+    code pages look like that; a program seldom has any)."""
+    n = 0
+    try:
+        with open("/proc/%d/maps" % pid) as f:
+            for line in f:
+                parts = line.split()
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                if parts[1] == "r-xp" and len(parts) == 5 and hi - lo == 4096:
+                    n += 1
+    except OSError:
+        pass
+    return n
+
+
+def expect_left_clean(pid, pages_before, what):
+    """PID runs on untraced, without a page of ptleak's left mapped."""
+    expect_alive_untraced(pid, what)
+    now = exec_pages(pid)
+    if now != pages_before:
+        raise Fail("%s: %d anonymous executable pages in the target, %d before "
+                   "ptleak attached: ptleak's code page is still mapped"
+                   % (what, now, pages_before))
+
+
 def crash_restore_rounds(s, sig, rounds=5):
     """ptleak -p on a fresh hammer, tracing it for 1 s, then killed by SIG
     (as if it crashed): ptleak dies of SIG, the hammer is left untraced,
     without a breakpoint or a redirected return address, and finishes its
-    checks. ROUNDS times, to catch the races of a crash at any moment."""
+    checks, with ptleak's code pages unmapped. ROUNDS times, to catch the
+    races of a crash at any moment."""
     attach_permitted()
     name = signal.Signals(sig).name
     for n in range(1, rounds + 1):
         what = "round %d/%d, %s to ptleak" % (n, rounds, name)
         with Processes(s) as ps:
             h = start_hammer(s, ps)
+            pages = exec_pages(h.pid)
             p = start_attach(s, ps, h.pid, [])
             time.sleep(1.0)
             if p.poll() is not None or tracer_pid(h.pid) != p.pid:
@@ -388,7 +416,7 @@ def crash_restore_rounds(s, sig, rounds=5):
                            % (what, describe_status(died)),
                            ["ptleak's stderr:"] + tail(p.err, 8)
                            + ["hammer:"] + tail(h.out, 4) + tail(h.err, 4))
-            expect_alive_untraced(h.pid, what)
+            expect_left_clean(h.pid, pages, what)
             finish_hammer(h, what)
 
 
