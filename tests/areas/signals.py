@@ -337,17 +337,23 @@ def t_attach_memcached_signals(s):
 
 
 # ---- Launch mode: ptleak is a wrapper ---------------------------------------
+def launch_ready(s, ps, name):
+    """ptleak --json on fixture NAME, once it printed "ready": (ptleak,
+    the JSON's path)."""
+    j = s.tmpfile("report.json")
+    p = ps.start([s.ptleak, "--no-default-suppressions", "--json=" + j,
+                  s.builder.get(name)])
+    p.wait_for("out", rb"^ready$", 20, "ptleak %s" % name)
+    return p, j
+
+
 @test("proc_launch_signal_forwarded")
 def t_launch_signal_forwarded(s):
     # kill -USR1 / -USR2 sent to ptleak reach the program (as SIGTERM and
     # SIGHUP always did): the same output and exact leaks as when they are
     # sent to the program itself.
-    exe = s.builder.get("sig_external")
     with Processes(s) as ps:
-        j = s.tmpfile("report.json")
-        p = ps.start([s.ptleak, "--no-default-suppressions", "--json=" + j,
-                      exe])
-        p.wait_for("out", rb"^ready$", 20, "ptleak sig_external")
+        p, j = launch_ready(s, ps, "sig_external")
         for n in (1, 2):
             p.signal(signal.SIGUSR1)
             p.wait_for("out", rb"^got SIGUSR1 #%d$" % n, 10,
@@ -406,12 +412,8 @@ def t_launch_sigquit_at_terminal(s):
 @test("proc_launch_sigquit_sent")
 def t_launch_sigquit_sent(s):
     # kill -QUIT to ptleak (a process sent it, not the terminal): passed on.
-    exe = s.builder.get("quit_leak")
     with Processes(s) as ps:
-        j = s.tmpfile("report.json")
-        p = ps.start([s.ptleak, "--no-default-suppressions", "--json=" + j,
-                      exe])
-        p.wait_for("out", rb"^ready$", 20, "ptleak quit_leak")
+        p, j = launch_ready(s, ps, "quit_leak")
         p.signal(signal.SIGQUIT)
         st = p.wait(30, "ptleak quit_leak after SIGQUIT to ptleak")
         errs = quit_leak_expect(s, load_json(j, "kill -QUIT"), p.out, st,
