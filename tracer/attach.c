@@ -1,7 +1,7 @@
 /*
- * attach: attaching to a running process (-p) and leaving it, ptleak's
- * signal dispositions, and the emergency restore when ptleak dies while
- * attached (see doc/internals.md, "Attaching and leaving").
+ * attach: attaching to a running process (-p) and leaving it, and the
+ * emergency restore when ptleak dies (see doc/internals.md, "Attaching
+ * and leaving"); what each signal does is signals.c's table.
  *
  * Attach: every thread is seized and interrupted, rescanning
  * /proc/PID/task until no new thread appears; the loop collects their
@@ -34,6 +34,7 @@
 #include "tracer/report.h"
 #include "tracer/scan.h"
 #include "tracer/session.h"
+#include "tracer/signals.h"
 #include "tracer/source.h"
 #include "tracer/util.h"
 #include "tracer/writer.h"
@@ -43,64 +44,22 @@
 /* Attach mode: no EXITKILL, the process must outlive us. */
 #define ATTACH_PTRACE_OPTIONS (PTLEAK_PTRACE_OPTIONS & ~PTRACE_O_EXITKILL)
 
-static volatile sig_atomic_t forward_to;
-volatile sig_atomic_t leave_requested;	/* session.h */
-volatile sig_atomic_t check_requested;	/* session.h */
-
-/* ---- signals ------------------------------------------------------- */
-
-static void forward_signal(int sig)
-{
-	if (forward_to > 0)
-		kill(forward_to, sig);
-}
-
-static void request_leave(int sig)
-{
-	(void)sig;
-	leave_requested = 1;
-}
-
-static void wake_up(int sig)
-{
-	(void)sig;	/* only to interrupt waitpid */
-}
-
-static void request_check(int sig)
-{
-	(void)sig;
-	check_requested = 1;
-}
-
-/* Both modes: SIGUSR1 asks for a leak check (ptleak --check sends it).
- * No SA_RESTART: waitpid must return EINTR. */
-static void setup_check_signal(void)
-{
-	struct sigaction sa = { .sa_handler = request_check };
-
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGUSR1, &sa, NULL);
-}
-
 /* Launch mode with --interval: a timer at the interval itself wakes
- * waitpid up (attach mode has its own ticker). */
+ * the loop up (attach mode has its own ticker; SIGALRM only wakes, in
+ * signals.c's table). */
 static void setup_launch_ticker(const struct options *o)
 {
-	struct sigaction sa = { .sa_handler = wake_up };
 	long us = (long)(o->interval * 1e6);
 	struct itimerval it = { .it_interval = { us / 1000000, us % 1000000 },
 				.it_value = { us / 1000000, us % 1000000 } };
 
-	if (!o->interval)
-		return;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGALRM, &sa, NULL);
-	setitimer(ITIMER_REAL, &it, NULL);
+	if (o->interval)
+		setitimer(ITIMER_REAL, &it, NULL);
 }
 
 /*
  * Wait for thread TID's next stop, retrying on EINTR; give up after about
- * 200 ms (a thread already in a stop we did not see reports nothing new).
+ * 1 s (a thread already in a stop we did not see reports nothing new).
  * Returns the status, or -1 if it is gone or did not stop.
  */
 static int wait_stop(pid_t tid)
@@ -108,7 +67,7 @@ static int wait_stop(pid_t tid)
 	struct timespec ms = { 0, 1000000 };
 	int status;
 
-	for (int i = 0; i < 200; i++) {
+	for (int i = 0; i < 1000; i++) {
 		pid_t r = waitpid(tid, &status, __WALL | WNOHANG);
 		if (r == tid)
 			return WIFSTOPPED(status) ? status : -1;
@@ -119,43 +78,73 @@ static int wait_stop(pid_t tid)
 	return -1;
 }
 
-/*
- * Emergency detach of one thread, with only syscalls and our own memory
- * (it runs in a fatal-signal handler): stop it, swallow the SIGTRAP of an
- * int3 it hit, let the sources put it where it would be without ptleak,
- * detach it.
- */
-static void restore_thread(struct thread *t, void *arg)
+/* For the emergency path: write(2), no stdio. */
+static void write_str(int fd, const char *s)
 {
-	struct process *p = t->proc;
-	int status, deliver = t->pending_sig;
+	if (write(fd, s, strlen(s)) < 0)
+		return;
+}
 
-	(void)arg;
+/* The emergency path's view of one process (see emergency_restore). */
+struct settling {
+	bool all_stopped;	/* every thread in a stop */
+	struct thread *runner;	/* one that can run a syscall for us */
+};
+
+/*
+ * Emergency stop of one thread, with only syscalls and our own memory
+ * (it runs in a fatal-signal handler): stop it, swallow the SIGTRAP of an
+ * int3 it hit, let the sources put it where it would be without ptleak.
+ * It is detached later, with t->pending_sig.
+ */
+static void settle_thread(struct thread *t, void *arg)
+{
+	struct settling *st = arg;
+	struct process *p = t->proc;
+	struct user_regs_struct r;
+	int status;
+
 	if (!t->stopped) {
 		ptrace(PTRACE_INTERRUPT, t->tid, 0, 0);
 		status = wait_stop(t->tid);
 		if (status != -1 && (status >> 16) == 0 && WSTOPSIG(status) != SIGTRAP)
-			deliver = WSTOPSIG(status);
+			t->pending_sig = WSTOPSIG(status);
+		/* No new stop: maybe in one already, whose status the wait we
+		 * died in had taken. GETREGS works in a ptrace stop only. */
+		if (status == -1 && ptrace(PTRACE_GETREGS, t->tid, 0, &r) < 0) {
+			st->all_stopped = false;
+			return;
+		}
+		t->stopped = true;
 	}
 	/* An int3 hit whose SIGTRAP is still queued behind the interrupt. */
 	for (int tries = 0; tries < 3 && procfs_task_sig_pending(p->pid, t->tid, SIGTRAP); tries++)
 		if (ptrace(PTRACE_CONT, t->tid, 0, 0) < 0 || wait_stop(t->tid) == -1)
 			break;
 	sources_emergency_thread(t);
-	ptrace(PTRACE_DETACH, t->tid, 0, (void *)(long)deliver);
+	if (!t->exiting && !st->runner)
+		st->runner = t;
+}
+
+static void detach_now(struct thread *t, void *arg)
+{
+	(void)arg;
+	ptrace(PTRACE_DETACH, t->tid, 0, (void *)(long)t->pending_sig);
 }
 
 /*
- * Last resort when ptleak dies while attached (a fatal signal, or die()):
- * give the program its code, return addresses and threads back, so that
- * it survives our exit. Only syscalls and our own memory, no allocation:
- * safe in a signal handler.
+ * Last resort when ptleak dies (a fatal signal, or die()), attached or
+ * launched: give the program its code, return addresses and threads
+ * back, so that it survives our exit. When every thread of a process
+ * could be stopped, the sources also unmap what they mapped (run at one
+ * thread's rip). Only syscalls and our own memory, no allocation: safe
+ * in a signal handler.
  */
 static void emergency_restore(void)
 {
 	struct tracer *tr = tracer_current;
 
-	if (!tr || !tr->attach || tr->left)
+	if (!tr || tr->left)
 		return;
 	tr->left = true;
 	/* No more ticks: they would interrupt every wait below. */
@@ -166,55 +155,24 @@ static void emergency_restore(void)
 			sources_emergency(tr->procs[i]);
 	for (size_t i = 0; i < tr->n_procs; i++) {
 		struct process *p = tr->procs[i];
-		if (p->role == ROLE_TRACED && p->db && p->memfd >= 0)
-			thread_foreach(p, restore_thread, NULL);
+		if (p->role != ROLE_TRACED || !p->db || p->memfd < 0)
+			continue;
+		struct settling st = { .all_stopped = true };
+		thread_foreach(p, settle_thread, &st);
+		if (st.all_stopped && st.runner)
+			sources_emergency_unmap(p, st.runner);
+		else if (debug_enabled)
+			write_str(2, "ptleak[debug]: emergency: a thread did not stop, our pages stay\n");
+		thread_foreach(p, detach_now, NULL);
 	}
 }
 
-static void on_fatal(int sig)
+/* Attach mode: a ticker wakes the event loop up for --duration and
+ * --interval (SIGALRM: signals.c's table only wakes the loop). */
+static void start_ticker(void)
 {
-	emergency_restore();
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
-/* Launch mode: Ctrl-C and Ctrl-\ at a terminal reach the program from the
- * terminal itself; ptleak stays to report. SIGTERM and SIGHUP sent to
- * ptleak are passed on to the program. Installed after the fork, so the
- * program inherits ptleak's original dispositions. */
-void attach_signals_launch(pid_t pid)
-{
-	struct sigaction sa = { .sa_handler = forward_signal };
-
-	forward_to = pid;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	signal(SIGINT, SIG_IGN);
-	signal(SIGQUIT, SIG_IGN);
-}
-
-/* Attach mode: SIGINT, SIGTERM and SIGHUP mean "leave"; a ticker wakes
- * waitpid up for --duration and --interval; a crash restores the target
- * first. No SA_RESTART: waitpid must return EINTR. */
-static void setup_attach_signals(void)
-{
-	struct sigaction sa = { .sa_handler = request_leave };
-	static const int fatal[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
-
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sa.sa_handler = wake_up;
-	sigaction(SIGALRM, &sa, NULL);
-	sa.sa_handler = on_fatal;
-	sa.sa_flags = SA_RESETHAND;
-	for (size_t i = 0; i < ARRAY_SIZE(fatal); i++)
-		sigaction(fatal[i], &sa, NULL);
-	atexit(emergency_restore);
-
 	struct itimerval it = { .it_interval = { 0, TICK_US }, .it_value = { 0, TICK_US } };
+
 	setitimer(ITIMER_REAL, &it, NULL);
 }
 
@@ -291,8 +249,9 @@ struct tracer *tracer_launch(const struct options *o)
 	pid_t pid = launch_start(o->program, o->argv);
 
 	tracer_current = tr;
-	attach_signals_launch(pid);
-	setup_check_signal();
+	waiter_init(&tr->waiter);
+	/* After the fork: the program inherits ptleak's own dispositions. */
+	signals_install(false, pid, emergency_restore);
 	setup_launch_ticker(o);
 	tr->o = o;
 	tr->state = LOOP_TRACING;
@@ -331,6 +290,7 @@ struct tracer *tracer_attach(const struct options *o)
 
 	struct tracer *tr = xcalloc(1, sizeof(*tr));
 	tracer_current = tr;
+	waiter_init(&tr->waiter);
 	tr->o = o;
 	tr->attach = true;
 	hooks_num_callers = o->num_callers;
@@ -345,8 +305,8 @@ struct tracer *tracer_attach(const struct options *o)
 	add_process(tr, p);
 
 	seize_all(p);
-	setup_attach_signals();
-	setup_check_signal();
+	signals_install(true, 0, emergency_restore);
+	start_ticker();
 	/* The loop collects every stop; signals that arrive meanwhile are
 	 * kept and delivered on resume. attach_finish goes on from there. */
 	loop_collect_stops(tr, LOOP_ATTACHING);

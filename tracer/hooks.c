@@ -571,9 +571,8 @@ static int ptrace_leave(struct process *p, struct thread *const *threads, size_t
 	return 0;
 }
 
-/* Signal-handler safe from here to ptrace_emergency_thread: syscalls and
- * our own memory only. The code pages stay mapped (a thread may be in a
- * slot). */
+/* Signal-handler safe from here to ptrace_emergency_unmap: syscalls and
+ * our own memory only. */
 static void ptrace_emergency(struct process *p)
 {
 	struct ptrace_state *st = state_of(p);
@@ -619,6 +618,35 @@ static void ptrace_emergency_thread(struct thread *t)
 	}
 }
 
+struct in_pages {
+	struct bpset *bp;
+	bool inside;
+};
+
+static void check_in_pages(struct thread *t, void *arg)
+{
+	struct in_pages *ip = arg;
+	struct user_regs_struct r;
+
+	if (ptrace(PTRACE_GETREGS, t->tid, 0, &r) < 0 || bp_in_pages(ip->bp, r.rip))
+		ip->inside = true;
+}
+
+/* Our code pages go too, by munmap run at RUNNER's rip, unless a thread
+ * could not be moved out of them. */
+static void ptrace_emergency_unmap(struct process *p, struct thread *runner)
+{
+	struct in_pages ip = { .bp = p->bp };
+
+	if (p->role != ROLE_TRACED || !p->bp || p->memfd < 0)
+		return;
+	thread_foreach(p, check_in_pages, &ip);
+	if (!ip.inside)
+		bp_remove_all(p->bp, runner);
+	else
+		debug("emergency: a thread is inside our code, our pages stay");
+}
+
 static void ptrace_release(struct process *p)
 {
 	struct ptrace_state *st = state_of(p);
@@ -638,5 +666,6 @@ const struct source_ops source_ptrace = {
 	.leave = ptrace_leave,
 	.emergency = ptrace_emergency,
 	.emergency_thread = ptrace_emergency_thread,
+	.emergency_unmap = ptrace_emergency_unmap,
 	.release = ptrace_release,
 };

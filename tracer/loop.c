@@ -21,6 +21,7 @@
 #include "tracer/tracer.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@
 #include "tracer/proc.h"
 #include "tracer/report.h"
 #include "tracer/session.h"
+#include "tracer/signals.h"
 #include "tracer/source.h"
 #include "tracer/util.h"
 
@@ -169,13 +171,13 @@ bool tracer_next_event(struct tracer *tr, struct event *ev)
 		}
 		if (tr->state == LOOP_TRACING) {
 			uint64_t now = now_ns();
-			if (tr->attach && (leave_requested ||
+			if (tr->attach && (signals_leave ||
 					   (tr->deadline_ns && now >= tr->deadline_ns))) {
 				ev->kind = EV_LEAVE;
 				return true;
 			}
-			if (check_requested) {
-				check_requested = 0;
+			if (signals_check) {
+				signals_check = 0;
 				ev->kind = EV_CHECK;
 				return true;
 			}
@@ -185,7 +187,7 @@ bool tracer_next_event(struct tracer *tr, struct event *ev)
 				return true;
 			}
 		}
-		tid = waitpid(-1, &status, __WALL);
+		tid = waiter_wait(&tr->waiter, &status, &signals_caught);
 		if (tid < 0) {
 			if (errno == EINTR)
 				continue;
@@ -356,6 +358,8 @@ int tracer_finish(struct tracer *tr)
 {
 	int rc = exit_status_of(tr);
 
+	debug("waits: %" PRIu64 " polled, %" PRIu64 " blocked, %" PRIu64 " polls given up (busy CPU)",
+	      tr->waiter.polled, tr->waiter.blocked, tr->waiter.backoffs);
 	if (!tr->main->reported)
 		report_now(tr, tr->main);
 	int leaks = report_close(tr->o);

@@ -23,6 +23,7 @@
 
 #include "tracer/options.h"
 #include "tracer/tracer.h"
+#include "tracer/waiter.h"
 
 struct process;
 struct thread;
@@ -76,11 +77,10 @@ struct tracer {
 	uint64_t next_tick_ns;	/* --interval, 0 = none */
 	uint64_t check_start_ns;	/* LOOP_CHECKING: when the stops were asked for */
 	struct thread *exiting;	/* LOOP_EXITING: the thread in _exit */
+	struct waiter waiter;	/* the one wait for the next stop */
 };
 
 extern struct tracer *tracer_current;	/* for signal handlers and atexit */
-extern volatile sig_atomic_t leave_requested;	/* SIGINT/SIGTERM/SIGHUP, -p */
-extern volatile sig_atomic_t check_requested;	/* SIGUSR1: a leak check */
 
 /* loop.c */
 /* Apply R to thread T (which may be another than the event's). */
@@ -89,7 +89,6 @@ void restart_apply(struct tracer *tr, struct thread *t, struct restart r);
 void loop_collect_stops(struct tracer *tr, enum loop_state state);
 
 /* attach.c */
-void attach_signals_launch(pid_t pid);
 void attach_finish(struct tracer *tr);	/* every thread stopped: hook, resume */
 void leave_begin(struct tracer *tr);	/* EV_LEAVE: stop every thread */
 void leave_finish(struct tracer *tr);	/* every thread stopped: clean, detach */

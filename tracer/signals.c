@@ -13,6 +13,7 @@
 
 volatile sig_atomic_t signals_caught;
 volatile sig_atomic_t signals_leave;
+volatile sig_atomic_t signals_check;
 volatile sig_atomic_t signals_output_closed;
 
 static volatile pid_t forward_to;
@@ -23,8 +24,7 @@ static void (*restore_program)(void);
  * or Core), and what it does in each mode. Real-time signals from
  * SIGRTMIN up act like SIGUSR2. SIGKILL and SIGSTOP cannot be caught; the
  * stop signals and SIGCONT, SIGCHLD, SIGURG, SIGWINCH keep their default.
- * A new meaning for a signal (issue 13: SIGUSR1 runs a leak check) is a
- * new action and a changed row here.
+ * A new meaning for a signal is a new action and a changed row here.
  */
 static const struct {
 	int sig;
@@ -35,9 +35,9 @@ static const struct {
 	{ SIGQUIT, SIGACT_FORWARD, SIGACT_LEAVE },
 	{ SIGTERM, SIGACT_FORWARD, SIGACT_LEAVE },
 	{ SIGPIPE, SIGACT_FORWARD, SIGACT_LEAVE },
-	{ SIGUSR1, SIGACT_FORWARD, SIGACT_LEAVE },
+	{ SIGUSR1, SIGACT_CHECK, SIGACT_CHECK },	/* ptleak --check sends it */
 	{ SIGUSR2, SIGACT_FORWARD, SIGACT_LEAVE },
-	{ SIGALRM, SIGACT_FORWARD, SIGACT_WAKE },
+	{ SIGALRM, SIGACT_WAKE, SIGACT_WAKE },	/* the ticker (launch: --interval) */
 	{ SIGPOLL, SIGACT_FORWARD, SIGACT_LEAVE },
 	{ SIGPROF, SIGACT_FORWARD, SIGACT_LEAVE },
 	{ SIGVTALRM, SIGACT_FORWARD, SIGACT_LEAVE },
@@ -90,6 +90,13 @@ static void on_leave(int sig, siginfo_t *si, void *uc)
 		signals_output_closed = 1;
 	if (!signals_leave)
 		signals_leave = sig;
+}
+
+static void on_check(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig, (void)si, (void)uc;
+	signals_caught++;
+	signals_check = 1;
 }
 
 static void on_wake(int sig, siginfo_t *si, void *uc)
@@ -161,7 +168,7 @@ void signals_install(bool attach, pid_t program, void (*restore)(void))
 {
 	static void (*const handlers[])(int, siginfo_t *, void *) = {
 		[SIGACT_FORWARD] = on_forward, [SIGACT_LEAVE] = on_leave,
-		[SIGACT_WAKE] = on_wake, [SIGACT_CRASH] = on_crash,
+		[SIGACT_WAKE] = on_wake, [SIGACT_CRASH] = on_crash, [SIGACT_CHECK] = on_check,
 	};
 
 	forward_to = program;

@@ -5,9 +5,11 @@
  * (signals.c), so that no signal whose default action would kill ptleak
  * takes the traced program with it.
  *
- * Attach mode (-p): every such signal makes ptleak leave: detach cleanly
- * (code, return addresses and pages put back), report, exit 0. SIGALRM
- * is ptleak's own ticker. A crash (SIGSEGV, SIGBUS, SIGILL, SIGFPE,
+ * Both modes: SIGUSR1 asks for a leak check (ptleak --check sends it);
+ * SIGALRM is ptleak's own ticker.
+ *
+ * Attach mode (-p): every other such signal makes ptleak leave: detach
+ * cleanly (code, return addresses and pages put back), report, exit 0. A crash (SIGSEGV, SIGBUS, SIGILL, SIGFPE,
  * SIGABRT, SIGSYS, SIGTRAP) restores the program through /proc/PID/mem
  * from the handler, then ptleak dies of it.
  *
@@ -33,11 +35,14 @@ enum sig_action {
 	SIGACT_FORWARD,		/* launch: to the program, if a process sent it */
 	SIGACT_LEAVE,		/* attach: detach cleanly, report, exit */
 	SIGACT_WAKE,		/* only wakes the event loop: the ticker */
+	SIGACT_CHECK,		/* a leak check now (SIGUSR1, ptleak --check) */
 	SIGACT_CRASH,		/* restore the program, then die of the signal */
 };
 
 /* Incremented by every handler: a wait polling for stops gives up. */
 extern volatile sig_atomic_t signals_caught;
+/* SIGUSR1 asked for a leak check; the loop clears it. */
+extern volatile sig_atomic_t signals_check;
 /* The signal that asked ptleak to leave (attach mode), 0 if none. */
 extern volatile sig_atomic_t signals_leave;
 /* A write of ptleak's got EPIPE/SIGPIPE: its report has no reader. */

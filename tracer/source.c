@@ -96,6 +96,12 @@ void sources_emergency_thread(struct thread *t)
 		(*s)->emergency_thread(t);
 }
 
+void sources_emergency_unmap(struct process *p, struct thread *runner)
+{
+	EACH(s, emergency_unmap)
+		(*s)->emergency_unmap(p, runner);
+}
+
 void sources_release(struct process *p)
 {
 	EACH(s, release)

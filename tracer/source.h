@@ -71,6 +71,9 @@ struct source_ops {
 	 */
 	void (*emergency)(struct process *p);
 	void (*emergency_thread)(struct thread *t);
+	/* Then, every thread of P stopped and RUNNER one that can run code:
+	 * unmap what this source mapped, if no thread is inside it. */
+	void (*emergency_unmap)(struct process *p, struct thread *runner);
 	/* P's image is gone (exec, exit, detach): free this source's state. */
 	void (*release)(struct process *p);
 };
@@ -95,6 +98,7 @@ void sources_fork_child(struct process *parent, struct process *child,
 int sources_leave(struct process *p, struct thread *const *threads, size_t n);
 void sources_emergency(struct process *p);
 void sources_emergency_thread(struct thread *t);
+void sources_emergency_unmap(struct process *p, struct thread *runner);
 void sources_release(struct process *p);
 
 #endif
