@@ -31,7 +31,15 @@ struct heap {
 	struct heap_site *sites;	/* by stack id */
 	size_t n_sites;
 	struct timeline *tl;
+	uint64_t epoch_ns;	/* block times count from here */
 };
+
+_Static_assert(sizeof(struct block) == 32, "a live block costs 32 bytes");
+_Static_assert(CALL__COUNT <= 16, "struct block keeps the call in 4 bits");
+
+#define MIN_SLOTS 1024
+/* Linear probing stays short up to three quarters full. */
+#define FULL(used, cap) ((used) * 4 > (cap) * 3)
 
 static const char *const call_names[CALL__COUNT] = {
 	[CALL_MALLOC] = "malloc",
@@ -64,9 +72,10 @@ struct heap *heap_new(void)
 {
 	struct heap *h = xcalloc(1, sizeof(*h));
 
-	h->mask = 1023;
+	h->mask = MIN_SLOTS - 1;
 	h->slots = xcalloc(h->mask + 1, sizeof(*h->slots));
 	h->tl = timeline_new(now_ns());
+	h->epoch_ns = now_ns();
 	return h;
 }
 
@@ -89,6 +98,7 @@ void heap_clear(struct heap *h)
 	memset(&h->st, 0, sizeof(h->st));
 	memset(h->sites, 0, h->n_sites * sizeof(*h->sites));
 	timeline_reset(h->tl, now_ns());
+	h->epoch_ns = now_ns();
 }
 
 struct heap *heap_clone(const struct heap *h)
@@ -126,7 +136,7 @@ static void grow(struct heap *h)
 
 void heap_reserve(struct heap *h, size_t n)
 {
-	while ((h->used + n + 1) * 2 > h->mask + 1)
+	while (FULL(h->used + n + 1, h->mask + 1))
 		grow(h);
 }
 
@@ -154,7 +164,7 @@ static void site_sub(struct heap *h, const struct block *b)
 
 static void insert(struct heap *h, const struct block *b)
 {
-	if ((h->used + 1) * 2 > h->mask + 1)
+	if (FULL(h->used + 1, h->mask + 1))
 		grow(h);
 	size_t i = slot_of(b->ptr, h->mask);
 	while (h->slots[i].ptr && h->slots[i].ptr != b->ptr)
@@ -219,12 +229,27 @@ static bool take(struct heap *h, uint64_t ptr, struct block *out)
 	return true;
 }
 
+/* ms since the heap's start, rounded up (an age is never overstated),
+ * + 1 (0 is "unknown"), saturated. */
+static uint32_t stamp(const struct heap *h, uint64_t t)
+{
+	uint64_t ms = t > h->epoch_ns ? (t - h->epoch_ns + 999999) / 1000000 : 0;
+
+	return ms < UINT32_MAX - 1 ? (uint32_t)ms + 1 : UINT32_MAX;
+}
+
+uint64_t heap_block_time_ns(const struct heap *h, const struct block *b)
+{
+	return b->time_ms ? h->epoch_ns + (uint64_t)(b->time_ms - 1) * 1000000 : 0;
+}
+
 static void add_alloc(struct heap *h, const struct alloc_event *ev)
 {
 	struct block b = {
 		.ptr = ev->ptr, .size = ev->size,
-		.stack_id = ev->stack_id, .call = (uint8_t)ev->call,
-		.time_ns = ev->time_ns, .seq = ev->seq,
+		.stack_id = ev->stack_id <= BLOCK_STACK_MAX ? ev->stack_id : 0,
+		.call = (unsigned)ev->call & 15, .time_ms = stamp(h, ev->time_ns),
+		.seq = ev->seq,
 	};
 	h->st.allocations++;
 	h->st.bytes_allocated += ev->size;
@@ -377,4 +402,20 @@ struct block *heap_snapshot(const struct heap *h, size_t *n)
 	qsort(v, k, sizeof(*v), by_address);
 	*n = k;
 	return v;
+}
+
+struct block *heap_take_sorted(struct heap *h, size_t *n)
+{
+	struct block *v = h->slots;
+	size_t k = 0;
+
+	for (size_t i = 0; i <= h->mask; i++)
+		if (h->slots[i].ptr)
+			v[k++] = h->slots[i];
+	qsort(v, k, sizeof(*v), by_address);
+	*n = k;
+	h->mask = MIN_SLOTS - 1;
+	h->slots = xcalloc(h->mask + 1, sizeof(*h->slots));
+	h->used = 0;
+	return xrealloc(v, (k + 1) * sizeof(*v));
 }

@@ -62,15 +62,23 @@ struct alloc_event {
 	uint64_t seq;		/* order of arrival, set by allocdb_record() */
 };
 
+/*
+ * One live block: 32 bytes, as a server may hold millions (make bench
+ * prints ptleak's bytes per live block). The time is kept in milliseconds
+ * since the heap was made (heap_block_time_ns() gives it back), for 49
+ * days; later blocks keep that last stamp.
+ */
 struct block {
 	uint64_t ptr;
 	uint64_t size;
-	uint32_t stack_id;
-	uint8_t call;		/* enum alloc_call that made it (realloc: the realloc) */
-	bool before_attach;	/* OP_BEFORE_ATTACH: allocated before ptleak attached */
-	uint64_t time_ns;	/* 0: unknown (before_attach) */
+	uint32_t stack_id : 27;	/* stacks_intern()'s ids; 0: none or too many */
+	uint32_t call : 4;	/* enum alloc_call that made it (realloc: the realloc) */
+	uint32_t before_attach : 1;	/* OP_BEFORE_ATTACH: allocated before ptleak attached */
+	uint32_t time_ms;	/* 0: unknown (before_attach); else ms since the heap's start + 1 */
 	uint64_t seq;		/* its allocation event's sequence number */
 };
+
+#define BLOCK_STACK_MAX ((1u << 27) - 1)
 
 struct heap_stats {
 	uint64_t allocations, frees;
@@ -128,5 +136,14 @@ void heap_timeline_close(struct heap *h, uint64_t t);
 /* All live blocks sorted by address, in a new array (caller frees); *n
  * gets the count. */
 struct block *heap_snapshot(const struct heap *h, size_t *n);
+
+/* The same, but the blocks are moved out of H without a copy (the final
+ * scan of a process holding millions): H keeps its stats and takes
+ * events on, its table empty. */
+struct block *heap_take_sorted(struct heap *h, size_t *n);
+
+/* When B was allocated (CLOCK_MONOTONIC ns, rounded up to the ms), 0 if
+ * unknown. B is one of H's. */
+uint64_t heap_block_time_ns(const struct heap *h, const struct block *b);
 
 #endif

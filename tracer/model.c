@@ -61,28 +61,27 @@ double model_age_s(const struct report_model *m, uint64_t t)
 	return t && m->now_ns > t ? (double)(m->now_ns - t) / 1e9 : 0.0;
 }
 
-struct member {
-	enum leak_kind kind;
-	bool before_attach;
-	uint32_t stack_id;
-	uint8_t call;
-	uint64_t time_ns;
-	uint64_t size;
-	uint64_t ptr;
+/* Blocks are grouped through an array of their indices (4 bytes a block,
+ * not a copy of each: a process may hold millions), sorted by (kind,
+ * before the attach, stack, time, address). */
+struct members_of {
+	const struct scan_result *r;
 };
 
-static int by_member(const void *a, const void *b)
+static int by_member(const void *a, const void *b, void *arg)
 {
-	const struct member *x = a, *y = b;
+	const struct scan_result *r = ((const struct members_of *)arg)->r;
+	uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
+	const struct block *x = &r->blocks[i], *y = &r->blocks[j];
 
-	if (x->kind != y->kind)
-		return x->kind < y->kind ? -1 : 1;
+	if (r->kind[i] != r->kind[j])
+		return r->kind[i] < r->kind[j] ? -1 : 1;
 	if (x->before_attach != y->before_attach)
 		return x->before_attach ? -1 : 1;
 	if (x->stack_id != y->stack_id)
 		return x->stack_id < y->stack_id ? -1 : 1;
-	if (x->time_ns != y->time_ns)
-		return x->time_ns < y->time_ns ? -1 : 1;
+	if (x->time_ms != y->time_ms)
+		return x->time_ms < y->time_ms ? -1 : 1;
 	return x->ptr < y->ptr ? -1 : x->ptr > y->ptr;
 }
 
@@ -117,38 +116,40 @@ static int by_addr(const void *a, const void *b)
 }
 
 /* Group the blocks of R into records (sorted by kind and stack). */
-static void make_records(struct report_model *m, const struct scan_result *r)
+static void make_records(struct report_model *m, const struct heap *h,
+			 const struct scan_result *r)
 {
-	struct member *mb = xmalloc((r->n + 1) * sizeof(*mb));
+	uint32_t *mb = xmalloc((r->n + 1) * sizeof(*mb));
 	struct model_record *v = xcalloc(r->n + 1, sizeof(*v));
 	size_t n = 0;
 
 	for (size_t i = 0; i < r->n; i++) {
 		enum leak_kind k = (enum leak_kind)r->kind[i];
-		const struct block *b = &r->blocks[i];
-		mb[i] = (struct member){ .kind = k, .before_attach = b->before_attach,
-					 .stack_id = b->stack_id, .call = b->call,
-					 .time_ns = b->time_ns, .size = b->size, .ptr = b->ptr };
-		m->totals.bytes[k] += b->size;
+		mb[i] = (uint32_t)i;
+		m->totals.bytes[k] += r->blocks[i].size;
 		m->totals.blocks[k]++;
 	}
-	qsort(mb, r->n, sizeof(*mb), by_member);
+	struct members_of ctx = { r };
+	qsort_r(mb, r->n, sizeof(*mb), by_member, &ctx);
 	for (size_t i = 0, j; i < r->n; i = j) {
 		struct model_record *rec = &v[n++];
-		*rec = (struct model_record){ .kind = mb[i].kind, .stack_id = mb[i].stack_id,
-					      .before_attach = mb[i].before_attach,
-					      .call = (enum alloc_call)mb[i].call,
-					      .oldest_ns = mb[i].time_ns, .suppressed_by = -1 };
-		for (j = i; j < r->n && mb[j].kind == mb[i].kind &&
-			    mb[j].before_attach == mb[i].before_attach &&
-			    mb[j].stack_id == mb[i].stack_id; j++) {
-			rec->bytes += mb[j].size;
+		const struct block *first = &r->blocks[mb[i]];
+		enum leak_kind k = (enum leak_kind)r->kind[mb[i]];
+		*rec = (struct model_record){ .kind = k, .stack_id = first->stack_id,
+					      .before_attach = first->before_attach,
+					      .call = (enum alloc_call)first->call,
+					      .oldest_ns = heap_block_time_ns(h, first),
+					      .suppressed_by = -1 };
+		for (j = i; j < r->n && r->kind[mb[j]] == k &&
+			    r->blocks[mb[j]].before_attach == first->before_attach &&
+			    r->blocks[mb[j]].stack_id == first->stack_id; j++) {
+			rec->bytes += r->blocks[mb[j]].size;
 			rec->blocks++;
 		}
-		rec->median_ns = mb[i + (j - i) / 2].time_ns;
+		rec->median_ns = heap_block_time_ns(h, &r->blocks[mb[i + (j - i) / 2]]);
 		rec->addrs = xmalloc(rec->blocks * sizeof(*rec->addrs));
-		for (size_t k = i; k < j; k++)
-			rec->addrs[k - i] = mb[k].ptr;
+		for (size_t q = i; q < j; q++)
+			rec->addrs[q - i] = r->blocks[mb[q]].ptr;
 		qsort(rec->addrs, rec->blocks, sizeof(*rec->addrs), by_addr);
 	}
 	free(mb);
@@ -383,7 +384,7 @@ struct report_model *model_build(struct process *p, const struct scan_result *r,
 	m->scanned = r->scanned;
 	m->words_scanned = r->words_scanned;
 	m->scan_ns = r->ns;
-	make_records(m, r);
+	make_records(m, p->db->heap, r);
 	for (size_t i = 0; i < m->n_records; i++) {
 		struct model_record *rec = &m->records[i];
 		if (!(kinds & leak_kind_flag(rec->kind)) || rec->before_attach)

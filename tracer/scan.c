@@ -609,7 +609,8 @@ struct scan_result *scan_process(struct process *p, const struct scan_thread *th
 	struct scan_result *res = xcalloc(1, sizeof(*res));
 	uint64_t t0 = now_ns();
 
-	res->blocks = heap_snapshot(p->db->heap, &res->n);
+	/* The final scan: the table's memory becomes the result's. */
+	res->blocks = heap_take_sorted(p->db->heap, &res->n);
 	res->kind = xcalloc(res->n + 1, 1);
 	res->leader = xcalloc(res->n + 1, sizeof(*res->leader));
 	if (!n_th) {
