@@ -151,17 +151,17 @@ static void raw_sigaction(int sig, void (*handler)(int, siginfo_t *, void *))
 }
 
 /*
- * A signal ptleak was started with ignored stays ignored (nohup, a
- * script's background job: they meant ptleak to survive it), except the
- * ones that tell it its output is gone, and crashes.
+ * SIGHUP ignored when ptleak starts stays ignored: nohup meant ptleak to
+ * outlive the terminal. Other inherited ignores are not kept: a
+ * non-interactive shell starts every background job with SIGINT and
+ * SIGQUIT ignored, and `ptleak -p PID & ... kill -INT $!` must still
+ * make it leave.
  */
-static bool inherited_ignore(int sig, enum sig_action a)
+static bool inherited_ignore(int sig)
 {
 	struct sigaction old;
 
-	if (a == SIGACT_CRASH || sig == SIGPIPE || sig == SIGXFSZ || (sig >= 32 && sig < SIGRTMIN))
-		return false;
-	return sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN;
+	return sig == SIGHUP && sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN;
 }
 
 void signals_install(bool attach, pid_t program, void (*restore)(void))
@@ -177,7 +177,7 @@ void signals_install(bool attach, pid_t program, void (*restore)(void))
 		enum sig_action a = signals_action(sig, attach);
 		struct sigaction sa;
 
-		if (a == SIGACT_KEEP || inherited_ignore(sig, a))
+		if (a == SIGACT_KEEP || inherited_ignore(sig))
 			continue;
 		memset(&sa, 0, sizeof(sa));
 		sigemptyset(&sa.sa_mask);

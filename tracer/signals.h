@@ -20,6 +20,8 @@
  * rlimit, a write of ours to a closed pipe) is not. A crash restores the
  * program, detaches it, and ptleak dies: the program runs on untraced.
  *
+ * SIGHUP ignored when ptleak starts (nohup) stays ignored.
+ *
  * Only SIGKILL cannot be handled: in trap mode the int3s stay in the
  * program and its next allocator call dies of SIGTRAP.
  *
