@@ -14,7 +14,6 @@
 volatile sig_atomic_t signals_caught;
 volatile sig_atomic_t signals_leave;
 volatile sig_atomic_t signals_check;
-volatile sig_atomic_t signals_output_closed;
 
 static volatile pid_t forward_to;
 static void (*restore_program)(void);
@@ -54,7 +53,7 @@ static const struct {
 	{ SIGTRAP, SIGACT_CRASH, SIGACT_CRASH },
 };
 
-enum sig_action signals_action(int sig, bool attach)
+static enum sig_action signals_action(int sig, bool attach)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(table); i++)
 		if (table[i].sig == sig)
@@ -66,7 +65,7 @@ enum sig_action signals_action(int sig, bool attach)
 
 /* Raised by the kernel (a terminal, an rlimit) or by a write of ours to a
  * closed pipe (SIGPIPE and SIGXFSZ come "from" the writer itself). */
-static bool not_sent_by_another(int sig, const siginfo_t *si)
+static bool not_sent_by_another(const siginfo_t *si)
 {
 	return si->si_code == SI_KERNEL || si->si_code > 0 ||
 	       (si->si_code == SI_USER && si->si_pid == getpid());
@@ -76,18 +75,14 @@ static void on_forward(int sig, siginfo_t *si, void *uc)
 {
 	(void)uc;
 	signals_caught++;
-	if (sig == SIGPIPE && si->si_pid == getpid())
-		signals_output_closed = 1;
-	if (!not_sent_by_another(sig, si) && forward_to > 0)
+	if (!not_sent_by_another(si) && forward_to > 0)
 		kill(forward_to, sig);
 }
 
 static void on_leave(int sig, siginfo_t *si, void *uc)
 {
-	(void)uc;
+	(void)si, (void)uc;
 	signals_caught++;
-	if (sig == SIGPIPE && si->si_pid == getpid())
-		signals_output_closed = 1;
 	if (!signals_leave)
 		signals_leave = sig;
 }
@@ -181,13 +176,9 @@ void signals_install(bool attach, pid_t program, void (*restore)(void))
 			continue;
 		memset(&sa, 0, sizeof(sa));
 		sigemptyset(&sa.sa_mask);
-		if (a == SIGACT_IGNORE) {
-			sa.sa_handler = SIG_IGN;
-		} else {
-			/* No SA_RESTART: waitpid must return EINTR. */
-			sa.sa_sigaction = handlers[a];
-			sa.sa_flags = SA_SIGINFO | (a == SIGACT_CRASH ? SA_RESETHAND : 0);
-		}
+		/* No SA_RESTART: waitpid must return EINTR. */
+		sa.sa_sigaction = handlers[a];
+		sa.sa_flags = SA_SIGINFO | (a == SIGACT_CRASH ? SA_RESETHAND : 0);
 		if (sig < SIGRTMIN && sig >= 32)
 			raw_sigaction(sig, handlers[a]);
 		else

@@ -33,7 +33,6 @@
 
 enum sig_action {
 	SIGACT_KEEP,		/* left as it is (job control, SIGCHLD, ...) */
-	SIGACT_IGNORE,
 	SIGACT_FORWARD,		/* launch: to the program, if a process sent it */
 	SIGACT_LEAVE,		/* attach: detach cleanly, report, exit */
 	SIGACT_WAKE,		/* only wakes the event loop: the ticker */
@@ -47,8 +46,6 @@ extern volatile sig_atomic_t signals_caught;
 extern volatile sig_atomic_t signals_check;
 /* The signal that asked ptleak to leave (attach mode), 0 if none. */
 extern volatile sig_atomic_t signals_leave;
-/* A write of ptleak's got EPIPE/SIGPIPE: its report has no reader. */
-extern volatile sig_atomic_t signals_output_closed;
 
 /*
  * Install the table for the mode. PROGRAM (launch) receives forwarded
@@ -58,8 +55,5 @@ extern volatile sig_atomic_t signals_output_closed;
  * program inherits ptleak's original dispositions.
  */
 void signals_install(bool attach, pid_t program, void (*restore)(void));
-
-/* The action the table gives SIG in the mode (for tests and the docs). */
-enum sig_action signals_action(int sig, bool attach);
 
 #endif
