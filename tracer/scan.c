@@ -539,6 +539,13 @@ struct live_ctx {
 static void add_tp(struct thread *t, void *arg)
 {
 	struct live_ctx *c = arg;
+	struct user_regs_struct r;
+
+	/* A thread whose first stop is still queued (its creator's clone
+	 * event came first) has its DTV already, but no fs_base of ours yet;
+	 * in that stop, its registers can be read now. */
+	if (!t->fs_base && thread_getregs(t->tid, &r) == 0)
+		t->fs_base = r.fs_base;
 	bool dead = t->exiting && t->exit_sp;
 
 	if (dead == c->dead && t->fs_base && c->n < c->max)
