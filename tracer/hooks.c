@@ -636,13 +636,13 @@ static void check_in_pages(struct thread *t, void *arg)
  * could not be moved out of them. */
 static void ptrace_emergency_unmap(struct process *p, struct thread *runner)
 {
-	struct in_pages ip = { .bp = p->bp };
+	struct in_pages ip = { .bp = state_of(p) ? state_of(p)->bp : NULL };
 
-	if (p->role != ROLE_TRACED || !p->bp || p->memfd < 0)
+	if (p->role != ROLE_TRACED || !ip.bp || p->memfd < 0)
 		return;
 	thread_foreach(p, check_in_pages, &ip);
 	if (!ip.inside)
-		bp_remove_all(p->bp, runner);
+		bp_remove_all(ip.bp, runner);
 	else
 		debug("emergency: a thread is inside our code, our pages stay");
 }

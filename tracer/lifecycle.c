@@ -215,7 +215,7 @@ void scan_now(struct process *p, const struct scan_thread *th, size_t n)
 		preattach_verify(p);
 	/* Attached without knowing the heap from before: memory ptleak cannot
 	 * account for must count as a root. */
-	p->scan = scan_process(p, th, n, p->attached && !p->before_known);
+	p->scan = scan_process_final(p, th, n, p->attached && !p->before_known);
 }
 
 int stopped_scan_state(struct thread *u, struct scan_thread *out)

@@ -610,14 +610,15 @@ static uint64_t root_start(const struct region *r, const struct scan_thread *th,
 	return r->start;
 }
 
-struct scan_result *scan_process(struct process *p, const struct scan_thread *th,
-				 size_t n_th, bool conservative)
+static struct scan_result *scan_blocks(struct process *p, const struct scan_thread *th,
+				       size_t n_th, bool conservative, bool final)
 {
 	struct scan_result *res = xcalloc(1, sizeof(*res));
 	uint64_t t0 = now_ns();
 
 	/* The final scan: the table's memory becomes the result's. */
-	res->blocks = heap_take_sorted(p->db->heap, &res->n);
+	res->blocks = final ? heap_take_sorted(p->db->heap, &res->n)
+			    : heap_snapshot(p->db->heap, &res->n);
 	res->kind = xcalloc(res->n + 1, 1);
 	res->leader = xcalloc(res->n + 1, sizeof(*res->leader));
 	if (!n_th) {
@@ -731,4 +732,16 @@ struct scan_result *scan_process(struct process *p, const struct scan_thread *th
 	for (unsigned k = 0; k < CACHE_SLOTS; k++)
 		free(s.cache[k].data);
 	return res;
+}
+
+struct scan_result *scan_process(struct process *p, const struct scan_thread *th,
+				 size_t n_th, bool conservative)
+{
+	return scan_blocks(p, th, n_th, conservative, false);
+}
+
+struct scan_result *scan_process_final(struct process *p, const struct scan_thread *th,
+				       size_t n_th, bool conservative)
+{
+	return scan_blocks(p, th, n_th, conservative, true);
 }

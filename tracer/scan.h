@@ -102,6 +102,12 @@ struct scan_thread {
 struct scan_result *scan_process(struct process *p, const struct scan_thread *th,
 				 size_t n, bool conservative);
 
+/* The same for the last scan of P (it exits, or ptleak leaves it): the
+ * heap table's memory becomes the result's (a process may hold millions
+ * of blocks), and the table is left empty. */
+struct scan_result *scan_process_final(struct process *p, const struct scan_thread *th,
+				       size_t n, bool conservative);
+
 void scan_result_free(struct scan_result *r);
 
 const char *leak_kind_name(enum leak_kind k);	/* "definitely_lost", ... */
