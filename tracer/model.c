@@ -410,7 +410,7 @@ struct report_model *model_snapshot(struct process *p, const struct options *o,
 	r.blocks = heap_snapshot(p->db->heap, &r.n);
 	r.kind = xcalloc(r.n + 1, sizeof(*r.kind));
 	memset(r.kind, LEAK_REACHABLE, r.n);
-	make_records(m, &r);
+	make_records(m, p->db->heap, &r);
 	free(r.kind);
 	free(r.blocks);
 	for (size_t i = 0; i < m->n_records; i++) {
