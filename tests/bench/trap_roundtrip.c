@@ -8,8 +8,9 @@
  *
  * block (default): a blocking waitpid, as a plain tracer does.
  * poll: waitpid(WNOHANG) and sched_yield() for up to 50 us before
- * blocking, as ptleak's waiter does (tracer/waiter.h): on an idle machine
- * the blocking wait pays a CPU wake-up per hand-off.
+ * blocking, backing off on a busy CPU, as ptleak's waiter does
+ * (tracer/waiter.h): on an idle machine the blocking wait pays a CPU
+ * wake-up per hand-off.
  */
 #include <sched.h>
 #include <signal.h>
@@ -30,17 +31,28 @@ static double now_us(void)
 	return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
 }
 
+/* ptleak's waiter in short: a yield that took over 10 us ran someone
+ * else (the CPU is busy): block, and do not poll for 20 ms. */
 static pid_t wait_poll(pid_t pid, int *status)
 {
-	double start = now_us();
+	static double backoff_until;
+	double start = now_us(), t = start;
 	pid_t r;
 
+	if (start < backoff_until)
+		return waitpid(pid, status, 0);
 	do {
 		r = waitpid(pid, status, WNOHANG);
 		if (r != 0)
 			return r;
 		sched_yield();
-	} while (now_us() - start < 50);
+		double t2 = now_us();
+		if (t2 - t > 10) {
+			backoff_until = t2 + 20000;
+			break;
+		}
+		t = t2;
+	} while (t - start < 50);
 	return waitpid(pid, status, 0);
 }
 
