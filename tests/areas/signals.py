@@ -367,8 +367,10 @@ def t_launch_signal_forwarded(s):
         errs = []
         if st != 0:
             errs.append("exit status: want 0, got %d" % st)
-        want = b"ready\ngot SIGUSR1 #1\ndone: 1 SIGUSR1, stopped: no\n"
-        if p.out != want:
+        # The leak check stops the program: on a loaded machine for long
+        # enough that it tells (its "stopped:" is not this test's concern).
+        want = rb"ready\ngot SIGUSR1 #1\ndone: 1 SIGUSR1, stopped: (yes|no)\n"
+        if not re.fullmatch(want, p.out):
             errs.append("stdout: want %r, got %r" % (want, p.out))
         errs += proc_errors(load_json(j, "forwarded")["processes"][0],
                             {D: (32, 1), I: Z, P: Z, RE: Z},
