@@ -10,6 +10,7 @@
  * stays traced, stepping over them, until it execs or exits.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -466,10 +467,38 @@ struct restart on_fork(struct tracer *tr, struct thread *t, const struct event *
 	return RESUME(0);
 }
 
+/*
+ * The new thread's thread pointer, from its creator's clone or clone3
+ * arguments (T is at the clone event): known even if the new thread
+ * never reports its first stop (killed by an exit_group first), so the
+ * scan's DTV rule (scan.h) finds its TCB.
+ */
+static uint64_t clone_tls(struct thread *t)
+{
+	struct user_regs_struct r;
+	uint64_t flags = 0, tls = 0;
+
+	if (thread_getregs(t->tid, &r) < 0)
+		return 0;
+	if (r.orig_rax == SYS_clone) {
+		flags = r.rdi;
+		tls = r.r8;
+	} else if (r.orig_rax == SYS_clone3) {
+		/* struct clone_args: flags at 0, tls at 56 */
+		if (proc_read_u64(t->proc, r.rdi, &flags) < 0 ||
+		    proc_read_u64(t->proc, r.rdi + 56, &tls) < 0)
+			return 0;
+	}
+	return flags & CLONE_SETTLS ? tls : 0;
+}
+
 struct restart on_clone(struct tracer *tr, struct thread *t, const struct event *ev)
 {
 	pid_t tid = (pid_t)ev->msg;
 	struct thread *nt = thread_add(t->proc, tid);
+
+	if (!nt->fs_base)
+		nt->fs_base = clone_tls(t);
 
 	for (size_t i = 0; i < tr->n_early; i++) {
 		if (tr->early[i] == tid) {
