@@ -32,10 +32,12 @@ LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lunwind-x86_64 -lunwind -
 TRACER_SRC := $(wildcard tracer/*.c)
 SYMBOLS_SRC := $(wildcard symbols/*.c)
 SRC := $(TRACER_SRC) $(SYMBOLS_SRC)
-# The HTML report's page, built in as data (tracer/page.S .incbin's it).
+# The HTML report's page, built in as data (tracer/page.S .incbin's it);
+# the probe of fast mode, built in as a blob (below).
 PAGE_OBJ := $(BUILD)/tracer/page.o
-OBJ := $(SRC:%.c=$(BUILD)/%.o) $(PAGE_OBJ)
-ASAN_OBJ := $(SRC:%.c=$(BUILD)/asan/%.o) $(PAGE_OBJ)
+PROBE_BLOB := $(BUILD)/probe/probe_blob.o
+OBJ := $(SRC:%.c=$(BUILD)/%.o) $(PAGE_OBJ) $(PROBE_BLOB)
+ASAN_OBJ := $(SRC:%.c=$(BUILD)/asan/%.o) $(PAGE_OBJ) $(PROBE_BLOB)
 
 ifeq ($(V),1)
 Q :=
@@ -57,7 +59,7 @@ $(BUILD)/ptleak: $(OBJ)
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $(OBJ) $(LIBS)
 
-$(BUILD)/%.o: %.c $(wildcard tracer/*.h symbols/*.h) | deps
+$(BUILD)/%.o: %.c $(wildcard tracer/*.h symbols/*.h probe/*.h) | deps
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
@@ -71,10 +73,37 @@ $(PAGE_OBJ): tracer/page.S tracer/page.html | deps
 	@echo "  AS      $<"
 	$(Q)$(CC) -c -o $@ $<
 
+# The probe ptleak writes into traced programs (fast mode): freestanding C,
+# linked position-independent on its own, and refused if any relocation is
+# left (it is copied into the tracee as flat bytes), then embedded in
+# ptleak as _binary_probe_bin_start/_end.
+PROBE_CFLAGS := -std=gnu11 -O2 -I. $(WARN) -ffreestanding -fno-builtin -nostdlib \
+	-fpie -fvisibility=hidden -fno-stack-protector -fcf-protection=none \
+	-fno-asynchronous-unwind-tables -fno-unwind-tables -fno-jump-tables \
+	-mgeneral-regs-only -fno-tree-loop-distribute-patterns
+$(BUILD)/probe/probe.o: probe/probe.c probe/abi.h probe/walk.h | deps
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(PROBE_CFLAGS) -c -o $@ $<
+
+$(BUILD)/probe/probe.bin: $(BUILD)/probe/probe.o probe/probe.lds
+	@echo "  PROBE   $@"
+	$(Q)ld -pie --no-dynamic-linker -z noexecstack --no-warn-rwx-segments \
+		-T probe/probe.lds -o $(BUILD)/probe/probe.elf $<
+	$(Q)if readelf -rW $(BUILD)/probe/probe.elf | grep -q R_X86_64; then \
+		echo "probe: relocations left in $(BUILD)/probe/probe.elf:" >&2; \
+		readelf -rW $(BUILD)/probe/probe.elf >&2; exit 1; fi
+	$(Q)objcopy -O binary -j .probe $(BUILD)/probe/probe.elf $@
+
+$(PROBE_BLOB): $(BUILD)/probe/probe.bin
+	$(Q)cd $(BUILD)/probe && objcopy -I binary -O elf64-x86-64 -B i386:x86-64 \
+		--rename-section .data=.rodata,alloc,load,readonly,data,contents \
+		--add-section .note.GNU-stack=/dev/null probe.bin probe_blob.o
+
 # The tracer checks itself: the same sources built with ASan and UBSan.
 # (Never the fixtures: ASan replaces malloc, so no breakpoint would fire.)
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-$(BUILD)/asan/%.o: %.c $(wildcard tracer/*.h symbols/*.h) | deps
+$(BUILD)/asan/%.o: %.c $(wildcard tracer/*.h symbols/*.h probe/*.h) | deps
 	@mkdir -p $(dir $@)
 	@echo "  CC/SAN  $<"
 	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -c -o $@ $<

@@ -403,6 +403,7 @@ static bool name_is(const char *symname, const char *want)
 
 struct match {
 	uint64_t addr;
+	uint64_t size;
 	size_t name_idx;
 };
 
@@ -459,6 +460,7 @@ static int find_in_module(Dwfl_Module *mod, void **userdata, const char *name,
 				m = t;
 			}
 			m[n_m].addr = addr;
+			m[n_m].size = sym.st_size;
 			m[n_m].name_idx = j;
 			n_m++;
 			break;
@@ -470,7 +472,7 @@ static int find_in_module(Dwfl_Module *mod, void **userdata, const char *name,
 	for (size_t i = 0; i < n_m; i++) {
 		if (i > 0 && m[i].addr == m[i - 1].addr)
 			continue;
-		f->cb(f->arg, f->names[m[i].name_idx], m[i].addr,
+		f->cb(f->arg, f->names[m[i].name_idx], m[i].addr, m[i].size,
 		      km ? km->path : name);
 		f->calls++;
 	}
@@ -878,4 +880,33 @@ int symbols_module_at(struct symbols *s, uint64_t pc, struct symbols_module *out
 		}
 	}
 	return 0;
+}
+
+struct foreach_ctx {
+	symbols_dwfl_cb cb;
+	void *arg;
+	int rc;
+};
+
+static int foreach_one(Dwfl_Module *mod, void **userdata, const char *name,
+		       Dwarf_Addr start, void *arg)
+{
+	struct foreach_ctx *c = arg;
+
+	if (c->cb(c->arg, mod) < 0) {
+		c->rc = -1;
+		return DWARF_CB_ABORT;
+	}
+	return DWARF_CB_OK;
+}
+
+int symbols_foreach_dwfl(struct symbols *s, symbols_dwfl_cb cb, void *arg)
+{
+	struct foreach_ctx c = { cb, arg, 0 };
+
+	if (dwfl_getmodules(s->dwfl, foreach_one, &c, 0) != 0 && c.rc == 0) {
+		set_error(s, "cannot list modules: %s", dwfl_errmsg(-1));
+		return -1;
+	}
+	return c.rc;
 }

@@ -52,7 +52,7 @@ size_t symbols_unmapped(struct symbols *s, struct symbols_range *out, size_t max
  * (malloc and __libc_malloc) give one call, with the first name in the
  * caller's names[] order. */
 typedef void (*symbols_func_cb)(void *arg, const char *name, uint64_t addr,
-				const char *module_path);
+				uint64_t size, const char *module_path);
 
 /*
  * For every currently mapped module, call CB for each *defined* STT_FUNC
@@ -108,5 +108,10 @@ struct symbols_module {
 	void *elf;		/* Elf * of the file, for .debug_frame fallbacks */
 };
 int symbols_module_at(struct symbols *s, uint64_t pc, struct symbols_module *out);
+
+/* Internal to symbols/: call CB for every module of S with its libdwfl
+ * handle (a Dwfl_Module *). 0, or -1 with symbols_errmsg() set. */
+typedef int (*symbols_dwfl_cb)(void *arg, void *dwfl_module);
+int symbols_foreach_dwfl(struct symbols *s, symbols_dwfl_cb cb, void *arg);
 
 #endif

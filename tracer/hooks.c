@@ -102,7 +102,8 @@ struct arm_ctx {
 	int armed, failed;
 };
 
-static void arm_one(void *arg, const char *name, uint64_t addr, const char *module)
+static void arm_one(void *arg, const char *name, uint64_t addr, uint64_t size,
+		    const char *module)
 {
 	struct arm_ctx *c = arg;
 

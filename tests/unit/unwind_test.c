@@ -129,7 +129,7 @@ struct found {
 };
 
 /* Counts are of libc.so.6 only: a sanitizer runtime defines malloc too. */
-static void on_func(void *arg, const char *name, uint64_t addr,
+static void on_func(void *arg, const char *name, uint64_t addr, uint64_t size,
 		    const char *module)
 {
 	struct found *f = arg;

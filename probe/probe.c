@@ -1,0 +1,527 @@
+/*
+ * probe: the code ptleak writes into the traced program (fast mode).
+ *
+ * Every hooked allocator entry starts with a jmp to a per-site stub in a
+ * page ptleak mapped near it; the stub loads the site's descriptor into
+ * r11 and jumps to probe_entry below. probe_entry saves the registers in
+ * a frame on the program's stack and asks probe_enter whether to record
+ * this call:
+ *
+ *  - no (ptleak not listening, a forked child, a nested call such as
+ *    musl's calloc calling malloc, free, or a call ptleak cannot see):
+ *    the registers are restored and the thread jumps to the site's slot
+ *    (the displaced instructions, relocated, then a jump back): the
+ *    allocator runs as if nothing were there;
+ *  - yes: the stack was walked at the entry; the real function is called
+ *    from here and probe_exit records its result; then we return to the
+ *    caller.
+ *
+ * Freestanding: no libc, no relocations (the build checks), no writable
+ * data in the blob; its state lives in struct probe_ctl, which the linker
+ * script places at PROBE_CTL_OFF from the code, reached RIP-relatively.
+ * Nothing here may fault or block forever: stack reads are bounded by the
+ * thread's stack range ptleak handed over, waits for ptleak time out and
+ * check that it lives, and a dead ptleak makes the probe quiet.
+ */
+#include "probe/abi.h"
+#include "probe/walk.h"
+
+#define HIDDEN __attribute__((visibility("hidden")))
+
+HIDDEN struct probe_ctl probe_ctl __attribute__((section(".ctl")));
+
+/* Layout of what probe_entry pushes; the asm below depends on it. */
+struct probe_frame {
+	uint64_t pad[2];
+	uint64_t pcs[PROBE_MAX_PCS];
+	int32_t n_pcs;
+	uint32_t slot;
+	uint64_t r11, r9, r8, rcx, rdx, rsi, rdi, rax, r15, r14, r13, r12, rbx, rbp;
+	uint64_t ret;		/* the caller's return address: entry rsp */
+};
+_Static_assert(sizeof(struct probe_frame) == 536 + 14 * 8 + 8, "frame layout");
+_Static_assert(sizeof(struct probe_ctl) <= PROBE_CTL_SIZE, "ctl size");
+
+HIDDEN int probe_enter(struct probe_frame *f);
+HIDDEN void probe_exit(struct probe_frame *f, uint64_t rax);
+
+__asm__(
+	".section .text.entry,\"ax\",@progbits\n"
+	".globl probe_entry\n"
+	".hidden probe_entry\n"
+	"probe_entry:\n"
+	"	push %rbp\n	push %rbx\n	push %r12\n	push %r13\n"
+	"	push %r14\n	push %r15\n	push %rax\n	push %rdi\n"
+	"	push %rsi\n	push %rdx\n	push %rcx\n	push %r8\n"
+	"	push %r9\n	push %r11\n"
+	"	sub $536, %rsp\n"
+	"	mov %rsp, %rdi\n"
+	"	cld\n"
+	"	call probe_enter\n"
+	"	test %eax, %eax\n"
+	"	jnz 1f\n"
+	"	add $536, %rsp\n"
+	"	pop %r11\n	pop %r9\n	pop %r8\n	pop %rcx\n"
+	"	pop %rdx\n	pop %rsi\n	pop %rdi\n	pop %rax\n"
+	"	pop %r15\n	pop %r14\n	pop %r13\n	pop %r12\n"
+	"	pop %rbx\n	pop %rbp\n"
+	"	jmp *8(%r11)\n"		/* struct probe_site.slot */
+	"1:\n"
+	"	mov 544(%rsp), %r9\n	mov 552(%rsp), %r8\n"
+	"	mov 560(%rsp), %rcx\n	mov 568(%rsp), %rdx\n"
+	"	mov 576(%rsp), %rsi\n	mov 584(%rsp), %rdi\n"
+	"	mov 592(%rsp), %rax\n	mov 536(%rsp), %r11\n"
+	"	call *8(%r11)\n"
+	/* The program must find every register as the allocator left it
+	 * (a stale pointer in one would keep a lost block reachable). */
+	"	sub $8, %rsp\n"
+	"	push %rax\n	push %rcx\n	push %rdx\n	push %rsi\n"
+	"	push %rdi\n	push %r8\n	push %r9\n	push %r10\n"
+	"	push %r11\n"
+	"	lea 80(%rsp), %rdi\n"
+	"	mov %rax, %rsi\n"
+	"	call probe_exit\n"
+	"	pop %r11\n	pop %r10\n	pop %r9\n	pop %r8\n"
+	"	pop %rdi\n	pop %rsi\n	pop %rdx\n	pop %rcx\n"
+	"	pop %rax\n"
+	"	movq $0, -8(%rsp)\n"	/* no copy of the result left below rsp */
+	"	add $8 + 600, %rsp\n"	/* pad, frame, r11 r9 r8 rcx rdx rsi rdi rax */
+	"	pop %r15\n	pop %r14\n	pop %r13\n	pop %r12\n"
+	"	pop %rbx\n	pop %rbp\n"
+	"	ret\n"
+	".text\n");
+
+/* ---- system calls ---------------------------------------------------- */
+
+static long sys6(long nr, long a, long b, long c, long d, long e, long g)
+{
+	long ret;
+	register long r10 __asm__("r10") = d;
+	register long r8 __asm__("r8") = e;
+	register long r9 __asm__("r9") = g;
+
+	__asm__ volatile("syscall" : "=a"(ret)
+			 : "0"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
+#define NR_FUTEX 202
+#define NR_KILL 62
+#define NR_GETTID 186
+#define NR_ARCH_PRCTL 158
+#define ARCH_GET_FS 0x1003
+#define FUTEX_WAIT 0
+#define FUTEX_WAKE 1
+#define ESRCH 3
+
+struct ts { long sec, nsec; };
+
+/* Sleep until *WORD != VAL, a wake-up, or US microseconds. The futex is
+ * shared (not FUTEX_PRIVATE): ptleak wakes it from its own mapping. */
+static void wait_on(uint32_t *word, uint32_t val, long us)
+{
+	struct ts t = { us / 1000000, (us % 1000000) * 1000 };
+
+	sys6(NR_FUTEX, (long)word, FUTEX_WAIT, val, (long)&t, 0, 0);
+}
+
+static void wake(uint32_t *word)
+{
+	sys6(NR_FUTEX, (long)word, FUTEX_WAKE, 1, 0, 0, 0);
+}
+
+/* ---- small helpers (no libc) ------------------------------------------ */
+
+#define load(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define store(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+
+static inline void cpu_relax(void)
+{
+	__asm__ volatile("pause" ::: "memory");
+}
+
+static uint64_t fs_base(const struct probe_ctl *c)
+{
+	uint64_t v = 0;
+
+	if (c->flags & PROBE_F_RDFSBASE)
+		__asm__ volatile("rdfsbase %0" : "=r"(v));
+	else
+		sys6(NR_ARCH_PRCTL, ARCH_GET_FS, (long)&v, 0, 0, 0, 0);
+	return v;
+}
+
+/* ptleak is gone: kill(pid, 0) says so (a zombie not yet reaped still
+ * counts as alive; the no-progress limit catches that). */
+static int tracer_gone(const struct probe_ctl *c)
+{
+	return sys6(NR_KILL, c->tracer_pid, 0, 0, 0, 0, 0) == -ESRCH;
+}
+
+/* How long a thread waits for ptleak, without any progress, before it
+ * declares it dead: long enough for a scan of a large heap. */
+#define GIVE_UP_US (20 * 1000000L)
+
+static void declare_dead(struct probe_shared *sh)
+{
+	store(&sh->dead, 1);
+}
+
+/* ---- per-thread slots --------------------------------------------------- */
+
+static uint32_t hash_key(uint64_t key)
+{
+	return (uint32_t)(((key >> 4) * 0x9e3779b97f4a7c15ull) >> 40) % PROBE_THREADS;
+}
+
+/* The slot of this thread (KEY) if it holds one: its index, *BUSY set if
+ * it is inside a recorded call. -1 if none. */
+static int own_slot(struct probe_ctl *c, uint64_t key, int *busy)
+{
+	uint32_t h = hash_key(key);
+
+	for (uint32_t i = 0; i < 16; i++) {
+		uint32_t idx = (h + i) % PROBE_THREADS;
+		uint64_t v = load(&c->thread_key[idx]);
+		if ((v & ~PROBE_BUSY) == key) {
+			*busy = (v & PROBE_BUSY) != 0;
+			return (int)idx;
+		}
+		if (v == 0)
+			break;
+	}
+	return -1;
+}
+
+/* Mark this thread busy in a slot: its own, or the first idle one (a
+ * thread that exited left it). -1: nested (already busy) or no slot. */
+static int enter_slot(struct probe_ctl *c, uint64_t key)
+{
+	int busy = 0, idx = own_slot(c, key, &busy);
+
+	if (busy)
+		return -1;
+	if (idx >= 0) {
+		uint64_t v = key;
+		if (__atomic_compare_exchange_n(&c->thread_key[idx], &v, key | PROBE_BUSY, 0,
+						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			return idx;
+	}
+	uint32_t h = hash_key(key);
+	for (uint32_t i = 0; i < PROBE_THREADS; i++) {
+		uint32_t k = (h + i) % PROBE_THREADS;
+		uint64_t v = load(&c->thread_key[k]);
+		if (v & PROBE_BUSY)
+			continue;
+		if (__atomic_compare_exchange_n(&c->thread_key[k], &v, key | PROBE_BUSY, 0,
+						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+			if ((v & ~PROBE_BUSY) != key || c->thread_tid[k] == 0)
+				c->thread_tid[k] = (uint32_t)sys6(NR_GETTID, 0, 0, 0, 0, 0, 0);
+			return (int)k;
+		}
+	}
+	return -1;
+}
+
+static void leave_slot(struct probe_ctl *c, uint32_t idx)
+{
+	uint64_t v = load(&c->thread_key[idx]);
+
+	store(&c->thread_key[idx], v & ~PROBE_BUSY);
+}
+
+/* ---- the thread's stack --------------------------------------------- */
+
+/* Upper end of the stack RSP lies in, from the ranges ptleak handed over
+ * (a seqlock: ptleak may be rewriting them); 0 if unknown. */
+static uint64_t stack_top(const struct probe_shared *sh, uint64_t rsp)
+{
+	for (;;) {
+		uint32_t g = load(&sh->stacks_gen);
+		if (g & 1) {
+			cpu_relax();
+			continue;
+		}
+		uint64_t hi = 0;
+		uint32_t n = load(&sh->n_stacks);
+		for (uint32_t i = 0; i < n && i < PROBE_STACKS; i++)
+			if (rsp >= sh->stacks[i].lo && rsp < sh->stacks[i].hi)
+				hi = sh->stacks[i].hi;
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (load(&sh->stacks_gen) == g)
+			return hi;
+	}
+}
+
+struct walk_ctx {
+	struct probe_ctl *c;
+	const struct probe_shared *sh;
+};
+
+static uint64_t pack_row(const struct probe_row *r)
+{
+	return (uint64_t)(uint32_t)r->cfa_off | (uint64_t)(uint16_t)r->rbp_off << 32 |
+	       (uint64_t)r->cfa_reg << 48 | 1ull << 56;
+}
+
+static int cached_row(void *arg, uint64_t pc, struct probe_row *out)
+{
+	struct walk_ctx *w = arg;
+	uint32_t i = (uint32_t)((pc * 0x9e3779b97f4a7c15ull) >> 52) % PROBE_ROW_CACHE;
+	uint64_t val = __atomic_load_n(&w->c->row_cache[i].val, __ATOMIC_RELAXED);
+	uint64_t key = __atomic_load_n(&w->c->row_cache[i].key, __ATOMIC_RELAXED);
+
+	if (val && (key ^ val) == pc) {
+		out->cfa_off = (int32_t)(uint32_t)val;
+		out->rbp_off = (int16_t)(uint16_t)(val >> 32);
+		out->cfa_reg = (uint8_t)(val >> 48);
+		return 1;
+	}
+	if (!walk_find_row(w->sh, pc, out))
+		return 0;
+	val = pack_row(out);
+	__atomic_store_n(&w->c->row_cache[i].val, val, __ATOMIC_RELAXED);
+	__atomic_store_n(&w->c->row_cache[i].key, val ^ pc, __ATOMIC_RELAXED);
+	return 1;
+}
+
+static uint64_t read_own(void *arg, uint64_t addr)
+{
+	(void)arg;
+	return *(const volatile uint64_t *)addr;
+}
+
+/* ---- the ring ------------------------------------------------------- */
+
+static struct probe_cell *cell_at(struct probe_shared *sh, uint64_t seq)
+{
+	return (struct probe_cell *)((char *)sh + sh->cells_off +
+				     (uint64_t)sh->cell_size * (seq & (sh->n_cells - 1)));
+}
+
+static void ring_doorbell(struct probe_shared *sh)
+{
+	__atomic_add_fetch(&sh->doorbell, 1, __ATOMIC_SEQ_CST);
+	wake(&sh->doorbell);
+}
+
+/* Take the next sequence number and wait for its cell to be free: a full
+ * ring makes the thread wait for ptleak, it never drops an event. NULL:
+ * ptleak is gone, record nothing. */
+static struct probe_cell *claim(struct probe_ctl *c, struct probe_shared *sh, uint64_t *seq)
+{
+	uint64_t s = __atomic_fetch_add(&sh->tail, 1, __ATOMIC_ACQ_REL);
+	struct probe_cell *cell = cell_at(sh, s);
+	long waited = 0;
+	uint64_t head0 = load(&sh->head);
+
+	for (int spin = 0; load(&cell->seq) != s; spin++) {
+		if (load(&sh->dead))
+			return 0;
+		if (spin < 64) {
+			cpu_relax();
+			continue;
+		}
+		if (spin == 64)
+			ring_doorbell(sh);
+		wait_on((uint32_t *)&cell->seq, (uint32_t)load(&cell->seq), 1000);
+		waited += 1000;
+		if (waited % 500000 == 0 && tracer_gone(c)) {
+			declare_dead(sh);
+			return 0;
+		}
+		if (load(&sh->head) != head0) {
+			head0 = load(&sh->head);
+			waited = 0;
+		} else if (waited > GIVE_UP_US) {
+			declare_dead(sh);
+			return 0;
+		}
+	}
+	*seq = s;
+	return cell;
+}
+
+static void publish(struct probe_shared *sh, struct probe_cell *cell, uint64_t seq, int urgent)
+{
+	store(&cell->seq, seq + 1);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (load(&sh->sleeping) &&
+	    (urgent || seq - load(&sh->head) > sh->n_cells / 2))
+		ring_doorbell(sh);
+}
+
+static void emit(struct probe_ctl *c, struct probe_shared *sh, uint32_t op, uint32_t call,
+		 uint32_t tid, uint64_t ptr, uint64_t old_ptr, uint64_t size,
+		 const uint64_t *pcs, int n)
+{
+	uint64_t seq;
+	struct probe_cell *cell = claim(c, sh, &seq);
+
+	if (!cell)
+		return;
+	cell->op = op;
+	cell->call = call;
+	cell->tid = tid;
+	cell->ptr = ptr;
+	cell->old_ptr = old_ptr;
+	cell->size = size;
+	uint32_t max = (sh->cell_size - (uint32_t)sizeof(*cell)) / 8;
+	uint32_t k = 0;
+	for (; pcs && k < (uint32_t)n && k < max; k++)
+		cell->pcs[k] = pcs[k];
+	cell->n_pcs = k;
+	publish(sh, cell, seq, 0);
+}
+
+/*
+ * No row for some frame, or an unknown stack: hand ptleak the entry
+ * registers and wait while it walks this (unchanging) stack with its own
+ * unwinder; it also tells us this stack's range for next time. Returns
+ * the frames copied into F, or -1 if ptleak is gone.
+ */
+static int ask_ptleak(struct probe_ctl *c, struct probe_shared *sh,
+		      struct probe_frame *f, const struct probe_site *site)
+{
+	struct probe_reply *r = &sh->replies[f->slot];
+	uint64_t seq;
+
+	store(&r->done, 0);
+	struct probe_cell *cell = claim(c, sh, &seq);
+	if (!cell)
+		return -1;
+	cell->op = PROBE_OP_UNWIND;
+	cell->call = site->call;
+	cell->tid = c->thread_tid[f->slot];
+	cell->n_pcs = f->slot;
+	cell->regs[PR_RIP] = site->addr;
+	cell->regs[PR_RSP] = (uint64_t)&f->ret;
+	cell->regs[PR_RBP] = f->rbp;
+	cell->regs[PR_RBX] = f->rbx;
+	cell->regs[PR_R12] = f->r12;
+	cell->regs[PR_R13] = f->r13;
+	cell->regs[PR_R14] = f->r14;
+	cell->regs[PR_R15] = f->r15;
+	publish(sh, cell, seq, 1);
+	long waited = 0;
+	while (!load(&r->done)) {
+		if (load(&sh->dead))
+			return -1;
+		wait_on(&r->done, 0, 10000);
+		waited += 10000;
+		if (waited % 500000 == 0 && tracer_gone(c)) {
+			declare_dead(sh);
+			return -1;
+		}
+		if (waited > GIVE_UP_US) {
+			declare_dead(sh);
+			return -1;
+		}
+	}
+	uint32_t n = r->n < PROBE_MAX_PCS ? r->n : PROBE_MAX_PCS;
+	for (uint32_t k = 0; k < n; k++)
+		f->pcs[k] = r->pcs[k];
+	return (int)n;
+}
+
+/* ---- entry and exit ----------------------------------------------------- */
+
+enum {	/* enum alloc_call in tracer/heap.h */
+	C_MALLOC, C_CALLOC, C_REALLOC, C_REALLOCARRAY, C_FREE, C_POSIX_MEMALIGN,
+	C_ALIGNED_ALLOC, C_MEMALIGN, C_VALLOC, C_PVALLOC,
+};
+
+int probe_enter(struct probe_frame *f)
+{
+	struct probe_ctl *c = &probe_ctl;
+
+	if (!load(&c->armed))
+		return 0;
+	struct probe_shared *sh = (struct probe_shared *)c->shared;
+	if (!sh || load(&sh->dead))
+		return 0;
+	const struct probe_site *site = (const struct probe_site *)f->r11;
+	uint64_t key = fs_base(c);
+
+	if (site->call == C_FREE) {
+		int busy = 0, idx = own_slot(c, key, &busy);
+		if (!busy)
+			emit(c, sh, PROBE_OP_FREE, C_FREE, idx >= 0 ? c->thread_tid[idx] : 0,
+			     f->rdi, 0, 0, 0, 0);
+		return 0;
+	}
+	int idx = enter_slot(c, key);
+	if (idx < 0)
+		return 0;
+	f->slot = (uint32_t)idx;
+
+	uint32_t max = c->num_callers < PROBE_MAX_PCS ? c->num_callers : PROBE_MAX_PCS;
+	uint64_t rsp = (uint64_t)&f->ret, hi = stack_top(sh, rsp);
+	int n = -1;
+	if (hi) {
+		struct walk_ctx w = { c, sh };
+		n = walk_stack(cached_row, read_own, &w, site->addr, rsp, f->rbp, hi, f->pcs, (int)max);
+	}
+	if (n < 0)
+		n = ask_ptleak(c, sh, f, site);
+	if (n < 0) {
+		leave_slot(c, (uint32_t)idx);
+		return 0;
+	}
+	f->n_pcs = n;
+	if (site->call == C_REALLOC || site->call == C_REALLOCARRAY)
+		emit(c, sh, PROBE_OP_REALLOC_ENTER, site->call, c->thread_tid[idx], 0, f->rdi, 0, 0, 0);
+	return 1;
+}
+
+static uint64_t mul_or_zero(uint64_t a, uint64_t b)
+{
+	uint64_t r;
+
+	return __builtin_mul_overflow(a, b, &r) ? 0 : r;
+}
+
+void probe_exit(struct probe_frame *f, uint64_t rax)
+{
+	struct probe_ctl *c = &probe_ctl;
+	struct probe_shared *sh = (struct probe_shared *)c->shared;
+	const struct probe_site *site = (const struct probe_site *)f->r11;
+	uint32_t op = PROBE_OP_ALLOC, call = site->call;
+	uint64_t ptr = rax, old = 0, size = 0;
+
+	switch (call) {
+	case C_MALLOC:
+	case C_VALLOC:
+		size = f->rdi;
+		break;
+	case C_PVALLOC:
+		size = (f->rdi + 4095) & ~4095ull;
+		break;
+	case C_CALLOC:
+		size = mul_or_zero(f->rdi, f->rsi);
+		break;
+	case C_ALIGNED_ALLOC:
+	case C_MEMALIGN:
+		size = f->rsi;
+		break;
+	case C_POSIX_MEMALIGN:
+		size = f->rdx;
+		ptr = (uint32_t)rax == 0 ? *(const volatile uint64_t *)f->rdi : 0;
+		break;
+	case C_REALLOC:
+		op = PROBE_OP_REALLOC_EXIT;
+		old = f->rdi;
+		size = f->rsi;
+		break;
+	case C_REALLOCARRAY:
+		op = PROBE_OP_REALLOC_EXIT;
+		old = f->rdi;
+		size = mul_or_zero(f->rsi, f->rdx);
+		break;
+	}
+	if (load(&c->armed) && sh && !load(&sh->dead) &&
+	    (ptr || op == PROBE_OP_REALLOC_EXIT))
+		emit(c, sh, op, call, c->thread_tid[f->slot], ptr, old, size, f->pcs, f->n_pcs);
+	leave_slot(c, f->slot);
+}
