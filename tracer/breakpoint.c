@@ -20,6 +20,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "probe/abi.h"
 #include "symbols/maps.h"
 #include "tracer/proc.h"
 #include "tracer/relocate.h"
@@ -32,6 +33,10 @@
 #define SLOT_SIZE RELOC_SLOT_SIZE
 #define MAX_PAGES 64
 #define REL32_REACH 0x7fff0000ll	/* a little under 2 GiB */
+#define JMP_LEN 5u
+#define JUMP_SITE_SIZE 112u	/* slot (<= 64), stub (21) at +64, desc at +88 */
+#define STUB_OFF 64u
+#define DESC_OFF 88u
 
 struct code_page {
 	uint64_t base;
@@ -71,6 +76,11 @@ void bp_free(struct bpset *b)
 		cs_close(&b->cs);
 	free(b->sites);
 	free(b);
+}
+
+uint64_t bp_gadget(const struct bpset *b)
+{
+	return b->n_pages ? b->pages[0].base + GADGET_OFF : 0;
 }
 
 uint64_t bp_trampoline(const struct bpset *b)
@@ -162,6 +172,16 @@ uint64_t bp_move_out(const struct bpset *b, uint64_t rip)
 {
 	for (size_t i = 0; i < b->n_sites; i++) {
 		const struct site *s = &b->sites[i];
+		if (s->jump) {
+			if (rip >= s->stub && rip < s->stub + DESC_OFF - STUB_OFF)
+				return s->addr;
+			for (unsigned k = 0; k < s->n_ins; k++)
+				if (rip == s->slot + s->ins_off[k])
+					return s->addr + s->ins_off[k];
+			if (rip == s->slot + s->len)
+				return s->addr + s->len;
+			continue;
+		}
 		if (rip == s->slot)
 			return s->addr;
 		if (!s->in_slot_jmp && rip == s->slot + s->len)
@@ -242,7 +262,7 @@ static struct code_page *map_page_near(struct bpset *b, struct thread *t, uint64
 	uint64_t args[6] = { gap, PAGE, PROT_READ | PROT_EXEC,
 			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
 			     (uint64_t)-1, 0 };
-	if (thread_inject_syscall(t, b->pages[0].base + GADGET_OFF, SYS_mmap,
+	if (thread_inject_syscall(t, bp_gadget(b), SYS_mmap,
 				  args, &ret) < 0 || ret < 0 || (uint64_t)ret != gap)
 		return NULL;
 	if (add_page(b, t->proc, gap) < 0)
@@ -268,6 +288,151 @@ static struct code_page *page_for(struct bpset *b, struct thread *t, uint64_t ad
 			return pg;
 	}
 	return map_page_near(b, t, addr);
+}
+
+/* Whether some direct branch in [addr, addr + fsize) lands strictly
+ * inside the first LEN bytes (then they cannot be replaced). */
+static bool branch_into(struct bpset *b, const uint8_t *fn, uint64_t fsize, uint64_t addr,
+			unsigned len)
+{
+	const uint8_t *code = fn;
+	size_t size = fsize;
+	uint64_t pc = addr;
+	cs_insn *insn = cs_malloc(b->cs);
+	bool hit = false;
+
+	while (!hit && cs_disasm_iter(b->cs, &code, &size, &pc, insn)) {
+		const cs_x86 *x = &insn->detail->x86;
+		if (x->op_count == 1 && x->operands[0].type == X86_OP_IMM &&
+		    (cs_insn_group(b->cs, insn, CS_GRP_JUMP) ||
+		     cs_insn_group(b->cs, insn, CS_GRP_CALL) ||
+		     cs_insn_group(b->cs, insn, CS_GRP_BRANCH_RELATIVE))) {
+			uint64_t t = (uint64_t)x->operands[0].imm;
+			hit = t > addr && t < addr + len;
+		}
+		if (size == 0)
+			break;
+		if (!insn->size) {
+			/* undecodable byte (data in text): skip it */
+			code++, size--, pc++;
+		}
+	}
+	cs_free(insn, 1);
+	return hit;
+}
+
+int bp_add_jump(struct bpset *b, struct thread *t, uint64_t addr, uint64_t fsize,
+		uint64_t entry, int call, unsigned generation,
+		const uint64_t *rips, size_t n_rips, const char **why)
+{
+	struct process *p = t->proc;
+	uint8_t code[32], out[JUMP_SITE_SIZE];
+	uint8_t ins_off[8], n_ins = 0;
+	unsigned len = 0;
+	bool is_jmp = false;
+	struct relocation rel = { .needs_near = true };
+
+	if (bp_find(b, addr)) {
+		*why = "armed already";
+		return -1;
+	}
+	if (fsize < JMP_LEN || fsize > (1u << 20)) {
+		*why = "function size unknown or too small";
+		return -1;
+	}
+	if (proc_read(p, addr, code, sizeof(code)) < 0) {
+		*why = "cannot read its code";
+		return -1;
+	}
+	struct code_page *pg = page_for(b, t, addr, true);
+	if (!pg || pg->used + JUMP_SITE_SIZE > PAGE) {
+		if (pg && pg->used + JUMP_SITE_SIZE > PAGE)
+			pg = map_page_near(b, t, addr);
+		if (!pg) {
+			*why = "no code page within reach";
+			return -1;
+		}
+	}
+	uint64_t base = pg->base + pg->used, slot = base, stub = base + STUB_OFF;
+	memset(out, 0xcc, sizeof(out));
+	unsigned k = 0;	/* bytes written to the slot */
+	while (len < JMP_LEN) {
+		uint8_t l;
+		if (n_ins == sizeof(ins_off) || is_jmp) {
+			*why = "a jump among the first instructions";
+			return -1;
+		}
+		int w = relocate_insn(b->cs, code + len, sizeof(code) - len, addr + len,
+				      slot + k, out + k, &rel);
+		l = rel.len;
+		is_jmp = rel.jmp_first;
+		if (w < 0) {
+			*why = rel.why;
+			return -1;
+		}
+		ins_off[n_ins++] = (uint8_t)len;
+		len += l;
+		k += (unsigned)w;
+		if (k + 14 > STUB_OFF) {
+			*why = "the first instructions do not fit a slot";
+			return -1;
+		}
+	}
+	if (len > fsize) {
+		*why = "the function is shorter than a jmp";
+		return -1;
+	}
+	if (!is_jmp)
+		k += (unsigned)relocate_jump(out + k, addr + len);
+	for (size_t i = 0; i < n_rips; i++) {
+		if (rips[i] > addr && rips[i] < addr + len) {
+			*why = "a thread is inside its first instructions";
+			return -1;
+		}
+	}
+	uint8_t *fn = xmalloc(fsize);
+	bool into = proc_read(p, addr, fn, fsize) < 0 || branch_into(b, fn, fsize, addr, len);
+	free(fn);
+	if (into) {
+		*why = "a branch lands inside its first instructions";
+		return -1;
+	}
+	/* stub: lea desc(%rip), %r11; jmp *0(%rip); .quad entry */
+	static const uint8_t lea_r11[3] = { 0x4c, 0x8d, 0x1d };
+	uint8_t *st = out + STUB_OFF;
+	int32_t lea_disp = (int32_t)(DESC_OFF - (STUB_OFF + 7));
+	memcpy(st, lea_r11, 3);
+	memcpy(st + 3, &lea_disp, 4);
+	relocate_jump(st + 7, entry);
+	struct probe_site desc = { .addr = addr, .slot = slot, .call = (uint32_t)call };
+	memcpy(out + DESC_OFF, &desc, sizeof(desc));
+	int64_t d = (int64_t)stub - (int64_t)(addr + JMP_LEN);
+	if (d != (int32_t)d) {
+		*why = "the stub is out of reach";
+		return -1;
+	}
+	uint8_t jmp[JMP_LEN] = { 0xe9 };
+	int32_t d32 = (int32_t)d;
+	memcpy(jmp + 1, &d32, 4);
+	if (proc_write(p, base, out, sizeof(out)) < 0 || proc_write(p, addr, jmp, JMP_LEN) < 0) {
+		*why = "cannot write the tracee's code";
+		return -1;
+	}
+	pg->used += JUMP_SITE_SIZE;
+	if (b->n_sites == b->cap_sites) {
+		b->cap_sites = b->cap_sites ? 2 * b->cap_sites : 32;
+		b->sites = xrealloc(b->sites, b->cap_sites * sizeof(*b->sites));
+	}
+	struct site s = {
+		.addr = addr, .slot = slot, .orig = code[0], .len = (uint8_t)len,
+		.in_slot_jmp = false, .kind = SITE_ALLOC, .call = call,
+		.generation = generation, .jump = true, .n_ins = n_ins, .stub = stub,
+	};
+	memcpy(s.ins_off, ins_off, sizeof(ins_off));
+	memcpy(s.orig_bytes, code, sizeof(s.orig_bytes));
+	b->sites[b->n_sites++] = s;
+	debug("jump site 0x%" PRIx64 " (%u bytes) call %d stub 0x%" PRIx64, addr, len, call, stub);
+	return 0;
 }
 
 int bp_add(struct bpset *b, struct thread *t, uint64_t addr,
@@ -347,8 +512,11 @@ int bp_restore_in(struct bpset *b, struct process *p)
 {
 	int rc = 0;
 
-	for (size_t i = 0; i < b->n_sites; i++)
-		if (proc_write(p, b->sites[i].addr, &b->sites[i].orig, 1) < 0)
+	for (size_t i = 0; i < b->n_sites; i++) {
+		const struct site *s = &b->sites[i];
+		if (proc_write(p, s->addr, s->jump ? s->orig_bytes : &s->orig,
+			       s->jump ? s->len : 1) < 0)
 			rc = -1;
+	}
 	return rc;
 }

@@ -20,6 +20,7 @@
  * site: pages are mapped near the code that needs them.
  */
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct process;
@@ -40,6 +41,13 @@ struct site {
 	enum site_kind kind;
 	int call;		/* enum alloc_call for SITE_ALLOC */
 	unsigned generation;	/* last refresh that still found it */
+	/* Fast mode: a jmp to a stub replaces the first LEN bytes (several
+	 * instructions, starting at offsets INS_OFF[0..N_INS)); no int3. */
+	bool jump;
+	uint8_t n_ins;
+	uint8_t ins_off[8];
+	uint8_t orig_bytes[16];
+	uint64_t stub;
 };
 
 struct bpset;
@@ -75,6 +83,9 @@ uint64_t bp_move_out(const struct bpset *b, uint64_t rip);
 /* Whether ADDR lies in one of our code pages. */
 bool bp_in_pages(const struct bpset *b, uint64_t addr);
 
+/* The `syscall; int3` gadget of the first code page, for injecting. */
+uint64_t bp_gadget(const struct bpset *b);
+
 /* The return trampoline's address (an int3), and rip after hitting it. */
 uint64_t bp_trampoline(const struct bpset *b);
 
@@ -86,6 +97,21 @@ uint64_t bp_trampoline(const struct bpset *b);
  */
 int bp_add(struct bpset *b, struct thread *t, uint64_t addr,
 	   enum site_kind kind, int call, unsigned generation);
+
+/*
+ * Fast mode: redirect the allocator entry at ADDR (a function of FSIZE
+ * bytes) to ENTRY, the probe, through a stub in a code page near it: a
+ * 5-byte jmp replaces the first instructions, which are relocated into
+ * the site's slot. The stub is followed by a struct probe_site. Every
+ * thread of the process must be stopped; RIPS[0..N_RIPS) are their
+ * instruction pointers, none of which may lie inside the bytes replaced.
+ * Refused (-1 with *WHY set, nothing written) when that is not safe: a
+ * branch in the function into those bytes, an instruction that cannot
+ * move, no page within reach. Then the caller arms an int3 instead.
+ */
+int bp_add_jump(struct bpset *b, struct thread *t, uint64_t addr, uint64_t fsize,
+		uint64_t entry, int call, unsigned generation,
+		const uint64_t *rips, size_t n_rips, const char **why);
 
 /* Forget sites whose generation is older than GENERATION (their module
  * was unmapped); their bytes are gone with it. */

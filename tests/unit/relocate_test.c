@@ -4,8 +4,9 @@
  * executable page, relocates its first instruction into a slot in another
  * page, and calls both the site and the slot: a slot must return what the
  * site returns (it runs the moved instruction, then jumps back to the
- * site's second one). The refusals (relative call, conditional jump,
- * int3, undecodable bytes, out of reach) are checked by their reason.
+ * site's second one). A conditional jump runs both ways. The refusals
+ * (relative call, int3, undecodable bytes, out of reach) are checked by
+ * their reason.
  * Prints "ok ..." / "FAIL ..." lines; exits 1 on any failure.
  */
 #include <inttypes.h>
@@ -51,6 +52,37 @@ static void runs_the_same(const char *what, const uint8_t *code, size_t len,
 	uint64_t at_slot = ((fn_t)(uintptr_t)slot)();
 	check(at_site == at_slot, "%s: the slot returns what the site returns (0x%" PRIx64
 	      ", 0x%" PRIx64 ")", what, at_slot, at_site);
+}
+
+/* A thunk in the code page: test edi, edi; jmp rsi: calls RSI with ZF
+ * set when its first argument is 0. */
+typedef uint64_t (*thunk_t)(uint64_t, void *);
+
+static void jcc_both(const char *what, const uint8_t *code, size_t len, size_t site_off,
+		     uint8_t want_len)
+{
+	static const uint8_t thunk_code[] = { 0x85, 0xff, 0xff, 0xe6 };
+	uint8_t *site = mem + site_off, *slot = mem + PAGE + 128, *thunk = mem + 0xf00;
+	uint8_t out[RELOC_SLOT_SIZE], window[16] = { 0 };
+	struct relocation rel;
+
+	memcpy(thunk, thunk_code, sizeof(thunk_code));
+	memcpy(site, code, len);
+	memcpy(window, code, len < 16 ? len : 16);
+	int rc = relocate(cs, window, (uint64_t)(uintptr_t)site, (uint64_t)(uintptr_t)slot,
+			  out, &rel);
+	check(rc == 0 && rel.len == want_len && rel.jmp_first, "%s: relocated, length %u%s%s",
+	      what, rel.len, rc ? ": " : "", rc ? rel.why : "");
+	if (rc)
+		return;
+	memcpy(slot, out, sizeof(out));
+	__builtin___clear_cache((char *)mem, (char *)mem + 2 * PAGE);
+	thunk_t t = (thunk_t)(uintptr_t)thunk;
+	for (uint64_t zf_clear = 0; zf_clear < 2; zf_clear++) {
+		uint64_t a = t(zf_clear, site), b = t(zf_clear, slot);
+		check(a == b && (a == 7 || a == 9), "%s, ZF %s: the slot returns what the site "
+		      "returns (%" PRIu64 ", %" PRIu64 ")", what, zf_clear ? "clear" : "set", b, a);
+	}
 }
 
 static void refused(const char *what, const uint8_t *code, size_t len, uint64_t slot_delta,
@@ -122,10 +154,18 @@ int main(void)
 	memcpy(jmp8 + 0x10, stub, sizeof(stub));
 	runs_the_same("jmp rel8", jmp8, sizeof(jmp8), 0x600, 2, false, true);
 
+	/* A conditional jump first (glibc's free: test rdi, rdi; je): 7
+	 * when taken, 9 when not, both ways at the site and in the slot. */
+	static const uint8_t stub7[] = { 0xb8, 7, 0, 0, 0, 0xc3 };	/* mov eax, 7; ret */
+	uint8_t je8[0x20] = { 0x74, 0x10 - 2, 0xb8, 9, 0, 0, 0, 0xc3 };	/* je; mov eax, 9; ret */
+	memcpy(je8 + 0x10, stub7, sizeof(stub7));
+	jcc_both("je rel8", je8, sizeof(je8), 0x700, 2);
+	uint8_t jne32[0x30] = { 0x0f, 0x85, 0x20 - 6, 0, 0, 0, 0xb8, 9, 0, 0, 0, 0xc3 };
+	memcpy(jne32 + 0x20, stub7, sizeof(stub7));
+	jcc_both("jne rel32", jne32, sizeof(jne32), 0x800, 6);
+
 	static const uint8_t call[] = { 0xe8, 0, 0, 0, 0 };
-	refused("call rel32", call, sizeof(call), 64, "relative call or conditional jump");
-	static const uint8_t je[] = { 0x74, 0x05 };
-	refused("je rel8", je, sizeof(je), 64, "relative call or conditional jump");
+	refused("call rel32", call, sizeof(call), 64, "relative call");
 	static const uint8_t int3[] = { 0xcc };
 	refused("int3", int3, sizeof(int3), 64, "int3 is there already");
 	static const uint8_t bad[] = { 0x06 };	/* push es: not in 64-bit mode */
