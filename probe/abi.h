@@ -26,6 +26,7 @@
 
 #define PROBE_MAGIC 0x31656b61656c7470ull	/* "ptleak1e" */
 #define PROBE_CODE_MAX 0x4000u		/* the blob must fit */
+#define PROBE_CALL_RBRK 0x100u		/* probe_site.call of ld.so's r_brk */
 #define PROBE_CTL_OFF PROBE_CODE_MAX
 #define PROBE_CTL_SIZE 0x20000u
 #define PROBE_MAP_SIZE (PROBE_CTL_OFF + PROBE_CTL_SIZE)
@@ -68,7 +69,7 @@ enum probe_op {
 	PROBE_OP_REALLOC_ENTER,	/* old_ptr */
 	PROBE_OP_REALLOC_EXIT,	/* old_ptr, ptr, size, pcs */
 	PROBE_OP_UNWIND,	/* regs: unwind this stack for me, reply in replies[slot] */
-	PROBE_OP_STACK,		/* regs[1] = rsp: which stack is that? reply.n = 1 */
+	PROBE_OP_RBRK,		/* ld.so's r_brk: stop me, hook new modules, reply */
 };
 
 /* Registers handed to ptleak with an unwind request, at the entry. */
@@ -125,7 +126,9 @@ struct probe_shared {
 	uint8_t pad2[56];
 	uint32_t doorbell;	/* futex word ptleak sleeps on */
 	uint32_t sleeping;	/* ptleak is (about to be) asleep on it */
-	uint8_t pad3[56];
+	uint32_t space;		/* futex word producers of a full ring sleep on */
+	uint32_t waiters;	/* producers asleep (or about to be) on it */
+	uint8_t pad3[48];
 	struct probe_module modules[PROBE_MODULES];
 	struct { uint64_t lo, hi; } stacks[PROBE_STACKS];
 	struct probe_reply replies[PROBE_THREADS];

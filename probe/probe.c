@@ -110,6 +110,10 @@ static long sys6(long nr, long a, long b, long c, long d, long e, long g)
 #define NR_KILL 62
 #define NR_GETTID 186
 #define NR_ARCH_PRCTL 158
+#define NR_READ 0
+#define NR_OPEN 2
+#define NR_CLOSE 3
+#define O_RDONLY_CLOEXEC 02000000
 #define ARCH_GET_FS 0x1003
 #define FUTEX_WAIT 0
 #define FUTEX_WAKE 1
@@ -152,16 +156,38 @@ static uint64_t fs_base(const struct probe_ctl *c)
 	return v;
 }
 
-/* ptleak is gone: kill(pid, 0) says so (a zombie not yet reaped still
- * counts as alive; the no-progress limit catches that). */
+/* ptleak is gone: kill(pid, 0) says so, or (a dead ptleak not yet
+ * reaped by its parent) this thread is no longer traced. Slow: only for
+ * threads that have been waiting for a while. */
 static int tracer_gone(const struct probe_ctl *c)
 {
-	return sys6(NR_KILL, c->tracer_pid, 0, 0, 0, 0, 0) == -ESRCH;
+	static const char path[] = "/proc/thread-self/status", key[] = "TracerPid:";
+	char buf[2048];
+
+	if (sys6(NR_KILL, c->tracer_pid, 0, 0, 0, 0, 0) == -ESRCH)
+		return 1;
+	long fd = sys6(NR_OPEN, (long)path, O_RDONLY_CLOEXEC, 0, 0, 0, 0);
+	if (fd < 0)
+		return 0;
+	long n = sys6(NR_READ, fd, (long)buf, sizeof(buf) - 1, 0, 0, 0);
+	sys6(NR_CLOSE, fd, 0, 0, 0, 0, 0);
+	for (long i = 0; i + (long)sizeof(key) < n; i++) {
+		long k = 0;
+		while (key[k] && buf[i + k] == key[k])
+			k++;
+		if (key[k])
+			continue;
+		i += k;
+		while (i < n && (buf[i] == ' ' || buf[i] == '\t'))
+			i++;
+		return i < n && buf[i] == '0';
+	}
+	return 0;
 }
 
 /* How long a thread waits for ptleak, without any progress, before it
  * declares it dead: long enough for a scan of a large heap. */
-#define GIVE_UP_US (20 * 1000000L)
+#define GIVE_UP_US (60 * 1000000L)
 
 static void declare_dead(struct probe_shared *sh)
 {
@@ -314,20 +340,31 @@ static struct probe_cell *claim(struct probe_ctl *c, struct probe_shared *sh, ui
 	uint64_t s = __atomic_fetch_add(&sh->tail, 1, __ATOMIC_ACQ_REL);
 	struct probe_cell *cell = cell_at(sh, s);
 	long waited = 0;
-	uint64_t head0 = load(&sh->head);
+	uint64_t head0 = 0;
 
+	/* (ptleak's head is read only when waiting: its cache line moves
+	 * with every batch ptleak drains.) */
 	for (int spin = 0; load(&cell->seq) != s; spin++) {
+		if (spin == 0)
+			head0 = load(&sh->head);
 		if (load(&sh->dead))
 			return 0;
 		if (spin < 64) {
 			cpu_relax();
 			continue;
 		}
-		if (spin == 64)
-			ring_doorbell(sh);
-		wait_on((uint32_t *)&cell->seq, (uint32_t)load(&cell->seq), 1000);
+		/* Full: wake ptleak, sleep until it frees cells (spinning
+		 * or yielding would take the CPU from ptleak). */
+		uint32_t space = load(&sh->space);
+		__atomic_add_fetch(&sh->waiters, 1, __ATOMIC_SEQ_CST);
+		if (load(&cell->seq) != s) {
+			if (__atomic_exchange_n(&sh->sleeping, 0, __ATOMIC_SEQ_CST))
+				ring_doorbell(sh);
+			wait_on(&sh->space, space, 1000);
+		}
+		__atomic_sub_fetch(&sh->waiters, 1, __ATOMIC_SEQ_CST);
 		waited += 1000;
-		if (waited % 500000 == 0 && tracer_gone(c)) {
+		if (waited % 100000 == 0 && tracer_gone(c)) {
 			declare_dead(sh);
 			return 0;
 		}
@@ -346,9 +383,15 @@ static struct probe_cell *claim(struct probe_ctl *c, struct probe_shared *sh, ui
 static void publish(struct probe_shared *sh, struct probe_cell *cell, uint64_t seq, int urgent)
 {
 	store(&cell->seq, seq + 1);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	/* The fence pairs with ptleak's before it sleeps: a request must
+	 * not miss it. Plain events need none: ptleak wakes every 2 ms. */
+	if (urgent)
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	/* Only the first to see ptleak asleep wakes it: a futex wake on
+	 * shared memory costs more than the event. */
 	if (load(&sh->sleeping) &&
-	    (urgent || seq - load(&sh->head) > sh->n_cells / 2))
+	    (urgent || seq - load(&sh->head) > sh->n_cells / 2) &&
+	    __atomic_exchange_n(&sh->sleeping, 0, __ATOMIC_SEQ_CST))
 		ring_doorbell(sh);
 }
 
@@ -373,6 +416,24 @@ static void emit(struct probe_ctl *c, struct probe_shared *sh, uint32_t op, uint
 		cell->pcs[k] = pcs[k];
 	cell->n_pcs = k;
 	publish(sh, cell, seq, 0);
+}
+
+/* Wait for ptleak's answer in R. -1: ptleak is gone. */
+static int wait_reply(struct probe_ctl *c, struct probe_shared *sh, struct probe_reply *r)
+{
+	long waited = 0;
+
+	while (!load(&r->done)) {
+		if (load(&sh->dead))
+			return -1;
+		wait_on(&r->done, 0, 10000);
+		waited += 10000;
+		if ((waited % 100000 == 0 && tracer_gone(c)) || waited > GIVE_UP_US) {
+			declare_dead(sh);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /*
@@ -404,25 +465,41 @@ static int ask_ptleak(struct probe_ctl *c, struct probe_shared *sh,
 	cell->regs[PR_R14] = f->r14;
 	cell->regs[PR_R15] = f->r15;
 	publish(sh, cell, seq, 1);
-	long waited = 0;
-	while (!load(&r->done)) {
-		if (load(&sh->dead))
-			return -1;
-		wait_on(&r->done, 0, 10000);
-		waited += 10000;
-		if (waited % 500000 == 0 && tracer_gone(c)) {
-			declare_dead(sh);
-			return -1;
-		}
-		if (waited > GIVE_UP_US) {
-			declare_dead(sh);
-			return -1;
-		}
-	}
+	if (wait_reply(c, sh, r) < 0)
+		return -1;
 	uint32_t n = r->n < PROBE_MAX_PCS ? r->n : PROBE_MAX_PCS;
 	for (uint32_t k = 0; k < n; k++)
 		f->pcs[k] = r->pcs[k];
 	return (int)n;
+}
+
+/*
+ * ld.so's r_brk: the module list changed (dlopen, dlclose). ptleak must
+ * hook what is new before this thread goes on, with it stopped: it asks
+ * and waits; ptleak interrupts it (a ptrace stop without a signal, so a
+ * ptleak killed meanwhile leaves nothing to deliver), does the work,
+ * resumes it and answers.
+ */
+static void tell_rbrk(struct probe_ctl *c, struct probe_shared *sh, struct probe_frame *f,
+		      uint64_t key)
+{
+	int idx = enter_slot(c, key);
+	uint64_t seq;
+
+	if (idx < 0)
+		return;
+	f->slot = (uint32_t)idx;
+	struct probe_reply *r = &sh->replies[idx];
+	store(&r->done, 0);
+	struct probe_cell *cell = claim(c, sh, &seq);
+	if (cell) {
+		cell->op = PROBE_OP_RBRK;
+		cell->tid = c->thread_tid[idx];
+		cell->n_pcs = (uint32_t)idx;
+		publish(sh, cell, seq, 1);
+		wait_reply(c, sh, r);
+	}
+	leave_slot(c, (uint32_t)idx);
 }
 
 /* ---- entry and exit ----------------------------------------------------- */
@@ -443,6 +520,10 @@ int probe_enter(struct probe_frame *f)
 		return 0;
 	const struct probe_site *site = (const struct probe_site *)f->r11;
 	uint64_t key = fs_base(c);
+	if (site->call == PROBE_CALL_RBRK) {
+		tell_rbrk(c, sh, f, key);
+		return 0;
+	}
 
 	if (site->call == C_FREE) {
 		int busy = 0, idx = own_slot(c, key, &busy);

@@ -121,13 +121,27 @@ static void push(struct build *b, uint64_t off, struct probe_row r)
 	b->rows[b->n++] = r;
 }
 
-static int frame_at(Dwarf_CFI *eh, Dwarf_Addr eh_bias, Dwarf_CFI *dbg, Dwarf_Addr dbg_bias,
-		    uint64_t pc, Dwarf_Frame **f, Dwarf_Addr *bias)
+struct cfi_src {
+	Dwfl_Module *mod;
+	Dwarf_CFI *eh, *dbg;
+	Dwarf_Addr eh_bias, dbg_bias;
+	bool dbg_tried;
+};
+
+/* .eh_frame first; .debug_frame (which may mean reading and
+ * decompressing a separate debug file) only where .eh_frame has no FDE. */
+static int frame_at(struct cfi_src *c, uint64_t pc, Dwarf_Frame **f, Dwarf_Addr *bias)
 {
-	if (eh && dwarf_cfi_addrframe(eh, pc - eh_bias, f) == 0) {
-		*bias = eh_bias;
+	if (c->eh && dwarf_cfi_addrframe(c->eh, pc - c->eh_bias, f) == 0) {
+		*bias = c->eh_bias;
 		return 0;
 	}
+	if (!c->dbg_tried) {
+		c->dbg_tried = true;
+		c->dbg = dwfl_module_dwarf_cfi(c->mod, &c->dbg_bias);
+	}
+	Dwarf_CFI *dbg = c->dbg;
+	Dwarf_Addr dbg_bias = c->dbg_bias;
 	if (dbg && dwarf_cfi_addrframe(dbg, pc - dbg_bias, f) == 0) {
 		*bias = dbg_bias;
 		return 0;
@@ -138,18 +152,17 @@ static int frame_at(Dwarf_CFI *eh, Dwarf_Addr eh_bias, Dwarf_CFI *dbg, Dwarf_Add
 static void segment(struct build *b, Dwfl_Module *mod, const char *path, uint64_t mod_start,
 		    uint64_t start, uint64_t end)
 {
-	Dwarf_Addr eh_bias = 0, dbg_bias = 0;
-	Dwarf_CFI *eh = dwfl_module_eh_cfi(mod, &eh_bias);
-	Dwarf_CFI *dbg = dwfl_module_dwarf_cfi(mod, &dbg_bias);
+	struct cfi_src c = { .mod = mod };
+	c.eh = dwfl_module_eh_cfi(mod, &c.eh_bias);
 	struct cfi_module m = { .start = start, .end = end, .module_start = mod_start, .path = path };
 
 	b->n = 0;
 	for (uint64_t pc = start; pc < end;) {
 		Dwarf_Frame *f;
 		Dwarf_Addr bias;
-		if ((!eh && !dbg) || frame_at(eh, eh_bias, dbg, dbg_bias, pc, &f, &bias) < 0) {
+		if (frame_at(&c, pc, &f, &bias) < 0) {
 			push(b, pc - start, (struct probe_row){ .cfa_reg = ROW_NONE });
-			if (!eh && !dbg)
+			if (!c.eh && !c.dbg)
 				break;
 			pc++;
 			continue;

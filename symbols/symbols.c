@@ -497,7 +497,7 @@ int symbols_find_functions(struct symbols *s, const char *const *names,
 
 struct lookup_ctx {
 	const char *prefix, *name;
-	uint64_t addr;
+	uint64_t addr, size;
 };
 
 static int lookup_in_module(Dwfl_Module *mod, void **userdata,
@@ -519,22 +519,31 @@ static int lookup_in_module(Dwfl_Module *mod, void **userdata,
 
 		if (sname && sym.st_shndx != SHN_UNDEF && name_is(sname, l->name)) {
 			l->addr = addr;
+			l->size = sym.st_size;
 			return DWARF_CB_ABORT;
 		}
 	}
 	return DWARF_CB_OK;
 }
 
-uint64_t symbols_lookup_name(struct symbols *s, const char *module_prefix,
-			     const char *name)
+uint64_t symbols_lookup_sized(struct symbols *s, const char *module_prefix,
+			      const char *name, uint64_t *size)
 {
-	struct lookup_ctx l = { module_prefix, name, 0 };
+	struct lookup_ctx l = { module_prefix, name, 0, 0 };
 
 	dwfl_getmodules(s->dwfl, lookup_in_module, &l, 0);
 	if (!l.addr)
 		set_error(s, "no symbol '%s' in a module named '%s*'", name,
 			  module_prefix);
+	if (size)
+		*size = l.size;
 	return l.addr;
+}
+
+uint64_t symbols_lookup_name(struct symbols *s, const char *module_prefix,
+			     const char *name)
+{
+	return symbols_lookup_sized(s, module_prefix, name, NULL);
 }
 
 /* ---- describing addresses ---- */

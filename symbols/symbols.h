@@ -68,6 +68,9 @@ int symbols_find_functions(struct symbols *s, const char *const *names,
  * with MODULE_PREFIX (e.g. "ld-linux"), or 0. Any symbol type. */
 uint64_t symbols_lookup_name(struct symbols *s, const char *module_prefix,
 			     const char *name);
+/* The same, and the symbol's size in *SIZE (0 if unknown). */
+uint64_t symbols_lookup_sized(struct symbols *s, const char *module_prefix,
+			      const char *name, uint64_t *size);
 
 /* Where PC lies. Strings are owned by S and live until symbols_free.
  * function: demangled C++ names ("operator new(unsigned long)"), NULL if

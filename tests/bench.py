@@ -28,6 +28,13 @@ Prints:
     size, and how long headless Chromium takes to load and draw it.
   - ptleak's own peak RSS attached to a program holding a million live
     blocks, and its bytes per live block.
+  - the event sources side by side (issue 9), in seconds: native, ptleak
+    --mode=fast, ptleak --mode=trap, valgrind memcheck, heaptrack on W1
+    (1,000,000 malloc/free pairs), W4 (4 threads x 250,000 pairs), W5
+    (Debian's sqlite3, 80,000 INSERTs in :memory:), W3 (python3 json), W2
+    and W6 (gzip -6, xz -6 of a few MB); and redis-server under
+    redis-benchmark: requests/s native, launched under ptleak, and while
+    ptleak -p is attached. --quick runs a fifth of W1/W4/W5, once.
 """
 import argparse
 import json
@@ -123,6 +130,154 @@ def peak_rss_attached(ptleak, exe, count):
     finally:
         h.stdin.close()
         h.wait()
+    subprocess.run(["cc", "-O2", "-g", "-pthread", "-o", out, os.path.join(HERE, "bench", src)],
+                   check=True)
+
+
+def timed(cmd, stdin_file=None, **kw):
+    t = time.monotonic()
+    with open(stdin_file or os.devnull, "rb") as f:
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stdin=f,
+                       stderr=subprocess.DEVNULL, timeout=1800, **kw)
+    return time.monotonic() - t
+
+
+def fmt_s(v):
+    return "-" if v is None else (f"{v:.3f}" if v < 10 else f"{v:.1f}")
+
+
+def sqlite_script(path, n):
+    with open(path, "w") as f:
+        f.write("CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, v REAL);\nBEGIN;\n")
+        for i in range(n):
+            f.write(f"INSERT INTO t(name, v) VALUES('name-{i * 7919 % 100003}', {i * 0.5});\n")
+        f.write("COMMIT;\nSELECT count(*), sum(v) FROM t;\n")
+
+
+def text_file(path, mb):
+    """A few MB of text that compresses like text, the same every run."""
+    words = [("w%x" % (i * 2654435761 % 99991)) for i in range(5000)]
+    x, out, size = 1, [], 0
+    while size < mb << 20:
+        x = (x * 1103515245 + 12345) & 0x7fffffff
+        w = words[x % len(words)]
+        out.append(w)
+        size += len(w) + 1
+    with open(path, "w") as f:
+        f.write(" ".join(out))
+
+
+PY_JSON = ("import json\n"
+           "d = [{'k%d' % i: [i, str(i) * 5, {'x': i, 'y': [i] * 3}]} for i in range(30000)]\n"
+           "for _ in range(5):\n"
+           "    d = json.loads(json.dumps(d))\n")
+
+
+def side_by_side(a, ptleak, exe, tmp):
+    rep = 1 if a.quick else a.sbs_repeat
+    scale = 5 if a.quick else 1
+    sql = os.path.join(tmp, "w5.sql")
+    sqlite_script(sql, 80000 // scale)
+    txt = os.path.join(tmp, "w2.txt")
+    text_file(txt, 4)
+    py = shutil.which("python3.11") or shutil.which("python3")
+    work = [
+        (f"W1 {1000000 // scale:,} malloc/free pairs", [exe["alloc_loop"], str(1000000 // scale)], None),
+        (f"W4 4 threads x {250000 // scale:,} pairs", [exe["alloc_threads"], "4", str(250000 // scale)], None),
+        (f"W5 sqlite3, {80000 // scale:,} INSERTs in :memory:", ["sqlite3", ":memory:"], sql),
+        ("W3 python3 json", [py, "-c", PY_JSON], None),
+        ("W2 gzip -6 of 4 MB", ["gzip", "-6", "-c", txt], None),
+        ("W6 xz -6 of 4 MB", ["xz", "-6", "-c", "-T1", txt], None),
+    ]
+    ht_dir = os.path.join(tmp, "heaptrack")
+    os.makedirs(ht_dir, exist_ok=True)
+    tools = [("native", lambda c: c),
+             ("ptleak fast", lambda c: [ptleak, "-q", "--mode=fast", "-o", os.devnull] + c),
+             ("ptleak trap", lambda c: [ptleak, "-q", "--mode=trap", "-o", os.devnull] + c)]
+    if shutil.which("valgrind"):
+        tools.append(("memcheck", lambda c: ["valgrind", "-q", "--leak-check=full"] + c))
+    if shutil.which("heaptrack"):
+        tools.append(("heaptrack", lambda c: ["heaptrack", "-o", os.path.join(ht_dir, "ht")] + c))
+    print(f"event sources side by side, seconds, medians of {rep}:")
+    print("| workload | " + " | ".join(t for t, _ in tools) + " | fast / heaptrack | fast / native |")
+    print("|---|" + "---|" * (len(tools) + 2))
+    for name, cmd, stdin in work:
+        if not shutil.which(cmd[0]) and not os.path.exists(cmd[0]):
+            print(f"| {name} | not installed |")
+            continue
+        fns = [(lambda c=wrap(cmd): timed(c, stdin)) for _, wrap in tools]
+        res = median_of(rep, fns)
+        ht = res[[t for t, _ in tools].index("heaptrack")] if "heaptrack" in dict(tools) else None
+        ratio = f"{res[1] / ht:.2f}" if ht else "-"
+        print(f"| {name} | " + " | ".join(fmt_s(r) for r in res) +
+              f" | {ratio} | {res[1] / res[0]:.2f} |")
+        sys.stdout.flush()
+        shutil.rmtree(ht_dir, ignore_errors=True)
+        os.makedirs(ht_dir, exist_ok=True)
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, deadline=20):
+    import socket
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def redis_rps(port, n):
+    out = subprocess.run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-q",
+                          "--csv", "-t", "set,get", "-n", str(n), "-c", "20"],
+                         capture_output=True, text=True, timeout=600).stdout
+    rps = []
+    for line in out.splitlines():
+        f = [x.strip('"') for x in line.split(",")]
+        if len(f) > 1 and f[0] in ("SET", "GET"):
+            rps.append(float(f[1]))
+    return sum(rps) / len(rps) if rps else 0.0
+
+
+def redis_bench(a, ptleak, mode):
+    """requests/s: native, launched under ptleak, ptleak -p attached."""
+    if not shutil.which("redis-server") or not shutil.which("redis-benchmark"):
+        return None
+    n = 20000 if a.quick or mode == "trap" else 200000
+    server = ["redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+
+    def run(launch, attach):
+        port = free_port()
+        cmd = server + ["--port", str(port)]
+        if launch:
+            cmd = [ptleak, "-q", "--mode=" + mode, "-o", os.devnull] + cmd
+        srv = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        tr = None
+        try:
+            if not wait_port(port):
+                return 0.0
+            if attach:
+                tr = subprocess.Popen([ptleak, "--mode=" + mode, "-o", os.devnull,
+                                       "-p", str(srv.pid)], stderr=subprocess.PIPE, text=True)
+                tr.stderr.readline()	# the banner: attached
+            return redis_rps(port, n)
+        finally:
+            if tr:
+                tr.send_signal(2)
+                tr.wait(60)
+            srv.terminate()
+            srv.wait(60)
+    return median_of(1 if a.quick else 3,
+                     [lambda: run(False, False), lambda: run(True, False),
+                      lambda: run(False, True)])
 
 
 def median_of(repeat, fns):
@@ -147,12 +302,17 @@ def main():
     ap.add_argument("--sig-rounds", type=int, default=200000)
     ap.add_argument("--sig-limit", type=float, default=120)
     ap.add_argument("--rss-blocks", type=int, default=1000000)
+    ap.add_argument("--sbs-repeat", type=int, default=3,
+                    help="runs per cell of the side-by-side table")
+    ap.add_argument("--quick", action="store_true",
+                    help="side by side only, a fifth of W1/W4/W5, once")
     a = ap.parse_args()
     ptleak = os.path.abspath(a.ptleak)
     bdir = os.path.join(a.build, "bench")
     os.makedirs(bdir, exist_ok=True)
     exe = {}
-    for name in ("trap_roundtrip", "alloc_loop", "compute", "big_heap", "held_heap"):
+    for name in ("trap_roundtrip", "alloc_loop", "compute", "big_heap", "held_heap",
+                 "alloc_threads"):
         exe[name] = os.path.join(bdir, name)
         build(os.path.join(HERE, "bench", name + ".c"), exe[name])
     exe["sig_alarm"] = os.path.join(bdir, "sig_alarm")
@@ -160,6 +320,16 @@ def main():
     tmp = tempfile.mkdtemp(prefix="ptleak-bench-")
     rep = a.repeat
     print(f"ptleak benchmarks: medians of {rep} runs, {os.cpu_count()} CPUs")
+    if a.quick:
+        side_by_side(a, ptleak, exe, tmp)
+        for mode in ("fast", "trap"):
+            r = redis_bench(a, ptleak, mode)
+            if r:
+                print(f"redis-server ({mode}): native {r[0]:.0f} req/s, launched under ptleak "
+                      f"{r[1]:.0f} ({r[1] / r[0]:.0%}), ptleak -p attached {r[2]:.0f} "
+                      f"({r[2] / r[0]:.0%})")
+        shutil.rmtree(tmp, ignore_errors=True)
+        return 0
 
     # 1. The floor: one int3 stop handled by a minimal tracer, with a
     # blocking wait and with ptleak's bounded poll; as the machine is, and
@@ -295,6 +465,14 @@ def main():
     print(f"ptleak's peak RSS attached to {a.rss_blocks} live blocks: {peak / 1024:.0f} MiB "
           f"({rss_base / 1024:.0f} MiB with 1,000), {per:.0f} bytes per live block "
           f"(allocating them took {took:.0f} s)")
+    # 8. Fast mode against trap mode and the peers, and a real server.
+    side_by_side(a, ptleak, exe, tmp)
+    for mode in ("fast", "trap"):
+        r = redis_bench(a, ptleak, mode)
+        if r:
+            print(f"redis-server ({mode}): native {r[0]:.0f} req/s, launched under ptleak "
+                  f"{r[1]:.0f} ({r[1] / r[0]:.0%}), ptleak -p attached {r[2]:.0f} "
+                  f"({r[2] / r[0]:.0%})")
     shutil.rmtree(tmp, ignore_errors=True)
 
 

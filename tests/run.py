@@ -32,6 +32,10 @@ What runs
     expiry every process it started is killed with its session and it
     FAILs. A test that raises an unexpected exception FAILs with its
     traceback; the run goes on.
+  * Both event sources: the tests of the areas that depend on it (leaks,
+    attach, processes, static) run once with ptleak --mode=trap and once
+    with --mode=fast (named fast:NAME), PTLEAK_MODE being set in every
+    environment the suite uses; --mode=trap or --mode=fast runs one.
   * --sanitized: PTLEAK is the ASan/UBSan build (make check-asan): any
     sanitizer report on its stderr fails the test.
 
@@ -80,6 +84,41 @@ def all_tests(catalog):
     return tests
 
 
+# The areas whose tests depend on how ptleak sees allocator calls: they
+# run in both modes. (valgrind:NAME runs no ptleak; options, suppressions
+# and the unit tests do not depend on the event source.)
+MODE_AREAS = ("leaks", "attach", "processes", "static")
+
+
+def set_mode(suite, mode):
+    """PTLEAK_MODE (ptleak's --mode default) in every environment the
+    suite runs things with, the program's runs alone included, so that
+    both see the same environment."""
+    suite.mode = mode
+    suite.env["PTLEAK_MODE"] = mode
+    suite.ptleak_env["PTLEAK_MODE"] = mode
+
+
+def fast_variants(args, catalog, suite, tests):
+    """fast:NAME for each test of MODE_AREAS, run with a suite in fast
+    mode that shares the fixtures, the programs' runs alone and the
+    valgrind oracles with SUITE."""
+    fast = Suite(args, catalog)
+    fast.builder, fast.natives, fast.oracles = (suite.builder, suite.natives,
+                                                suite.oracles)
+    set_mode(fast, "fast")
+    out = []
+    for t in tests:
+        if t.area not in MODE_AREAS or t.name.startswith("valgrind:"):
+            continue
+        out.append(runner.Test("fast:" + t.name,
+                               lambda _s, fn=t.fn: fn(fast), t.limit,
+                               t.exclusive, t.area,
+                               t.group))
+    suite.also_cleanup = fast
+    return out
+
+
 def prebuild(suite, names, jobs):
     """Build the fixtures NAMES, JOBS at a time; errors are left for the
     tests that need them to report."""
@@ -120,6 +159,10 @@ def main():
                     "(repeatable)")
     ap.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1,
                     help="tests at a time (default: the number of cores)")
+    ap.add_argument("--mode", choices=("trap", "fast", "both"), default="both",
+                    help="ptleak's event source (--mode); both: every test "
+                    "that depends on it runs in both, those in fast mode "
+                    "named fast:NAME (default)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
 
@@ -132,6 +175,10 @@ def main():
         print("0 passed, 1 failed")
         return 1
     suite = Suite(args, catalog)
+    first = "fast" if args.mode == "fast" else "trap"
+    set_mode(suite, first)
+    if args.mode == "both":
+        tests = tests + fast_variants(args, catalog, suite, tests)
     if not os.access(suite.ptleak, os.X_OK):
         print("warning: %s is not an executable: every test will fail"
               % suite.ptleak, flush=True)
@@ -154,6 +201,8 @@ def main():
         r.run()
     finally:
         suite.cleanup()
+        if getattr(suite, "also_cleanup", None):
+            suite.also_cleanup.cleanup()
     if r.failed:
         print("failed: " + " ".join(sorted(r.failed)))
     print(r.tally(), flush=True)

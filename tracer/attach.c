@@ -265,6 +265,7 @@ struct tracer *tracer_launch(const struct options *o)
 	thread_add(tr->main, pid);
 	hooks_num_callers = o->num_callers;
 	hooks_track_mmap = o->track_mmap;
+	hooks_fast = o->fast;
 	return tr;
 }
 
@@ -295,6 +296,7 @@ struct tracer *tracer_attach(const struct options *o)
 	tr->attach = true;
 	hooks_num_callers = o->num_callers;
 	hooks_track_mmap = o->track_mmap;
+	hooks_fast = o->fast;
 	struct process *p = process_new(pid, ROLE_TRACED);
 	p->attached = true;
 	p->exec_seen = true;

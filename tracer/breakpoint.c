@@ -322,7 +322,7 @@ static bool branch_into(struct bpset *b, const uint8_t *fn, uint64_t fsize, uint
 }
 
 int bp_add_jump(struct bpset *b, struct thread *t, uint64_t addr, uint64_t fsize,
-		uint64_t entry, int call, unsigned generation,
+		uint64_t entry, enum site_kind kind, int call, unsigned generation,
 		const uint64_t *rips, size_t n_rips, const char **why)
 {
 	struct process *p = t->proc;
@@ -336,13 +336,29 @@ int bp_add_jump(struct bpset *b, struct thread *t, uint64_t addr, uint64_t fsize
 		*why = "armed already";
 		return -1;
 	}
-	if (fsize < JMP_LEN || fsize > (1u << 20)) {
-		*why = "function size unknown or too small";
+	if (fsize == 0 || fsize > (1u << 20)) {
+		*why = "function size unknown";
 		return -1;
 	}
 	if (proc_read(p, addr, code, sizeof(code)) < 0) {
 		*why = "cannot read its code";
 		return -1;
+	}
+	if (fsize < JMP_LEN) {
+		/* A tiny function (ld.so's _dl_debug_state is one `ret`): the
+		 * jmp may cover the nop padding after it, never executed. */
+		uint64_t padded = fsize;
+		cs_insn *insn;
+		size_t n = cs_disasm(b->cs, code + fsize, sizeof(code) - fsize, addr + fsize, 0, &insn);
+		for (size_t i = 0; i < n && padded < JMP_LEN && insn[i].id == X86_INS_NOP; i++)
+			padded += insn[i].size;
+		if (n)
+			cs_free(insn, n);
+		if (padded < JMP_LEN || ((addr + fsize + 15) & ~15ull) < addr + JMP_LEN) {
+			*why = "the function is shorter than a jmp";
+			return -1;
+		}
+		fsize = padded;
 	}
 	struct code_page *pg = page_for(b, t, addr, true);
 	if (!pg || pg->used + JUMP_SITE_SIZE > PAGE) {
@@ -425,7 +441,7 @@ int bp_add_jump(struct bpset *b, struct thread *t, uint64_t addr, uint64_t fsize
 	}
 	struct site s = {
 		.addr = addr, .slot = slot, .orig = code[0], .len = (uint8_t)len,
-		.in_slot_jmp = false, .kind = SITE_ALLOC, .call = call,
+		.in_slot_jmp = false, .kind = kind, .call = call,
 		.generation = generation, .jump = true, .n_ins = n_ins, .stub = stub,
 	};
 	memcpy(s.ins_off, ins_off, sizeof(ins_off));

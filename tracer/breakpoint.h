@@ -110,7 +110,7 @@ int bp_add(struct bpset *b, struct thread *t, uint64_t addr,
  * move, no page within reach. Then the caller arms an int3 instead.
  */
 int bp_add_jump(struct bpset *b, struct thread *t, uint64_t addr, uint64_t fsize,
-		uint64_t entry, int call, unsigned generation,
+		uint64_t entry, enum site_kind kind, int call, unsigned generation,
 		const uint64_t *rips, size_t n_rips, const char **why);
 
 /* Forget sites whose generation is older than GENERATION (their module

@@ -18,6 +18,7 @@
 #include "symbols/unwind.h"
 #include "tracer/allocdb.h"
 #include "tracer/breakpoint.h"
+#include "tracer/fast.h"
 #include "tracer/frames.h"
 #include "tracer/mmaps.h"
 #include "tracer/proc.h"
@@ -38,6 +39,15 @@ struct ptrace_state {
 static struct ptrace_state *state_of(struct process *p)
 {
 	return *source_state(p, &source_ptrace);
+}
+bool hooks_fast;
+
+/* The sites and pages of P, for the probe's jump sites (fast.c). */
+struct bpset *hooks_bpset(struct process *p)
+{
+	struct ptrace_state *st = *source_state(p, &source_ptrace);
+
+	return st ? st->bp : NULL;
 }
 
 /* Names looked up, first name wins when several share an address
@@ -106,6 +116,7 @@ static void arm_one(void *arg, const char *name, uint64_t addr, uint64_t size,
 		    const char *module)
 {
 	struct arm_ctx *c = arg;
+	struct process *p = c->t->proc;
 
 	for (size_t i = 0; i < ARRAY_SIZE(entry_points); i++) {
 		if (strcmp(entry_points[i].name, name))
@@ -113,7 +124,12 @@ static void arm_one(void *arg, const char *name, uint64_t addr, uint64_t size,
 		if (is_mmap_call(entry_points[i].call) && !hooks_track_mmap)
 			return;
 		debug("hook %s at 0x%" PRIx64 " in %s", name, addr, module);
-		if (bp_add(state_of(c->t->proc)->bp, c->t, addr, entry_points[i].site,
+		/* Fast mode: the probe where that is safe, else an int3. */
+		if (entry_points[i].site == SITE_ALLOC && !is_mmap_call(entry_points[i].call) &&
+		    fast_active(p) && fast_hook(p, c->t, addr, size, entry_points[i].call,
+						c->generation) == 0)
+			c->armed++;
+		else if (bp_add(state_of(p)->bp, c->t, addr, entry_points[i].site,
 			   entry_points[i].call, c->generation) == 0)
 			c->armed += entry_points[i].site == SITE_ALLOC;
 		else
@@ -135,11 +151,11 @@ static int hooks_arm(struct process *p, struct thread *t, unsigned generation)
 		return -1;
 	}
 	bp_prune(state_of(p)->bp, generation);
+	fast_modules_changed(p);
 	return c.armed;
 }
 
-/* The module list changed (dlopen/dlclose): hook what is new. */
-static int on_rbrk(struct thread *t)
+int hooks_modules_changed(struct thread *t)
 {
 	struct process *p = t->proc;
 	struct ptrace_state *st = state_of(p);
@@ -211,7 +227,7 @@ static int hooks_on_site(struct thread *t, struct site *s, struct user_regs_stru
 
 	regs->rip = s->slot;
 	if (s->kind == SITE_RBRK)
-		return p->role == ROLE_TRACED ? on_rbrk(t) : 0;
+		return p->role == ROLE_TRACED ? hooks_modules_changed(t) : 0;
 	if (s->kind == SITE_EXIT) {
 		/* The loop scans before the thread goes on (exit_begin). */
 		if (p->role == ROLE_TRACED) {
@@ -414,11 +430,18 @@ static int ptrace_arm(struct process *p, struct thread *t, bool loaded)
 	st->bp = bp_new();
 	if (bp_init(st->bp, t) < 0)
 		return -1;
-	uint64_t rbrk = symbols_lookup_name(p->syms, "ld-linux", "_dl_debug_state");
+	/* Fast mode: the probe takes the sites it can; without it, int3s. */
+	if (hooks_fast && fast_setup(p, t) < 0)
+		error("process %d: the probe could not be set up; using breakpoints", p->pid);
+	uint64_t rbrk_size = 0;
+	uint64_t rbrk = symbols_lookup_sized(p->syms, "ld-linux", "_dl_debug_state", &rbrk_size);
 	st->dynamic = rbrk != 0;
 	if (st->dynamic) {
 		st->r_debug = symbols_lookup_name(p->syms, "ld-linux", "_r_debug");
-		if (bp_add(st->bp, t, rbrk, SITE_RBRK, 0, 0) < 0)
+		/* Through the probe, a dlopen after a kill -9 of ptleak meets
+		 * no int3 of ours. */
+		if ((!fast_active(p) || fast_hook_rbrk(p, t, rbrk, rbrk_size) < 0) &&
+		    bp_add(st->bp, t, rbrk, SITE_RBRK, 0, 0) < 0)
 			return -1;
 		if (!loaded)
 			return 0;

@@ -44,10 +44,21 @@ bool hooks_entry_event(enum alloc_call call, pid_t tid, const uint64_t args[3],
 bool hooks_return_event(enum alloc_call call, pid_t tid, const uint64_t args[3],
 			uint64_t rax, uint32_t stack_id, struct alloc_event *ev);
 
+/* The dynamic linker's module list may have changed (T stopped at its
+ * r_brk, or told so by the probe): hook what is new, forget what is gone.
+ * 0 or -1 (message printed). */
+int hooks_modules_changed(struct thread *t);
+
 /* Frames kept per stack (--num-callers). */
 extern int hooks_num_callers;
 /* --track-mmap: hook mmap, mremap and munmap too; anonymous regions the
  * program maps outside its allocator go to its mmaps (mmaps.h). */
 extern bool hooks_track_mmap;
+/* --mode=fast: the probe takes the sites it can (fast.h). */
+extern bool hooks_fast;
+
+/* The sites and code pages of P's ptrace source (NULL before it armed):
+ * the probe's jump sites live there too. */
+struct bpset *hooks_bpset(struct process *p);
 
 #endif

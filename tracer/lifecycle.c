@@ -279,6 +279,7 @@ void exit_finish(struct tracer *tr)
 		if (l.v[i] != t && l.v[i]->stopped && !l.v[i]->exiting)
 			n += stopped_scan_state(l.v[i], &th[n]) == 0;
 	free(l.v);
+	sources_drain_final(p);	/* the process is ending: holes are given up */
 	scan_now(p, th, n);
 	free(th);
 	tr->exiting = NULL;
@@ -303,8 +304,10 @@ void report_now(struct tracer *tr, struct process *p)
 {
 	if (!p->db)
 		return;
-	if (!p->scan)
+	if (!p->scan) {
+		sources_drain_final(p);
 		scan_now(p, NULL, 0);
+	}
 	report_process(p, tr->o);
 }
 
@@ -396,6 +399,7 @@ struct restart on_exit_stop(struct tracer *tr, struct thread *t)
 			whole_process = !o.alive;
 		}
 		if (whole_process) {
+			sources_drain_final(p);
 			struct scan_thread th = {
 				.tid = t->tid, .regs = regs, .stack_from = regs.rsp,
 			};

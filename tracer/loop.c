@@ -155,6 +155,8 @@ static void advance(struct tracer *tr)
 	}
 }
 
+static void drain(struct tracer *tr);
+
 bool tracer_next_event(struct tracer *tr, struct event *ev)
 {
 	int status;
@@ -187,7 +189,18 @@ bool tracer_next_event(struct tracer *tr, struct event *ev)
 				return true;
 			}
 		}
-		tid = waiter_wait(&tr->waiter, &status, &signals_caught);
+		if (sources_polling(tr->procs, tr->n_procs)) {
+			/* A source records without stops (the probe): drain it
+			 * while no ptrace event comes. */
+			tid = waitpid(-1, &status, __WALL | WNOHANG);
+			if (tid == 0) {
+				sources_wait(tr->procs, tr->n_procs, 2000);
+				drain(tr);
+				continue;
+			}
+		} else {
+			tid = waiter_wait(&tr->waiter, &status, &signals_caught);
+		}
 		if (tid < 0) {
 			if (errno == EINTR)
 				continue;

@@ -53,6 +53,11 @@ static const char usage[] =
 "                              record (=yes: the same, without asking)\n"
 "      --no-default-suppressions  do not read the default file (glibc's and\n"
 "                              ld.so's one-time allocations)\n"
+"      --mode=MODE             how allocator calls are seen: 'trap' (an int3\n"
+"                              and a ptrace stop per call) or 'fast' (a probe\n"
+"                              written into the program records them in memory\n"
+"                              shared with ptleak; default " MODE_DEFAULT_NAME ",\n"
+"                              or $PTLEAK_MODE)\n"
 "  -q, --quiet                 no banner, only the report\n"
 "  -v, --verbose               also list the suppressions used, with counts\n"
 "  -f, --follow-forks          trace forked children too, one report each\n"
@@ -267,6 +272,13 @@ void options_parse(struct options *o, int argc, char **argv)
 	o->show_kinds = KIND_DEFINITE | KIND_POSSIBLE;
 	o->error_kinds = KIND_DEFINITE;
 	o->num_callers = 12;
+	o->fast = MODE_DEFAULT_FAST;
+	const char *env = getenv("PTLEAK_MODE");
+	if (env && *env) {
+		if (strcmp(env, "fast") && strcmp(env, "trap"))
+			bad("PTLEAK_MODE: '%s' is neither 'fast' nor 'trap'", env);
+		o->fast = !strcmp(env, "fast");
+	}
 
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -356,6 +368,10 @@ void options_parse(struct options *o, int argc, char **argv)
 			o->html = v;
 		} else if ((v = value_of("--error-exitcode", argc, argv, &i))) {
 			o->error_exitcode = (int)parse_int("--error-exitcode", v, 0, 255);
+		} else if ((v = value_of("--mode", argc, argv, &i))) {
+			if (strcmp(v, "fast") && strcmp(v, "trap"))
+				bad("--mode: '%s' is neither 'fast' nor 'trap'", v);
+			o->fast = !strcmp(v, "fast");
 		} else if ((v = value_of("--num-callers", argc, argv, &i))) {
 			o->num_callers = (int)parse_int("--num-callers", v, 1, 64);
 		} else if ((v = value_of("--show-leak-kinds", argc, argv, &i))) {

@@ -15,6 +15,10 @@ enum leak_kind_flag {
 	KIND_REACHABLE = 1 << 3,
 };
 
+/* The default of --mode. */
+#define MODE_DEFAULT_FAST 0
+#define MODE_DEFAULT_NAME "trap"
+
 struct options {
 	const char *output;	/* -o: text report file, NULL = stderr */
 	const char *json;	/* --json: JSON file, NULL = none */
@@ -32,6 +36,7 @@ struct options {
 	bool show_below_main;
 	bool quiet;
 	bool follow_forks;	/* -f */
+	bool fast;		/* --mode=fast: the in-process probe (tracer/fast.h) */
 	int pid;		/* -p: attach to this process; 0 = launch */
 	double duration;	/* attach: leave after this many seconds; 0 = no */
 	double interval;	/* periodic top sites (both modes); 0 = no */

@@ -25,7 +25,8 @@ struct malloc_owners {
 	char other[128];	/* the first module other than libc defining malloc */
 };
 
-static void on_malloc(void *arg, const char *name, uint64_t addr, const char *module)
+static void on_malloc(void *arg, const char *name, uint64_t addr, uint64_t size,
+		      const char *module)
 {
 	struct malloc_owners *o = arg;
 	const char *base = module && strrchr(module, '/') ? strrchr(module, '/') + 1 : module;

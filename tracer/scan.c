@@ -27,6 +27,7 @@
 
 #include "tracer/allocdb.h"
 #include "tracer/glibc_heap.h"
+#include "tracer/fast.h"
 #include "tracer/proc.h"
 #include "tracer/util.h"
 
@@ -568,6 +569,36 @@ static void mark_dtvs(struct scan *s, const uint64_t *tps, size_t n)
 	}
 }
 
+/*
+ * A thread being born has its TCB and DTV before it has a thread pointer
+ * we could know (pthread_create between allocating them and clone, when
+ * the process exits). glibc puts the TCB at the top of the new thread's
+ * stack mapping, its first word pointing at itself: look for that shape
+ * in the last 64 KiB of anonymous writable mappings.
+ */
+#define TCB_SEARCH (64u << 10)
+static void mark_unborn_dtvs(struct scan *s, const struct region *r, size_t nr)
+{
+	uint64_t *buf = xmalloc(TCB_SEARCH);
+
+	for (size_t i = 0; i < nr; i++) {
+		if (r[i].file || r[i].heap || r[i].stack || r[i].relro ||
+		    r[i].end - r[i].start < TCB_SEARCH)
+			continue;
+		uint64_t at = r[i].end - TCB_SEARCH;
+		if (proc_read(s->p, at, buf, TCB_SEARCH) < 0)
+			continue;
+		for (size_t k = 0; k + 1 < TCB_SEARCH / 8; k++) {
+			if (buf[k] != at + 8 * k)
+				continue;
+			ssize_t j = find_block(s, buf[k + 1]);
+			if (j >= 0 && buf[k + 1] == s->b[j].ptr + DTV_BIAS)
+				consider(s, s->b[j].ptr, true);
+		}
+	}
+	free(buf);
+}
+
 static void scan_registers(struct scan *s, const struct scan_thread *t)
 {
 	scan_words(s, 0, (const uint8_t *)&t->regs, sizeof(t->regs), true);
@@ -658,7 +689,7 @@ static struct scan_result *scan_blocks(struct process *p, const struct scan_thre
 	/* Mark from the roots. */
 	struct past_thread *dead = xmalloc((ARRAY_SIZE(p->past) + 1024) * sizeof(*dead));
 	size_t n_dead = dead_threads(p, dead, ARRAY_SIZE(p->past) + 1024);
-	uint64_t *tps = xmalloc((n_th + n_dead + 1024) * sizeof(*tps));
+	uint64_t *tps = xmalloc((n_th + n_dead + 2048) * sizeof(*tps));
 	struct live_ctx lc = { .out = tps, .max = 1024 };
 	thread_foreach(p, add_tp, &lc);
 	size_t n_live = lc.n;
@@ -671,7 +702,11 @@ static struct scan_result *scan_blocks(struct process *p, const struct scan_thre
 	}
 	for (size_t i = 0; i < n_dead; i++)
 		tps[ntp++] = dead[i].tp;
+	/* Fast mode: threads seldom stop, but the probe keeps the thread
+	 * pointer of every thread that allocated. */
+	ntp += fast_thread_pointers(p, tps + ntp, 1024);
 	mark_dtvs(&s, tps, ntp);
+	mark_unborn_dtvs(&s, r, nr);
 	drain(&s);
 	uint64_t first_chunk = heap_stats(p->db->heap)->min_ptr - 16;
 	for (size_t i = 0; i < nr; i++) {
@@ -682,6 +717,8 @@ static struct scan_result *scan_blocks(struct process *p, const struct scan_thre
 			if (first_chunk < e)
 				e = first_chunk > a ? first_chunk : a;
 		}
+		if (fast_owns(p, a))
+			continue;	/* the probe's ring and state: ptleak's */
 		uint64_t from = root_start(&r[i], th, n_th, dead, n_dead, tps, n_live);
 		if (from > a)
 			a = from;

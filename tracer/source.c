@@ -9,8 +9,12 @@
 #include "tracer/util.h"
 
 extern const struct source_ops source_ptrace;	/* hooks.c */
+extern const struct source_ops source_fast;	/* fast.c */
 
+/* The probe first: its leave needs the ptrace source's code page, which
+ * that source's leave unmaps. */
 const struct source_ops *const sources[] = {
+	&source_fast,
 	&source_ptrace,
 	NULL,
 };
@@ -46,6 +50,31 @@ int sources_drain(struct process *p)
 		if ((*s)->drain(p) < 0)
 			rc = -1;
 	return rc;
+}
+
+int sources_drain_final(struct process *p)
+{
+	int rc = 0;
+
+	EACH(s, drain_final)
+		if ((*s)->drain_final(p) < 0)
+			rc = -1;
+	return rc;
+}
+
+bool sources_polling(struct process *const *procs, size_t n)
+{
+	EACH(s, polling)
+		for (size_t i = 0; i < n; i++)
+			if ((*s)->polling(procs[i]))
+				return true;
+	return false;
+}
+
+void sources_wait(struct process *const *procs, size_t n, long us)
+{
+	EACH(s, wait)
+		(*s)->wait(procs, n, us);
 }
 
 enum trap_verdict sources_on_trap(struct thread *t, struct user_regs_struct *regs,

@@ -45,6 +45,15 @@ struct source_ops {
 	int (*arm)(struct process *p, struct thread *t, bool loaded);
 	/* Record in P->db everything produced since the last call. 0 or -1. */
 	int (*drain)(struct process *p);
+	/* The same when P's memory is final (its exit, or it vanished): what
+	 * a killed thread left unfinished is given up. 0 or -1. */
+	int (*drain_final)(struct process *p);
+	/* Whether this source produces events for P without a ptrace stop:
+	 * then the loop does not block in waitpid but calls wait. */
+	bool (*polling)(struct process *p);
+	/* Sleep up to US microseconds, or until this source has something
+	 * for one of PROCS[0..N) (a SIGCHLD ends it too). */
+	void (*wait)(struct process *const *procs, size_t n, long us);
 	/*
 	 * Thread T stopped with SIGTRAP, REGS its registers. LEAVING: ptleak
 	 * is detaching: record nothing, put T where it would be without us.
@@ -89,6 +98,11 @@ void **source_state(struct process *p, const struct source_ops *ops);
 /* The tracer's calls: every source's operation, in table order. */
 int sources_arm(struct process *p, struct thread *t, bool loaded);	/* first -1 */
 int sources_drain(struct process *p);
+int sources_drain_final(struct process *p);
+/* Whether some source of some process of PROCS needs the loop polling;
+ * sources_wait sleeps in every source that does, US at most. */
+bool sources_polling(struct process *const *procs, size_t n);
+void sources_wait(struct process *const *procs, size_t n, long us);
 /* The first verdict other than TRAP_NOT_OURS. */
 enum trap_verdict sources_on_trap(struct thread *t, struct user_regs_struct *regs,
 				  bool leaving);

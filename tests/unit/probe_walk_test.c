@@ -3,8 +3,11 @@
  * symbols/cfi_rows.c derives, against libunwind (symbols/unwind.h, what
  * trap mode uses), on real programs.
  *
- *   probe_walk_test [-n HITS] PROGRAM [ARGS...]
+ *   probe_walk_test [-n HITS] [PROGRAM [ARGS...]]
  *
+ * Without PROGRAM (as the suite runs it: unit:probe_walk) it checks
+ * Debian's sqlite3 running INSERTs, python3 doing json, and perl filling
+ * a hash: real code, at -O2, without frame pointers.
  * PROGRAM runs traced; an int3 on malloc (found once libc is mapped, at
  * ld.so's r_brk) stops it at every call, up to HITS times (default 3000).
  * At each stop both walk the same stack from the same registers: every
@@ -21,6 +24,7 @@
 #include "symbols/unwind.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -141,30 +145,24 @@ static void poke_byte(uint64_t addr, uint8_t b, uint8_t *old)
 		fail("poke");
 }
 
-int main(int argc, char **argv)
+/* PROGRAM ARGV traced, both walks compared at up to HITS mallocs. */
+static bool check_program(char **argv, long hits)
 {
-	long hits = 3000;
-	int a = 1;
-
-	if (argc > 2 && !strcmp(argv[1], "-n")) {
-		hits = atol(argv[2]);
-		a = 3;
-	}
-	if (a >= argc) {
-		fprintf(stderr, "usage: probe_walk_test [-n HITS] PROGRAM [ARGS...]\n");
-		return 2;
-	}
-	alarm(120);
 	size_t size = (sizeof(struct probe_shared) + 4095) / 4096 * 4096 + ROWS_CAP;
+	free(sh);
 	sh = calloc(1, size);
 	if (!sh)
 		fail("calloc");
 	sh->rows_off = size - ROWS_CAP;
+	rows_used = n_done = 0;
 	child = fork();
 	if (child == 0) {
+		int null = open("/dev/null", O_RDWR);
+		dup2(null, 0);
+		dup2(null, 1);
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		ptrace(PTRACE_TRACEME, 0, 0, 0);
-		execvp(argv[a], argv + a);
+		execvp(argv[0], argv);
 		_exit(127);
 	}
 	if (wait_trap() < 0)
@@ -236,14 +234,60 @@ int main(int argc, char **argv)
 		poke_byte(at, 0xcc, NULL);
 		ptrace(PTRACE_CONT, child, 0, 0);
 	}
-	if (child > 0)
+	if (child > 0) {
 		kill(child, SIGKILL);
+		waitpid(child, NULL, 0);
+	}
+	symbols_free(s);
+	if (u)
+		unwinder_free(u);
 	size_t rows = 0;
 	for (uint32_t i = 0; i < sh->n_modules; i++)
 		rows += sh->modules[i].n_rows;
 	bool ok = n_hits > 0 && mismatch == 0 && handed * 50 <= n_hits;
 	printf("%s probe_walk %s: %ld mallocs, %ld walks equal to libunwind's, %ld handed to "
 	       "ptleak, %ld different; %u modules, %zu rows\n",
-	       ok ? "ok" : "FAIL", argv[a], n_hits, same, handed, mismatch, sh->n_modules, rows);
+	       ok ? "ok" : "FAIL", argv[0], n_hits, same, handed, mismatch, sh->n_modules, rows);
+	return ok;
+}
+
+static bool check_copy(const char *const *cmd, long hits)
+{
+	char *argv[8] = { 0 };
+	bool ok;
+
+	for (int i = 0; cmd[i] && i < 7; i++)
+		argv[i] = strdup(cmd[i]);
+	ok = check_program(argv, hits);
+	for (int i = 0; argv[i]; i++)
+		free(argv[i]);
+	return ok;
+}
+
+int main(int argc, char **argv)
+{
+	long hits = 3000;
+	int a = 1;
+
+	if (argc > 2 && !strcmp(argv[1], "-n")) {
+		hits = atol(argv[2]);
+		a = 3;
+	}
+	alarm(120);
+	if (a < argc)
+		return check_program(argv + a, hits) ? 0 : 1;
+	static const char *const sqlite[] = { "sqlite3", ":memory:",
+		"create table t(a, b); with recursive c(x) as (select 1 union all select x + 1 "
+		"from c where x < 3000) insert into t select x, printf('%0100d', x) from c; "
+		"select count(*) from t;", NULL };
+	/* Debian's python3, not a wrapper script in PATH (pyenv's). */
+	static const char *const python[] = { "/usr/bin/python3", "-c",
+		"import json\nd = [{'k%d' % i: [i, str(i) * 5]} for i in range(3000)]\n"
+		"json.loads(json.dumps(d))\n", NULL };
+	static const char *const perl[] = { "perl", "-e",
+		"my %h; $h{$_} = [($_) x 3] for 1 .. 20000; print scalar(keys %h)", NULL };
+	bool ok = check_copy(sqlite, hits);
+	ok = check_copy(python, hits) && ok;
+	ok = check_copy(perl, hits) && ok;
 	return ok ? 0 : 1;
 }

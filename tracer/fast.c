@@ -1,0 +1,1055 @@
+/*
+ * fast: ptleak's side of the in-process probe (see fast.h, probe/abi.h
+ * and doc/internals.md).
+ *
+ * Setting up, with every thread of the program stopped: the program
+ * itself runs memfd_create (injected through our code page's syscall
+ * gadget), ptleak opens that file through /proc/PID/fd, sizes it and
+ * maps it; the program maps it too and closes its descriptor (the
+ * mapping keeps the file alive: nothing on disk, no descriptor left to
+ * the program). The probe's blob goes into a private mapping, made
+ * read-only and executable, followed by its control page, which
+ * MADV_WIPEONFORK zeroes in any forked child.
+ */
+#include "tracer/fast.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <sched.h>
+#include <linux/futex.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "probe/abi.h"
+#include "symbols/cfi_rows.h"
+#include "symbols/maps.h"
+#include "symbols/symbols.h"
+#include "symbols/unwind.h"
+#include "tracer/allocdb.h"
+#include "tracer/breakpoint.h"
+#include "tracer/heap.h"
+#include "tracer/hooks.h"
+#include "tracer/proc.h"
+#include "tracer/session.h"
+#include "tracer/source.h"
+#include "tracer/util.h"
+
+/* The probe, built by the Makefile (objcopy -I binary). */
+extern const uint8_t _binary_probe_bin_start[], _binary_probe_bin_end[];
+
+#define N_CELLS 65536u
+#define ROWS_CAP (64u << 20)
+#define AT_HWCAP2 26
+#define HWCAP2_FSGSBASE 2
+#define OP_SERVED 0x100u	/* an unwind request answered ahead of order */
+
+struct fast_module {
+	uint64_t start;		/* of the rows' segment */
+	uint64_t mod_start, mod_end;
+	char *path;
+	uint32_t index;		/* in sh->modules */
+};
+
+struct fast {
+	int fd;			/* ptleak's descriptor of the memfd */
+	struct probe_shared *sh;
+	size_t size;
+	uint64_t region;	/* blob + control page in the tracee */
+	uint64_t shared;	/* the shared mapping in the tracee */
+	struct fast_module *mods;
+	size_t n_mods, cap_mods;
+	uint64_t rows_used;	/* bytes after rows_off */
+	uint32_t stack_next;	/* round robin when stacks[] is full */
+	/* The last stack interned: a loop allocates from one place. */
+	uint64_t last_pcs[PROBE_MAX_PCS];
+	uint32_t last_n, last_id;
+	uint64_t n_events, n_unwinds, n_rbrk;	/* for PTLEAK_DEBUG */
+	size_t seen_threads;	/* threads at the last drain */
+};
+
+extern const struct source_ops source_fast;	/* below */
+extern const struct source_ops source_ptrace;	/* hooks.c: its int3 undone in restop() */
+
+/* This source's state of process P (source.h). */
+#define FAST(p) (*(struct fast **)source_state((p), &source_fast))
+
+/* The ring a lone process's ptleak sleeps on, for the SIGCHLD handler. */
+static struct probe_shared *volatile wake_sh;
+
+static struct probe_cell *cell_at(struct probe_shared *sh, uint64_t seq)
+{
+	return (struct probe_cell *)((char *)sh + sh->cells_off +
+				     (uint64_t)sh->cell_size * (seq & (sh->n_cells - 1)));
+}
+
+static long futex(uint32_t *word, int op, uint32_t val, const struct timespec *ts)
+{
+	return syscall(SYS_futex, word, op, val, ts, NULL, 0);
+}
+
+static int inject(struct thread *t, long nr, uint64_t a0, uint64_t a1, uint64_t a2,
+		  uint64_t a3, uint64_t a4, uint64_t a5, int64_t *ret)
+{
+	uint64_t args[6] = { a0, a1, a2, a3, a4, a5 };
+
+	/* A forked child's code page is its copy of its parent's, at the
+	 * same address, before the ptrace source has cloned its state. */
+	struct process *p = t->proc;
+	const struct bpset *bp = hooks_bpset(p) ? hooks_bpset(p) :
+				 p->parent ? hooks_bpset(p->parent) : NULL;
+	if (!bp) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (thread_inject_syscall(t, bp_gadget(bp), nr, args, ret) < 0)
+		return -1;
+	if (*ret < 0 && *ret > -4096) {
+		errno = (int)-*ret;
+		return -1;
+	}
+	return 0;
+}
+
+static bool has_fsgsbase(pid_t pid)
+{
+	char path[64];
+	uint64_t av[2];
+	bool yes = false;
+
+	snprintf(path, sizeof(path), "/proc/%d/auxv", pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (fread(av, sizeof(av), 1, f) == 1 && av[0])
+		if (av[0] == AT_HWCAP2)
+			yes = (av[1] & HWCAP2_FSGSBASE) != 0;
+	fclose(f);
+	return yes;
+}
+
+static size_t cell_size(void)
+{
+	size_t n = sizeof(struct probe_cell) + 8u * (size_t)hooks_num_callers;
+
+	return (n + 63) & ~(size_t)63;
+}
+
+/* The memfd and both mappings of it; *SHARED gets the tracee's address. */
+static struct fast *make_shared(struct thread *t)
+{
+	struct process *p = t->proc;
+	struct user_regs_struct r;
+	int64_t fd, addr;
+	char name[16] = "ptleak-probe", saved[16], path[64];
+
+	if (thread_getregs(t->tid, &r) < 0)
+		return NULL;
+	/* The name lives below the thread's stack pointer (and red zone)
+	 * for the one syscall. */
+	uint64_t at = (r.rsp - 1024) & ~15ull;
+	if (proc_read(p, at, saved, sizeof(saved)) < 0 || proc_write(p, at, name, sizeof(name)) < 0)
+		return NULL;
+	int rc = inject(t, SYS_memfd_create, at, MFD_CLOEXEC, 0, 0, 0, 0, &fd);
+	proc_write(p, at, saved, sizeof(saved));
+	if (rc < 0)
+		return NULL;
+
+	struct fast *f = xcalloc(1, sizeof(*f));
+	f->fd = -1;
+	size_t cells_off = (sizeof(struct probe_shared) + 4095) & ~(size_t)4095;
+	size_t cs = cell_size();
+	size_t rows_off = (cells_off + cs * N_CELLS + 4095) & ~(size_t)4095;
+	f->size = rows_off + ROWS_CAP;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", p->pid, (int)fd);
+	f->fd = open(path, O_RDWR | O_CLOEXEC);
+	if (f->fd < 0 || ftruncate(f->fd, (off_t)f->size) < 0)
+		goto fail;
+	f->sh = mmap(NULL, f->size, PROT_READ | PROT_WRITE, MAP_SHARED, f->fd, 0);
+	if (f->sh == MAP_FAILED) {
+		f->sh = NULL;
+		goto fail;
+	}
+	if (inject(t, SYS_mmap, 0, f->size, PROT_READ | PROT_WRITE, MAP_SHARED, (uint64_t)fd, 0,
+		   &addr) < 0)
+		goto fail;
+	f->shared = (uint64_t)addr;
+	int64_t ignored;
+	inject(t, SYS_close, (uint64_t)fd, 0, 0, 0, 0, 0, &ignored);
+
+	struct probe_shared *sh = f->sh;
+	sh->magic = PROBE_MAGIC;
+	sh->cell_size = (uint32_t)cs;
+	sh->n_cells = N_CELLS;
+	sh->cells_off = cells_off;
+	sh->rows_off = rows_off;
+	sh->rows_cap = ROWS_CAP;
+	sh->size = f->size;
+	for (uint64_t i = 0; i < N_CELLS; i++)
+		cell_at(sh, i)->seq = i;
+	return f;
+fail:
+	error("cannot share memory with process %d: %s", p->pid, strerror(errno));
+	inject(t, SYS_close, (uint64_t)fd, 0, 0, 0, 0, 0, &ignored);
+	if (f->sh)
+		munmap(f->sh, f->size);
+	if (f->fd >= 0)
+		close(f->fd);
+	free(f);
+	return NULL;
+}
+
+static int write_ctl(struct process *p, struct fast *f)
+{
+	struct probe_ctl c = {
+		.armed = 1,
+		.flags = has_fsgsbase(p->pid) ? PROBE_F_RDFSBASE : 0,
+		.tracer_pid = getpid(),
+		.num_callers = (uint32_t)hooks_num_callers,
+		.shared = f->shared,
+	};
+	/* The header only: the slots and the cache are zero already. */
+	return proc_write(p, f->region + PROBE_CTL_OFF, &c, offsetof(struct probe_ctl, thread_key));
+}
+
+static void on_sigchld(int sig)
+{
+	(void)sig;
+	fast_sigchld();
+}
+
+/* A ptrace stop (SIGCHLD) wakes a loop asleep on a probe's ring. Once, in
+ * ptleak: the program was forked before, with its own dispositions. */
+static void catch_sigchld(void)
+{
+	static bool done;
+	struct sigaction sa = { .sa_handler = on_sigchld, .sa_flags = SA_RESTART };
+
+	if (done)
+		return;
+	done = true;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGCHLD, &sa, NULL);
+}
+
+int fast_setup(struct process *p, struct thread *t)
+{
+	size_t blob = (size_t)(_binary_probe_bin_end - _binary_probe_bin_start);
+	int64_t addr, ignored;
+
+	if (blob > PROBE_CODE_MAX) {
+		error("internal error: the probe is larger than its room");
+		return -1;
+	}
+	struct fast *f = make_shared(t);
+	if (!f)
+		return -1;
+	if (inject(t, SYS_mmap, 0, PROBE_MAP_SIZE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, (uint64_t)-1, 0, &addr) < 0)
+		goto fail;
+	f->region = (uint64_t)addr;
+	if (proc_write(p, f->region, _binary_probe_bin_start, blob) < 0 ||
+	    inject(t, SYS_mprotect, f->region, PROBE_CODE_MAX, PROT_READ | PROT_EXEC, 0, 0, 0,
+		   &ignored) < 0 ||
+	    inject(t, SYS_madvise, f->region + PROBE_CTL_OFF, PROBE_CTL_SIZE, MADV_WIPEONFORK,
+		   0, 0, 0, &ignored) < 0 ||
+	    write_ctl(p, f) < 0)
+		goto fail;
+	FAST(p) = f;
+	wake_sh = f->sh;
+	catch_sigchld();
+	debug("probe at 0x%" PRIx64 ", ring at 0x%" PRIx64, f->region, f->shared);
+	return 0;
+fail:
+	error("cannot write the probe into process %d: %s", p->pid, strerror(errno));
+	FAST(p) = f;
+	fast_remove(p, t);
+	fast_free(p);
+	return -1;
+}
+
+int fast_setup_child(struct process *c, struct thread *t, struct process *parent)
+{
+	struct fast *pf = FAST(parent);
+	int64_t ignored;
+
+	if (!pf)
+		return 0;
+	struct fast *f = make_shared(t);
+	if (!f)
+		return -1;
+	f->region = pf->region;
+	/* The child's memory is a copy: the same modules at the same
+	 * addresses, the same stacks. */
+	struct probe_shared *sh = f->sh, *psh = pf->sh;
+	memcpy(sh->modules, psh->modules, sizeof(sh->modules));
+	memcpy(sh->stacks, psh->stacks, sizeof(sh->stacks));
+	sh->n_stacks = psh->n_stacks;
+	memcpy((char *)sh + sh->rows_off, (char *)psh + psh->rows_off, pf->rows_used);
+	f->rows_used = pf->rows_used;
+	sh->n_modules = psh->n_modules;
+	f->cap_mods = f->n_mods = pf->n_mods;
+	f->mods = xcalloc(f->cap_mods ? f->cap_mods : 1, sizeof(*f->mods));
+	for (size_t i = 0; i < pf->n_mods; i++) {
+		f->mods[i] = pf->mods[i];
+		f->mods[i].path = xstrdup(pf->mods[i].path);
+	}
+	/* The parent's ring is mapped in the child too: not its business. */
+	inject(t, SYS_munmap, pf->shared, pf->size, 0, 0, 0, 0, &ignored);
+	FAST(c) = f;
+	if (write_ctl(c, f) < 0) {
+		error("cannot arm the probe in child %d: %s", c->pid, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+void fast_free(struct process *p)
+{
+	struct fast *f = FAST(p);
+
+	if (!f)
+		return;
+	debug("probe of process %d: %" PRIu64 " events, %" PRIu64 " stacks walked by ptleak, %"
+	      PRIu64 " r_brk", p->pid, f->n_events, f->n_unwinds, f->n_rbrk);
+	if (wake_sh == f->sh)
+		wake_sh = NULL;
+	if (f->sh)
+		munmap(f->sh, f->size);
+	if (f->fd >= 0)
+		close(f->fd);
+	for (size_t i = 0; i < f->n_mods; i++)
+		free(f->mods[i].path);
+	free(f->mods);
+	free(f);
+	FAST(p) = NULL;
+}
+
+/* ---- sites ---------------------------------------------------------- */
+
+struct rips {
+	uint64_t *v;
+	size_t n;
+	bool all_stopped;
+};
+
+static void add_rip(struct thread *t, void *arg)
+{
+	struct rips *r = arg;
+	struct user_regs_struct regs;
+
+	if (!t->stopped || thread_getregs(t->tid, &regs) < 0) {
+		r->all_stopped = false;
+		return;
+	}
+	r->v[r->n++] = regs.rip;
+}
+
+static int hook(struct process *p, struct thread *t, uint64_t addr, uint64_t size,
+		enum site_kind kind, int call, unsigned generation)
+{
+	struct fast *f = FAST(p);
+	const char *why = NULL;
+
+	if (!f)
+		return -1;
+	struct rips r = { .v = xcalloc(p->n_threads + 1, sizeof(uint64_t)), .all_stopped = true };
+	thread_foreach(p, add_rip, &r);
+	int rc = -1;
+	if (!r.all_stopped)
+		why = "other threads are running";
+	else
+		rc = bp_add_jump(hooks_bpset(p), t, addr, size, f->region, kind, call,
+				 generation, r.v, r.n, &why);
+	free(r.v);
+	if (rc < 0)
+		debug("0x%" PRIx64 " keeps an int3: %s", addr, why);
+	return rc;
+}
+
+int fast_hook(struct process *p, struct thread *t, uint64_t addr, uint64_t size, int call,
+	      unsigned generation)
+{
+	return hook(p, t, addr, size, SITE_ALLOC, call, generation);
+}
+
+int fast_hook_rbrk(struct process *p, struct thread *t, uint64_t addr, uint64_t size)
+{
+	return hook(p, t, addr, size, SITE_RBRK, PROBE_CALL_RBRK, 0);
+}
+
+
+/* ---- unwind tables -------------------------------------------------- */
+
+struct build_ctx {
+	struct process *p;
+	struct fast *f;
+};
+
+static void on_module(void *arg, const struct cfi_module *m)
+{
+	struct build_ctx *b = arg;
+	struct fast *f = b->f;
+	struct probe_shared *sh = f->sh;
+	struct symbols_module sm;
+	size_t bytes = m->n_rows * sizeof(struct probe_row);
+
+	if (m->n_usable == 0 || sh->n_modules >= PROBE_MODULES ||
+	    f->rows_used + bytes > sh->rows_cap ||
+	    symbols_module_at(b->p->syms, m->start, &sm) < 0)
+		return;	/* no rows: the probe asks ptleak for these frames */
+	uint64_t off = sh->rows_off + f->rows_used;
+	memcpy((char *)sh + off, m->rows, bytes);
+	f->rows_used += (bytes + 15) & ~(size_t)15;
+	uint32_t idx = sh->n_modules;
+	sh->modules[idx] = (struct probe_module){
+		.start = m->start, .end = m->end, .rows_off = off,
+		.n_rows = (uint32_t)m->n_rows, .live = 1,
+	};
+	__atomic_store_n(&sh->n_modules, idx + 1, __ATOMIC_RELEASE);
+	if (f->n_mods == f->cap_mods) {
+		f->cap_mods = f->cap_mods ? 2 * f->cap_mods : 32;
+		f->mods = xrealloc(f->mods, f->cap_mods * sizeof(*f->mods));
+	}
+	f->mods[f->n_mods++] = (struct fast_module){
+		.start = m->start, .mod_start = sm.start, .mod_end = sm.end,
+		.path = xstrdup(sm.path ? sm.path : ""), .index = idx,
+	};
+	debug("unwind rows for %s at 0x%" PRIx64 ": %zu rows, %zu usable", m->path, m->start,
+	      m->n_rows, m->n_usable);
+}
+
+void fast_modules_changed(struct process *p)
+{
+	struct fast *f = FAST(p);
+
+	if (!f)
+		return;
+	/* Retire the modules that are gone, or replaced at their address. */
+	size_t k = 0;
+	for (size_t i = 0; i < f->n_mods; i++) {
+		struct fast_module *m = &f->mods[i];
+		struct symbols_module sm;
+		if (symbols_module_at(p->syms, m->start, &sm) == 0 && sm.start == m->mod_start &&
+		    sm.end == m->mod_end && !strcmp(sm.path ? sm.path : "", m->path)) {
+			f->mods[k++] = *m;
+			continue;
+		}
+		debug("unwind rows of %s retired", m->path);
+		__atomic_store_n(&f->sh->modules[m->index].live, 0, __ATOMIC_RELEASE);
+		free(m->path);
+	}
+	f->n_mods = k;
+	uint64_t *skip = xcalloc(k + 1, sizeof(*skip));
+	for (size_t i = 0; i < k; i++)
+		skip[i] = f->mods[i].mod_start;
+	struct build_ctx b = { p, f };
+	if (cfi_rows_build(p->syms, skip, k, on_module, &b) < 0)
+		error("cannot read unwind tables of process %d: %s", p->pid, symbols_errmsg(p->syms));
+	free(skip);
+}
+
+/* ---- stack ranges --------------------------------------------------- */
+
+static void stacks_write_begin(struct probe_shared *sh)
+{
+	__atomic_add_fetch(&sh->stacks_gen, 1, __ATOMIC_SEQ_CST);
+}
+
+static void stacks_write_end(struct probe_shared *sh)
+{
+	__atomic_add_fetch(&sh->stacks_gen, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Tell the probe the range of the stack holding RSP. */
+static void learn_stack(struct process *p, uint64_t rsp)
+{
+	struct fast *f = FAST(p);
+	struct probe_shared *sh = f->sh;
+	struct maps_ranges maps = { 0 };
+
+	if (maps_read_all(p->pid, &maps) < 0) {
+		maps_ranges_free(&maps);
+		return;
+	}
+	for (size_t i = 0; i < maps.n; i++) {
+		if (rsp < maps.v[i].start || rsp >= maps.v[i].end)
+			continue;
+		stacks_write_begin(sh);
+		uint32_t slot = sh->n_stacks;
+		for (uint32_t k = 0; k < sh->n_stacks; k++)
+			if (rsp >= sh->stacks[k].lo && rsp < sh->stacks[k].hi)
+				slot = k;	/* the stack grew: replace */
+		if (slot == PROBE_STACKS)
+			slot = f->stack_next++ % PROBE_STACKS;
+		sh->stacks[slot].lo = maps.v[i].start;
+		sh->stacks[slot].hi = maps.v[i].end;
+		if (slot == sh->n_stacks)
+			sh->n_stacks++;
+		stacks_write_end(sh);
+		break;
+	}
+	maps_ranges_free(&maps);
+}
+
+void fast_on_clone(struct process *p)
+{
+	struct fast *f = FAST(p);
+	struct maps_ranges maps = { 0 };
+
+	if (!f || !f->sh->n_stacks)
+		return;
+	struct probe_shared *sh = f->sh;
+	if (maps_read_all(p->pid, &maps) < 0) {
+		maps_ranges_free(&maps);
+		return;
+	}
+	stacks_write_begin(sh);
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < sh->n_stacks; i++) {
+		bool still = false;
+		for (size_t j = 0; j < maps.n && !still; j++)
+			still = maps.v[j].start == sh->stacks[i].lo && maps.v[j].end == sh->stacks[i].hi;
+		if (still)
+			sh->stacks[k++] = sh->stacks[i];
+	}
+	sh->n_stacks = k;
+	stacks_write_end(sh);
+	maps_ranges_free(&maps);
+}
+
+/* ---- draining ------------------------------------------------------- */
+
+static void serve_unwind(struct process *p, struct probe_cell *cell)
+{
+	struct probe_shared *sh = FAST(p)->sh;
+	struct user_regs_struct r;
+	uint64_t pcs[PROBE_MAX_PCS];
+	int max = hooks_num_callers < (int)PROBE_MAX_PCS ? hooks_num_callers : (int)PROBE_MAX_PCS;
+
+	memset(&r, 0, sizeof(r));
+	r.rip = cell->regs[PR_RIP];
+	r.rsp = cell->regs[PR_RSP];
+	r.rbp = cell->regs[PR_RBP];
+	r.rbx = cell->regs[PR_RBX];
+	r.r12 = cell->regs[PR_R12];
+	r.r13 = cell->regs[PR_R13];
+	r.r14 = cell->regs[PR_R14];
+	r.r15 = cell->regs[PR_R15];
+	int n = p->unw ? unwinder_backtrace(p->unw, (pid_t)cell->tid, &r, pcs, max) : 0;
+	if (n < 1) {
+		pcs[0] = r.rip;
+		n = 1;
+	}
+	learn_stack(p, r.rsp);
+	FAST(p)->n_unwinds++;
+	if (cell->n_pcs < PROBE_THREADS) {
+		struct probe_reply *rep = &sh->replies[cell->n_pcs];
+		memcpy(rep->pcs, pcs, (size_t)n * sizeof(pcs[0]));
+		rep->n = (uint32_t)n;
+		__atomic_store_n(&rep->done, 1, __ATOMIC_RELEASE);
+		futex(&rep->done, FUTEX_WAKE, INT_MAX, NULL);
+	}
+	cell->op |= OP_SERVED;
+}
+
+/* The (untraced until now) stop of thread T we asked for with
+ * PTRACE_INTERRUPT, within a second; a signal met on the way is kept for
+ * its resumption. false if it did not stop. */
+static bool interrupt_thread(struct thread *t)
+{
+	struct timespec ms = { 0, 1000000 };
+	int status;
+
+	if (ptrace(PTRACE_INTERRUPT, t->tid, 0, 0) < 0)
+		return false;
+	for (int i = 0; i < 1000; i++) {
+		pid_t r = waitpid(t->tid, &status, __WALL | WNOHANG);
+		if (r == t->tid && WIFSTOPPED(status)) {
+			if ((status >> 16) == 0 && WSTOPSIG(status) != SIGTRAP)
+				t->pending_sig = WSTOPSIG(status);
+			t->stopped = true;
+			return true;
+		}
+		if (r == t->tid || (r < 0 && errno != EINTR))
+			return false;	/* gone: its exit was all there was */
+		nanosleep(&ms, NULL);
+	}
+	return false;
+}
+
+/* A thread stopped at ld.so's r_brk through the probe: the modules
+ * changed. It waits in the probe for the answer. */
+static void serve_rbrk(struct process *p, struct probe_cell *cell, unsigned flags)
+{
+	struct probe_shared *sh = FAST(p)->sh;
+	struct thread *t = thread_find((pid_t)cell->tid);
+
+	FAST(p)->n_rbrk++;
+	if (!(flags & DRAIN_NO_STOPS) && p->role == ROLE_TRACED && t && t->proc == p &&
+	    !t->stopped && interrupt_thread(t)) {
+		hooks_modules_changed(t);
+		t->stopped = false;
+		if (thread_resume(t, 0) < 0 && errno != ESRCH)
+			error("cannot resume thread %d: %s", t->tid, strerror(errno));
+	}
+	if (cell->n_pcs < PROBE_THREADS) {
+		struct probe_reply *rep = &sh->replies[cell->n_pcs];
+		rep->n = 0;
+		__atomic_store_n(&rep->done, 1, __ATOMIC_RELEASE);
+		futex(&rep->done, FUTEX_WAKE, INT_MAX, NULL);
+	}
+	cell->op |= OP_SERVED;
+}
+
+static void consume(struct process *p, struct probe_cell *cell, uint64_t now, unsigned flags)
+{
+	struct alloc_event ev = {
+		.call = (enum alloc_call)cell->call, .tid = (pid_t)cell->tid,
+		.ptr = cell->ptr, .old_ptr = cell->old_ptr, .size = cell->size,
+		.time_ns = now,
+	};
+
+	switch (cell->op) {
+	case PROBE_OP_ALLOC:
+		ev.op = OP_ALLOC;
+		break;
+	case PROBE_OP_FREE:
+		ev.op = OP_FREE;
+		break;
+	case PROBE_OP_REALLOC_ENTER:
+		ev.op = OP_REALLOC_ENTER;
+		break;
+	case PROBE_OP_REALLOC_EXIT:
+		ev.op = OP_REALLOC_EXIT;
+		break;
+	case PROBE_OP_UNWIND:
+		serve_unwind(p, cell);
+		return;
+	case PROBE_OP_RBRK:
+		serve_rbrk(p, cell, flags);
+		return;
+	default:
+		return;	/* served ahead of order already */
+	}
+	if (ev.op == OP_ALLOC || ev.op == OP_REALLOC_EXIT) {
+		struct fast *f = FAST(p);
+		uint32_t n = cell->n_pcs < PROBE_MAX_PCS ? cell->n_pcs : PROBE_MAX_PCS;
+		if (n && n == f->last_n && !memcmp(cell->pcs, f->last_pcs, n * sizeof(uint64_t))) {
+			ev.stack_id = f->last_id;
+		} else {
+			ev.stack_id = allocdb_intern(p->db, cell->pcs, n);
+			memcpy(f->last_pcs, cell->pcs, n * sizeof(uint64_t));
+			f->last_n = n;
+			f->last_id = ev.stack_id;
+		}
+	}
+	if (p->role == ROLE_TRACED && p->db)
+		allocdb_record(p->db, &ev);
+	FAST(p)->n_events++;
+}
+
+/* Requests published behind a cell not finished yet (a writer preempted,
+ * or interrupted by a signal whose handler asks for an unwind): they do
+ * not touch the table, so they need not wait for their turn. */
+static void serve_ahead(struct process *p, uint64_t head, uint64_t tail, unsigned flags)
+{
+	struct probe_shared *sh = FAST(p)->sh;
+	uint64_t end = tail < head + sh->n_cells ? tail : head + sh->n_cells;
+
+	for (uint64_t s = head + 1; s < end; s++) {
+		struct probe_cell *cell = cell_at(sh, s);
+		if (__atomic_load_n(&cell->seq, __ATOMIC_ACQUIRE) != s + 1)
+			continue;
+		if (cell->op == PROBE_OP_UNWIND)
+			serve_unwind(p, cell);
+		else if (cell->op == PROBE_OP_RBRK)
+			serve_rbrk(p, cell, flags);
+	}
+}
+
+/* Producers asleep on a full ring: there is room now. */
+static void wake_producers(struct probe_shared *sh)
+{
+	__atomic_add_fetch(&sh->space, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&sh->waiters, __ATOMIC_SEQ_CST))
+		futex(&sh->space, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+size_t fast_drain(struct process *p, unsigned flags)
+{
+	bool final = flags & DRAIN_FINAL;
+	struct fast *f = FAST(p);
+	size_t n = 0;
+	uint64_t now = now_ns(), waited_since = 0;
+
+	if (!f)
+		return 0;
+	struct probe_shared *sh = f->sh;
+	uint64_t head = sh->head;
+	/* The producers' tail is read only at a cell not published yet, and
+	 * head written back in batches: both cache lines bounce otherwise. */
+	for (;;) {
+		struct probe_cell *cell = cell_at(sh, head);
+		if (__atomic_load_n(&cell->seq, __ATOMIC_ACQUIRE) != head + 1) {
+			uint64_t tail = __atomic_load_n(&sh->tail, __ATOMIC_ACQUIRE);
+			if (head == tail)
+				break;
+			serve_ahead(p, head, tail, flags);
+			if (!final)
+				break;
+			/* Exiting: give a running writer 2 ms, then skip what a
+			 * killed thread left unfinished. */
+			if (!waited_since)
+				waited_since = now_ns();
+			if (now_ns() - waited_since < 2000000) {
+				sched_yield();
+				continue;
+			}
+		} else {
+			consume(p, cell, now, flags);
+		}
+		waited_since = 0;
+		__atomic_store_n(&cell->seq, head + sh->n_cells, __ATOMIC_RELEASE);
+		head++;
+		if (++n % 1024 == 0) {
+			__atomic_store_n(&sh->head, head, __ATOMIC_RELEASE);
+			wake_producers(sh);
+		}
+	}
+	__atomic_store_n(&sh->head, head, __ATOMIC_RELEASE);
+	wake_producers(sh);
+	return n;
+}
+
+void fast_wait(struct process *const *procs, size_t n, long us)
+{
+	struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
+	struct probe_shared *sh = NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!FAST(procs[i]))
+			continue;
+		if (sh) {	/* several rings: no single word to sleep on */
+			ts.tv_nsec = ts.tv_nsec > 200000 ? 200000 : ts.tv_nsec;
+			ts.tv_sec = 0;
+			nanosleep(&ts, NULL);
+			return;
+		}
+		sh = FAST(procs[i])->sh;
+	}
+	if (!sh) {
+		nanosleep(&ts, NULL);
+		return;
+	}
+	wake_sh = sh;
+	uint32_t v = __atomic_load_n(&sh->doorbell, __ATOMIC_ACQUIRE);
+	__atomic_store_n(&sh->sleeping, 1, __ATOMIC_SEQ_CST);
+	uint64_t head = sh->head;
+	if (__atomic_load_n(&cell_at(sh, head)->seq, __ATOMIC_SEQ_CST) != head + 1)
+		futex(&sh->doorbell, FUTEX_WAIT, v, &ts);
+	__atomic_store_n(&sh->sleeping, 0, __ATOMIC_RELEASE);
+}
+
+void fast_sigchld(void)
+{
+	struct probe_shared *sh = wake_sh;
+
+	if (!sh)
+		return;
+	__atomic_add_fetch(&sh->doorbell, 1, __ATOMIC_SEQ_CST);
+	futex(&sh->doorbell, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+/* ---- leaving -------------------------------------------------------- */
+
+void fast_disarm(struct process *p)
+{
+	struct fast *f = FAST(p);
+	uint32_t zero = 0;
+
+	if (f && proc_write(p, f->region + PROBE_CTL_OFF + offsetof(struct probe_ctl, armed),
+			    &zero, sizeof(zero)) < 0)
+		error("cannot disarm the probe in process %d: %s", p->pid, strerror(errno));
+}
+
+/* The probe's per-thread keys (fs_base | PROBE_BUSY), read from P. */
+static int read_keys(struct process *p, uint64_t *keys)
+{
+	return proc_read(p, FAST(p)->region + PROBE_CTL_OFF + offsetof(struct probe_ctl, thread_key),
+			 keys, PROBE_THREADS * sizeof(*keys));
+}
+
+size_t fast_thread_pointers(struct process *p, uint64_t *out, size_t max)
+{
+	static uint64_t keys[PROBE_THREADS];
+	size_t n = 0;
+
+	if (!FAST(p) || read_keys(p, keys) < 0)
+		return 0;
+	for (size_t i = 0; i < PROBE_THREADS && n < max; i++)
+		if (keys[i] & ~PROBE_BUSY)
+			out[n++] = keys[i] & ~PROBE_BUSY;
+	return n;
+}
+
+bool fast_busy(struct process *p, const uint64_t *rips, size_t n)
+{
+	struct fast *f = FAST(p);
+	static uint64_t keys[PROBE_THREADS];
+
+	if (!f)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (rips[i] - f->region < PROBE_CODE_MAX)
+			return true;
+	if (read_keys(p, keys) < 0)
+		return true;
+	for (size_t i = 0; i < PROBE_THREADS; i++)
+		if (keys[i] & PROBE_BUSY)
+			return true;
+	return false;
+}
+
+int fast_remove(struct process *p, struct thread *t)
+{
+	struct fast *f = FAST(p);
+	int64_t ret;
+	int rc = 0;
+
+	if (!f)
+		return 0;
+	if (f->region && inject(t, SYS_munmap, f->region, PROBE_MAP_SIZE, 0, 0, 0, 0, &ret) < 0)
+		rc = -1;
+	if (f->shared && inject(t, SYS_munmap, f->shared, f->size, 0, 0, 0, 0, &ret) < 0)
+		rc = -1;
+	if (rc < 0)
+		error("cannot unmap the probe from process %d: %s", p->pid, strerror(errno));
+	else
+		f->region = f->shared = 0;
+	return rc;
+}
+
+bool fast_owns(struct process *p, uint64_t addr)
+{
+	const struct fast *f = FAST(p);
+
+	return f && ((f->region && addr - f->region < PROBE_MAP_SIZE) ||
+		     (f->shared && addr - f->shared < f->size));
+}
+
+void fast_emergency(struct process *p)
+{
+	struct fast *f = FAST(p);
+	uint32_t zero = 0;
+
+	if (!f)
+		return;
+	__atomic_store_n(&f->sh->dead, 1, __ATOMIC_SEQ_CST);
+	if (p->memfd >= 0)
+		pwrite(p->memfd, &zero, sizeof(zero),
+		       (off_t)(f->region + PROBE_CTL_OFF + offsetof(struct probe_ctl, armed)));
+}
+
+bool fast_active(struct process *p)
+{
+	return FAST(p) != NULL;
+}
+
+/* ---- the source ----------------------------------------------------- */
+
+/* Leaving or attaching, the loop holds every thread in its stop: the
+ * probe's r_brk request must not stop (and resume) one of them. */
+static unsigned drain_flags(void)
+{
+	return tracer_current && tracer_current->state != LOOP_TRACING ? DRAIN_NO_STOPS : 0;
+}
+
+static int fast_source_drain(struct process *p)
+{
+	struct fast *f = FAST(p);
+
+	if (!f)
+		return 0;
+	/* A new thread, before it runs: the stacks handed over still hold? */
+	if (p->n_threads > f->seen_threads)
+		fast_on_clone(p);
+	f->seen_threads = p->n_threads;
+	fast_drain(p, drain_flags());
+	return 0;
+}
+
+static int fast_source_drain_final(struct process *p)
+{
+	fast_drain(p, DRAIN_FINAL | DRAIN_NO_STOPS);
+	return 0;
+}
+
+static bool fast_source_polling(struct process *p)
+{
+	return FAST(p) != NULL;
+}
+
+static void fast_source_wait(struct process *const *procs, size_t n, long us)
+{
+	fast_wait(procs, n, us);
+}
+
+/*
+ * A forked child: without -f, nothing to do (its control page reads as
+ * zeros: its probe passes every call through; the ptrace source puts its
+ * prologues back). With -f, its own ring, made while it is stopped,
+ * before it runs: its first stop may not have been reported yet, then it
+ * is waited for here and the child resumed once its probe is armed.
+ */
+static void fast_source_fork_child(struct process *parent, struct process *c,
+				   struct thread *t, bool follow)
+{
+	struct thread *ct = thread_find(c->pid);
+	struct user_regs_struct r;
+	bool ours = false;
+
+	(void)t;
+	if (!follow || !FAST(parent) || !ct)
+		return;
+	if (thread_getregs(ct->tid, &r) < 0) {
+		/* Not in a stop we know of yet: wait for it (auto-attached
+		 * children stop at once). */
+		struct timespec ms = { 0, 1000000 };
+		int status;
+		for (int i = 0; i < 1000 && !ours; i++) {
+			pid_t w = waitpid(ct->tid, &status, __WALL | WNOHANG);
+			if (w == ct->tid && WIFSTOPPED(status))
+				ours = true;
+			else if (w == ct->tid || (w < 0 && errno != EINTR))
+				break;
+			else
+				nanosleep(&ms, NULL);
+		}
+		if (!ours) {
+			error("child %d: its allocations are not recorded (it did not stop)", c->pid);
+			return;
+		}
+	}
+	if (fast_setup_child(c, ct, parent) < 0)
+		error("child %d: its allocations are not recorded", c->pid);
+	if (ours && ptrace(PTRACE_CONT, ct->tid, 0, 0) < 0 && errno != ESRCH)
+		error("cannot resume child %d: %s", c->pid, strerror(errno));
+}
+
+/* Stop T again after it ran: its interrupt stop (a signal met on the way
+ * is kept for its detach; our trampoline's int3 is undone as the ptrace
+ * source's emergency path does). false if it is gone. */
+static bool restop(struct thread *t)
+{
+	struct timespec ms = { 0, 1000000 };
+	int status;
+
+	ptrace(PTRACE_INTERRUPT, t->tid, 0, 0);
+	for (int i = 0; i < 1000; i++) {
+		pid_t w = waitpid(t->tid, &status, __WALL | WNOHANG);
+		if (w == t->tid && WIFSTOPPED(status)) {
+			int sig = WSTOPSIG(status);
+			if ((status >> 16) == 0 && sig != SIGTRAP) {
+				t->pending_sig = sig;
+			} else if ((status >> 16) == 0) {
+				source_ptrace.emergency_thread(t);	/* our int3 */
+				continue;	/* the interrupt is still to come */
+			}
+			return true;
+		}
+		if (w == t->tid || (w < 0 && errno != EINTR))
+			return false;
+		nanosleep(&ms, NULL);
+	}
+	return false;
+}
+
+/*
+ * Leaving P, every thread stopped: see doc/internals.md ("Leaving"). No
+ * thread may enter the probe again (disarmed, prologues restored); those
+ * inside it run out of it, 2 ms at a time, all of them (one may wait for
+ * a lock another holds), then everything is unmapped.
+ */
+static int fast_source_leave(struct process *p, struct thread *const *threads, size_t n)
+{
+	struct fast *f = FAST(p);
+	uint64_t *rips = xcalloc(n + 1, sizeof(*rips));
+	bool *ran = xcalloc(n + 1, sizeof(*ran));
+	bool settled = false;
+
+	if (!f || p->role != ROLE_TRACED || !n) {
+		free(rips);
+		free(ran);
+		return 0;
+	}
+	fast_drain(p, DRAIN_NO_STOPS);
+	fast_disarm(p);
+	bp_restore_in(hooks_bpset(p), p);
+	for (int tries = 0; tries < 200 && !settled; tries++) {
+		size_t k = 0;
+		for (size_t i = 0; i < n; i++) {
+			struct user_regs_struct r;
+			if (!threads[i]->exiting && thread_getregs(threads[i]->tid, &r) == 0)
+				rips[k++] = r.rip;
+		}
+		if (!fast_busy(p, rips, k)) {
+			settled = true;
+			break;
+		}
+		struct timespec ms = { 0, 2000000 };
+		for (size_t i = 0; i < n; i++)
+			ran[i] = !threads[i]->exiting && !threads[i]->group_stop &&
+				 ptrace(PTRACE_CONT, threads[i]->tid, 0, 0) == 0;
+		nanosleep(&ms, NULL);
+		for (size_t i = 0; i < n; i++)
+			if (ran[i] && !restop(threads[i]))
+				threads[i]->exiting = true;	/* gone meanwhile */
+		fast_drain(p, DRAIN_NO_STOPS);
+	}
+	free(rips);
+	free(ran);
+	if (!settled) {
+		error("process %d: a thread stays inside ptleak's probe; its pages stay, inert",
+		      p->pid);
+		return 0;
+	}
+	struct thread *runner = NULL;
+	for (size_t i = 0; i < n && !runner; i++)
+		if (!threads[i]->exiting)
+			runner = threads[i];
+	return runner ? fast_remove(p, runner) : 0;
+}
+
+static void fast_source_emergency(struct process *p)
+{
+	fast_emergency(p);
+}
+
+static void fast_source_release(struct process *p)
+{
+	fast_free(p);
+}
+
+const struct source_ops source_fast = {
+	.name = "fast",
+	.drain = fast_source_drain,
+	.drain_final = fast_source_drain_final,
+	.polling = fast_source_polling,
+	.wait = fast_source_wait,
+	.fork_child = fast_source_fork_child,
+	.leave = fast_source_leave,
+	.emergency = fast_source_emergency,
+	.release = fast_source_release,
+};
