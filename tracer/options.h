@@ -16,8 +16,8 @@ enum leak_kind_flag {
 };
 
 /* The default of --mode. */
-#define MODE_DEFAULT_FAST 0
-#define MODE_DEFAULT_NAME "trap"
+#define MODE_DEFAULT_FAST 1
+#define MODE_DEFAULT_NAME "fast"
 
 struct options {
 	const char *output;	/* -o: text report file, NULL = stderr */
