@@ -143,6 +143,16 @@ def timed(cmd, stdin_file=None, **kw):
     return time.monotonic() - t
 
 
+def timed_cpu(cmd, stdin_file=None):
+    """(wall seconds, CPU seconds of every process of the run, user + sys):
+    on a loaded machine the CPU time says more than the wall clock."""
+    import resource
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = timed(cmd, stdin_file)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def fmt_s(v):
     return "-" if v is None else (f"{v:.3f}" if v < 10 else f"{v:.1f}")
 
@@ -203,23 +213,34 @@ def side_by_side(a, ptleak, exe, tmp):
           f"(ptleak trap: of {min(rep, a.trap_repeat)}):")
     print("| workload | " + " | ".join(t for t, _ in tools) + " | fast / heaptrack | fast / native |")
     print("|---|" + "---|" * (len(tools) + 2))
+    cpu_rows = []
     for name, cmd, stdin in work:
         if not shutil.which(cmd[0]) and not os.path.exists(cmd[0]):
             print(f"| {name} | not installed |")
             continue
         # ptleak trap takes minutes on W1/W4/W5: run once (--trap-repeat).
-        trap_i = [t for t, _ in tools].index("ptleak trap")
-        fns = [(lambda c=wrap(cmd): timed(c, stdin)) for t, wrap in tools if t != "ptleak trap"]
-        res = median_of(rep, fns)
-        res.insert(trap_i, median_of(min(rep, a.trap_repeat),
-                                     [lambda c=tools[trap_i][1](cmd): timed(c, stdin)])[0])
-        ht = res[[t for t, _ in tools].index("heaptrack")] if "heaptrack" in dict(tools) else None
+        names = [t for t, _ in tools]
+        runs = {t: [] for t in names}
+        for r in range(rep):
+            for t, wrap in tools:
+                if t != "ptleak trap" or r < a.trap_repeat:
+                    runs[t].append(timed_cpu(wrap(cmd), stdin))
+        res = [statistics.median(w for w, _ in runs[t]) for t in names]
+        cpu = [statistics.median(c for _, c in runs[t]) for t in names]
+        ht = res[names.index("heaptrack")] if "heaptrack" in names else None
         ratio = f"{res[1] / ht:.2f}" if ht else "-"
         print(f"| {name} | " + " | ".join(fmt_s(r) for r in res) +
               f" | {ratio} | {res[1] / res[0]:.2f} |")
+        cpu_rows.append((name, cpu, names))
         sys.stdout.flush()
         shutil.rmtree(ht_dir, ignore_errors=True)
         os.makedirs(ht_dir, exist_ok=True)
+    print("the same runs, CPU seconds (user + sys of every process), medians:")
+    for name, cpu, names in cpu_rows:
+        ht = cpu[names.index("heaptrack")] if "heaptrack" in names else None
+        ratio = f"{cpu[1] / ht:.2f}" if ht else "-"
+        print(f"| {name} | " + " | ".join(fmt_s(c) for c in cpu) +
+              f" | {ratio} | {cpu[1] / max(cpu[0], 1e-3):.2f} |")
 
 
 def free_port():
