@@ -917,15 +917,19 @@ static void fast_source_fork_child(struct process *parent, struct process *c,
 				   struct thread *t, bool follow)
 {
 	struct thread *ct = thread_find(c->pid);
-	struct user_regs_struct r;
 	bool ours = false;
 
 	(void)t;
 	if (!follow || !FAST(parent) || !ct)
 		return;
-	if (thread_getregs(ct->tid, &r) < 0) {
-		/* Not in a stop we know of yet: wait for it (auto-attached
-		 * children stop at once). */
+	/* Its first stop already taken by the loop (it will resume it)? */
+	bool reported = false;
+	for (size_t i = 0; tracer_current && i < tracer_current->n_early; i++)
+		reported = reported || tracer_current->early[i] == c->pid;
+	if (!reported) {
+		/* Not reported yet: wait for that stop here (auto-attached
+		 * children stop at once), and resume the child ourselves
+		 * (the loop will never see that stop). */
 		struct timespec ms = { 0, 1000000 };
 		int status;
 		for (int i = 0; i < 1000 && !ours; i++) {
