@@ -1041,6 +1041,94 @@ static void fast_source_emergency(struct process *p)
 	fast_emergency(p);
 }
 
+/* The crash path's view of the threads (no allocation in a signal
+ * handler): their rips, and whether one is in ptleak's code. */
+#define EMERGENCY_THREADS 1024
+struct emergency_scan {
+	struct process *p;
+	uint64_t rips[EMERGENCY_THREADS];
+	size_t n;
+	bool in_pages, lost;
+};
+
+static void emergency_rip(struct thread *t, void *arg)
+{
+	struct emergency_scan *es = arg;
+	struct user_regs_struct r;
+
+	if (t->exiting)
+		return;
+	if (ptrace(PTRACE_GETREGS, t->tid, 0, &r) < 0 || es->n == EMERGENCY_THREADS) {
+		es->lost = true;
+		return;
+	}
+	es->rips[es->n++] = r.rip;
+	if (bp_in_pages(hooks_bpset(es->p), r.rip))
+		es->in_pages = true;
+}
+
+static void emergency_run(struct thread *t, void *arg)
+{
+	(void)arg;
+	t->ran = !t->exiting && !t->group_stop && ptrace(PTRACE_CONT, t->tid, 0, 0) == 0;
+}
+
+static void emergency_restop(struct thread *t, void *arg)
+{
+	(void)arg;
+	if (t->ran && !restop(t))
+		t->exiting = true;	/* gone meanwhile */
+	t->ran = false;
+}
+
+/*
+ * ptleak dies, every thread of P stopped, the probe dead and the
+ * prologues restored (fast_emergency, the ptrace source's emergency): a
+ * thread inside the probe or in a recorded call still goes through the
+ * code pages (the site's descriptor, its slot) and the probe, so nothing
+ * may be unmapped under it. As fast_source_leave does, the threads run
+ * out of it, 2 ms at a time (a dead probe waits for nothing), then the
+ * probe and the ring go; the ptrace source unmaps the code pages after
+ * this (it keeps them while the probe stays: fast_mapped). Syscalls and
+ * our own memory only.
+ */
+static void fast_source_emergency_unmap(struct process *p, struct thread *runner)
+{
+	static struct emergency_scan es;
+	struct fast *f = FAST(p);
+
+	if (!f || !f->region || p->role != ROLE_TRACED || p->memfd < 0)
+		return;
+	for (int tries = 0; tries < 100; tries++) {
+		es = (struct emergency_scan){ .p = p };
+		thread_foreach(p, emergency_rip, &es);
+		if (es.lost)
+			return;
+		if (!es.in_pages && !fast_busy(p, es.rips, es.n))
+			break;
+		if (tries == 99)
+			return;	/* a thread stays inside: everything stays, inert */
+		struct timespec ms = { 0, 2000000 };
+		thread_foreach(p, emergency_run, NULL);
+		nanosleep(&ms, NULL);
+		thread_foreach(p, emergency_restop, NULL);
+	}
+	if (runner->exiting)
+		return;
+	int64_t ret;
+	if (inject(runner, SYS_munmap, f->region, PROBE_MAP_SIZE, 0, 0, 0, 0, &ret) == 0)
+		f->region = 0;
+	if (f->shared && inject(runner, SYS_munmap, f->shared, f->size, 0, 0, 0, 0, &ret) == 0)
+		f->shared = 0;
+}
+
+bool fast_mapped(struct process *p)
+{
+	const struct fast *f = FAST(p);
+
+	return f && f->region;
+}
+
 static void fast_source_release(struct process *p)
 {
 	fast_free(p);
@@ -1055,5 +1143,6 @@ const struct source_ops source_fast = {
 	.fork_child = fast_source_fork_child,
 	.leave = fast_source_leave,
 	.emergency = fast_source_emergency,
+	.emergency_unmap = fast_source_emergency_unmap,
 	.release = fast_source_release,
 };

@@ -97,6 +97,11 @@ size_t fast_thread_pointers(struct process *p, uint64_t *out, size_t max);
 /* From a fatal-signal handler: make P's probe quiet (async-signal-safe). */
 void fast_emergency(struct process *p);
 
+/* Whether P still has the probe mapped (the crash path leaves it, inert,
+ * when a thread could not be moved out of it: then the code pages that
+ * lead into it and back must stay too). Async-signal-safe. */
+bool fast_mapped(struct process *p);
+
 /* SIGCHLD: wake a ptleak asleep in fast_wait. Async-signal-safe. */
 void fast_sigchld(void);
 

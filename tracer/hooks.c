@@ -665,10 +665,11 @@ static void ptrace_emergency_unmap(struct process *p, struct thread *runner)
 	if (p->role != ROLE_TRACED || !ip.bp || p->memfd < 0)
 		return;
 	thread_foreach(p, check_in_pages, &ip);
-	if (!ip.inside)
+	/* The probe left in place still leads through the pages. */
+	if (!ip.inside && !fast_mapped(p))
 		bp_remove_all(ip.bp, runner);
 	else
-		debug("emergency: a thread is inside our code, our pages stay");
+		debug("emergency: a thread is inside our code or the probe, our pages stay");
 }
 
 static void ptrace_release(struct process *p)

@@ -54,6 +54,7 @@ struct thread {
 	bool stopped;		/* in a ptrace stop we have not resumed */
 	bool group_stop;	/* that stop is a job-control stop */
 	int group_stop_sig;	/* and the signal that stopped it */
+	bool ran;		/* crash path: resumed for a moment by us */
 };
 
 enum proc_role {
