@@ -499,6 +499,16 @@ static uint64_t clone_tls(struct thread *t)
 struct restart on_clone(struct tracer *tr, struct thread *t, const struct event *ev)
 {
 	pid_t tid = (pid_t)ev->msg;
+	char status[4096];
+
+	/* Its first stop may have come before this event and been adopted,
+	 * and the thread may have run and exited since: brought back, it
+	 * would never stop again, and a state collecting every thread's stop
+	 * (exit, leave, check) would wait for it for ever. */
+	if (!thread_find(tid) && !procfs_task_status(t->proc->pid, tid, status, sizeof(status))) {
+		debug("tid %d exited before its creation event", tid);
+		return RESUME(0);
+	}
 	struct thread *nt = thread_add(t->proc, tid);
 
 	if (!nt->fs_base)
