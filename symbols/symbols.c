@@ -52,6 +52,11 @@ struct desc_entry {
 	bool used;
 	bool is_ret;
 	struct symbol_info info;
+	/* The functions inlined at pc, innermost first, then info with the
+	 * outermost call site's file:line; n_chain 0: none inlined. Owned
+	 * by s->chains (a forgotten entry's chain stays there). */
+	struct symbol_info *chain;
+	size_t n_chain;
 };
 
 struct symbols {
@@ -64,6 +69,9 @@ struct symbols {
 
 	struct desc_entry *desc;	/* capacity a power of two */
 	size_t n_desc, cap_desc;
+
+	struct symbol_info **chains;	/* every desc_entry.chain made */
+	size_t n_chains, cap_chains;
 
 	char **strs;		/* interned strings, capacity a power of two */
 	size_t n_strs, cap_strs;
@@ -379,6 +387,9 @@ void symbols_free(struct symbols *s)
 	for (size_t i = 0; i < s->cap_strs; i++)
 		free(s->strs[i]);
 	free(s->strs);
+	for (size_t i = 0; i < s->n_chains; i++)
+		free(s->chains[i]);
+	free(s->chains);
 	free(s->known);
 	free(s->desc);
 	free(s);
@@ -766,8 +777,106 @@ static const char *build_id_of(struct symbols *s, struct known_module *km, Dwfl_
 	return km->build_id;
 }
 
+/*
+ * The inline chain at ADDR of MOD (see symbols_describe_inlined) into a
+ * new array kept in S, *N entries; none (*N 0) when ADDR is in no
+ * inlined function. The DIEs holding ADDR, innermost first, are lexical
+ * blocks, inlined subroutines and, last, the out-of-line function: each
+ * inlined one is a frame, placed where its inner neighbour says it was
+ * called (DW_AT_call_file/line; the innermost at ADDR's own line).
+ */
+static struct symbol_info *inline_chain(struct symbols *s, Dwfl_Module *mod,
+					uint64_t addr, const struct symbol_info *base,
+					size_t *n)
+{
+	Dwarf_Addr bias;
+	Dwarf_Die *cu = dwfl_module_addrdie(mod, addr, &bias);
+	Dwarf_Die *scopes = NULL;
+	Dwarf_Files *files = NULL;
+	size_t n_files = 0, k = 0;
+	struct symbol_info *chain = NULL;
+	const char *file = base->file;
+	int line = base->line, n_scopes;
+
+	*n = 0;
+	if (!cu || (n_scopes = dwarf_getscopes(cu, addr - bias, &scopes)) <= 0)
+		return NULL;
+	/* Past an inlined subroutine dwarf_getscopes goes on with the
+	 * scopes of its abstract definition; the DIEs that physically hold
+	 * the innermost scope are the chain of calls. */
+	Dwarf_Die inner = scopes[0];
+	free(scopes);
+	scopes = NULL;
+	if ((n_scopes = dwarf_getscopes_die(&inner, &scopes)) <= 0)
+		return NULL;
+	if (dwarf_getsrcfiles(cu, &files, &n_files) != 0)
+		files = NULL;
+	for (int i = 0; i < n_scopes; i++) {
+		Dwarf_Die *sc = &scopes[i];
+		Dwarf_Attribute a;
+		Dwarf_Word w;
+		const char *raw;
+
+		if (dwarf_tag(sc) == DW_TAG_subprogram)
+			break;
+		if (dwarf_tag(sc) != DW_TAG_inlined_subroutine)
+			continue;
+		struct symbol_info *t = realloc(chain, (k + 2) * sizeof(*t));
+		if (!t) {
+			free(chain);
+			free(scopes);
+			return NULL;
+		}
+		chain = t;
+		chain[k] = *base;
+		/* Named from the abstract origin by DW_AT_name as valgrind
+		 * names inlined frames ("push_back", not the demangled
+		 * linkage name), so that its suppressions match; the linkage
+		 * name only when there is no DW_AT_name. */
+		raw = dwarf_diename(sc);
+		if (!raw)
+			raw = dwarf_formstring(dwarf_attr_integrate(sc, DW_AT_linkage_name, &a));
+		chain[k].function = raw ? function_name(s, raw, &chain[k].linkage_name) : NULL;
+		if (!chain[k].function)
+			chain[k].linkage_name = NULL;
+		chain[k].file = file;
+		chain[k].line = line;
+		k++;
+		file = NULL;
+		line = 0;
+		if (files && dwarf_formudata(dwarf_attr(sc, DW_AT_call_file, &a), &w) == 0 &&
+		    w < n_files) {
+			const char *cf = dwarf_filesrc(files, w, NULL, NULL);
+			if (cf)
+				file = source_path(s, cu, cf);
+		}
+		if (dwarf_formudata(dwarf_attr(sc, DW_AT_call_line, &a), &w) == 0)
+			line = (int)w;
+	}
+	free(scopes);
+	if (!k)
+		return NULL;
+	chain[k] = *base;
+	chain[k].file = file;
+	chain[k].line = file ? line : 0;
+	if (s->n_chains == s->cap_chains) {
+		size_t cap = s->cap_chains ? s->cap_chains * 2 : 64;
+		struct symbol_info **t = realloc(s->chains, cap * sizeof(*t));
+		if (!t) {
+			free(chain);
+			return NULL;
+		}
+		s->chains = t;
+		s->cap_chains = cap;
+	}
+	s->chains[s->n_chains++] = chain;
+	*n = k + 1;
+	return chain;
+}
+
 static void describe_uncached(struct symbols *s, uint64_t pc, bool is_ret,
-			      struct symbol_info *out)
+			      struct symbol_info *out, struct symbol_info **chain,
+			      size_t *n_chain)
 {
 	/* A return address may be the first byte after a call to a noreturn
 	 * function, i.e. the next function: look at the call itself. */
@@ -781,6 +890,8 @@ static void describe_uncached(struct symbols *s, uint64_t pc, bool is_ret,
 	int lineno = 0;
 
 	memset(out, 0, sizeof(*out));
+	*chain = NULL;
+	*n_chain = 0;
 	if (mod) {
 		km = known_of(s, mod);
 		if (module_bias(s, mod, &bias))
@@ -817,30 +928,74 @@ static void describe_uncached(struct symbols *s, uint64_t pc, bool is_ret,
 		out->file = file;
 		out->line = lineno;
 	}
+	*chain = inline_chain(s, mod, addr, out, n_chain);
+}
+
+/* The cached answer for (PC, IS_RET), made now if there is none; NULL
+ * when it could not be cached (out of memory), then *OUT and *CHAIN,
+ * *N_CHAIN are the answer. */
+static const struct desc_entry *describe(struct symbols *s, uint64_t pc, bool is_ret,
+					 struct symbol_info *out,
+					 struct symbol_info **chain, size_t *n_chain)
+{
+	struct desc_entry *e;
+
+	if (s->cap_desc) {
+		e = desc_slot(s, pc, is_ret);
+		if (e->used)
+			return e;
+	}
+	describe_uncached(s, pc, is_ret, out, chain, n_chain);
+	/* Caching is an optimisation: out of memory just skips it. */
+	if ((s->n_desc + 1) * 10 > s->cap_desc * 7 && desc_grow(s) < 0)
+		return NULL;
+	e = desc_slot(s, pc, is_ret);
+	e->used = true;
+	e->pc = pc;
+	e->is_ret = is_ret;
+	e->info = *out;
+	e->chain = *chain;
+	e->n_chain = *n_chain;
+	s->n_desc++;
+	return e;
 }
 
 void symbols_describe(struct symbols *s, uint64_t pc, bool is_return_address,
 		      struct symbol_info *out)
 {
-	struct desc_entry *e;
+	struct symbol_info *chain;
+	size_t n_chain;
+	const struct desc_entry *e = describe(s, pc, is_return_address, out,
+					      &chain, &n_chain);
 
-	if (s->cap_desc) {
-		e = desc_slot(s, pc, is_return_address);
-		if (e->used) {
-			*out = e->info;
-			return;
-		}
+	if (e)
+		*out = e->info;
+}
+
+size_t symbols_describe_inlined(struct symbols *s, uint64_t pc,
+				bool is_return_address, struct symbol_info *out,
+				size_t max)
+{
+	struct symbol_info info, *chain;
+	size_t n_chain;
+	const struct desc_entry *e = describe(s, pc, is_return_address, &info,
+					      &chain, &n_chain);
+
+	if (e) {
+		info = e->info;
+		chain = e->chain;
+		n_chain = e->n_chain;
 	}
-	describe_uncached(s, pc, is_return_address, out);
-	/* Caching is an optimisation: out of memory just skips it. */
-	if ((s->n_desc + 1) * 10 > s->cap_desc * 7 && desc_grow(s) < 0)
-		return;
-	e = desc_slot(s, pc, is_return_address);
-	e->used = true;
-	e->pc = pc;
-	e->is_ret = is_return_address;
-	e->info = *out;
-	s->n_desc++;
+	if (!max)
+		return 0;
+	if (!n_chain) {
+		out[0] = info;
+		return 1;
+	}
+	if (n_chain > max)
+		n_chain = max;
+	memcpy(out, chain, n_chain * sizeof(*out));
+	return n_chain;
 }
 
 /* ---- for the unwinder ---- */

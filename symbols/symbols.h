@@ -101,6 +101,20 @@ struct symbol_info {
 void symbols_describe(struct symbols *s, uint64_t pc, bool is_return_address,
 		      struct symbol_info *out);
 
+/*
+ * PC as the frames valgrind shows for it (its --read-inline-info): when
+ * the compiler inlined functions at PC, one frame per inlined function,
+ * innermost first, at PC's file:line, then each caller at the file:line
+ * of its call to the one before, ending with the out-of-line function
+ * (symbols_describe's answer with the outermost call site's file:line).
+ * Every frame but the file, line, function and linkage_name is
+ * symbols_describe's. At most MAX into OUT; returns how many (1 when
+ * nothing is inlined at PC, 0 only when MAX is).
+ */
+size_t symbols_describe_inlined(struct symbols *s, uint64_t pc,
+				bool is_return_address, struct symbol_info *out,
+				size_t max);
+
 /* Internal to symbols/: the module under PC for the unwinder. */
 struct symbols_module {
 	uint64_t start, end;	/* mapped range */

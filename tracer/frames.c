@@ -83,18 +83,21 @@ void frames_freeze_unmapped(struct frames *f, struct symbols *syms,
 		qsort(f->v, f->n, sizeof(*f->v), by_frame);
 }
 
-void frames_describe(const struct frames *f, struct symbols *syms,
-		     const struct stacks *stacks, uint32_t id, size_t i,
-		     struct symbol_info *out)
+size_t frames_describe(const struct frames *f, struct symbols *syms,
+		       const struct stacks *stacks, uint32_t id, size_t i,
+		       struct symbol_info *out, size_t max)
 {
 	const struct frozen_frame *fz = frozen_in(f, f ? f->n : 0, id, i);
 	size_t n;
 	const uint64_t *pcs = stacks_get(stacks, id, &n);
 
+	if (!max)
+		return 0;
 	if (fz)
 		*out = fz->si;
 	else if (i < n)
-		symbols_describe(syms, pcs[i], i > 0, out);
+		return symbols_describe_inlined(syms, pcs[i], i > 0, out, max);
 	else
 		*out = (struct symbol_info){ 0 };
+	return 1;
 }

@@ -26,10 +26,12 @@ void frames_free(struct frames *f);	/* NULL is fine */
 void frames_freeze_unmapped(struct frames *f, struct symbols *syms,
 			    const struct stacks *stacks);
 
-/* Frame I of stack ID (innermost is 0). Cannot fail: unknown parts are
- * NULL/0. Strings are owned by SYMS. */
-void frames_describe(const struct frames *f, struct symbols *syms,
-		     const struct stacks *stacks, uint32_t id, size_t i,
-		     struct symbol_info *out);
+/* Frame I of stack ID (innermost is 0) as the frames of its inline chain
+ * (symbols_describe_inlined), at most MAX (>= 1) into OUT; returns how
+ * many. A frozen frame is its out-of-line function alone. Cannot fail:
+ * unknown parts are NULL/0. Strings are owned by SYMS. */
+size_t frames_describe(const struct frames *f, struct symbols *syms,
+		       const struct stacks *stacks, uint32_t id, size_t i,
+		       struct symbol_info *out, size_t max);
 
 #endif
