@@ -241,21 +241,33 @@ static void make_mmaps(struct report_model *m, struct process *p, const struct o
 size_t model_frames(struct process *p, const struct options *o, uint32_t id,
 		    enum alloc_call call, struct model_frame *out, size_t max)
 {
-	size_t n;
+	size_t n, k = 0;
 	const uint64_t *pcs = stacks_get(p->db->stacks, id, &n);
+	struct symbol_info si[MODEL_MAX_FRAMES];
 
-	if (n > max)
-		n = max;
-	for (size_t i = 0; i < n; i++) {
-		out[i].pc = pcs[i];
-		frames_describe(p->frames, p->syms, p->db->stacks, id, i, &out[i].si);
-		if (i == 0)
-			out[i].si.function = out[i].si.linkage_name = alloc_call_name(call);
-		if (!o->show_below_main && out[i].si.function &&
-		    !strcmp(out[i].si.function, "main"))
-			return i + 1;
+	/* Each return address gives its inline chain: the entry point
+	 * (frame 0) is named by the call alone, as valgrind's replacement
+	 * is one function. --num-callers counted the return addresses
+	 * (the unwinder stopped there), not the frames, as valgrind's. */
+	for (size_t i = 0; i < n && k < max; i++) {
+		size_t nf = i == 0 ? 1
+			: frames_describe(p->frames, p->syms, p->db->stacks, id, i,
+					  si, max - k < MODEL_MAX_FRAMES ? max - k
+								  : MODEL_MAX_FRAMES);
+		if (i == 0) {
+			frames_describe(p->frames, p->syms, p->db->stacks, id, 0, si, 1);
+			si[0].function = si[0].linkage_name = alloc_call_name(call);
+		}
+		for (size_t j = 0; j < nf; j++, k++) {
+			out[k].pc = pcs[i];
+			out[k].inlined = j + 1 < nf;
+			out[k].si = si[j];
+			if (!o->show_below_main && si[j].function &&
+			    !strcmp(si[j].function, "main"))
+				return k + 1;
+		}
 	}
-	return n;
+	return k;
 }
 
 /* The frames of stack ID into a new array *OUT, *N of them. */

@@ -23,7 +23,9 @@
 struct process;
 struct options;
 
-#define MODEL_MAX_FRAMES 64
+/* Frames of a stack: 64 return addresses (--num-callers' limit), each
+ * with the functions inlined at it. */
+#define MODEL_MAX_FRAMES 256
 
 /* A check on demand: how a loss record changed since the last check. */
 enum record_change {
@@ -33,8 +35,12 @@ enum record_change {
 	CHANGE_DECREASED,	/* fewer */
 };
 
+/* One frame as valgrind shows it: the functions inlined at a return
+ * address are frames of their own, innermost first, sharing its pc;
+ * the last frame of the pc is the out-of-line function. */
 struct model_frame {
 	uint64_t pc;
+	bool inlined;		/* inlined into the next frame (same pc) */
 	struct symbol_info si;	/* function, file, line, module, offset */
 };
 

@@ -70,7 +70,7 @@ static void write_frame_list(FILE *f, const struct model_frame *fr, size_t n)
 			fprintf(f, ",\"module_offset\":\"0x%" PRIx64 "\"", si->module_offset);
 		else
 			fputs(",\"module_offset\":null", f);
-		fputc('}', f);
+		fprintf(f, ",\"inlined\":%s}", fr[k].inlined ? "true" : "false");
 	}
 }
 

@@ -131,27 +131,34 @@ static uint64_t function(struct pprof_state *s, const struct symbol_info *si)
 	return id;
 }
 
-static uint64_t location(struct pprof_state *s, const struct model_frame *f)
+/* The location of the frames F[0..N-1] of one pc (an inline chain,
+ * innermost first, N >= 1): one Line each, innermost first, as pprof
+ * wants inlined functions. */
+static uint64_t location(struct pprof_state *s, const struct model_frame *f, size_t n)
 {
-	const struct symbol_info *si = &f->si;
+	const struct symbol_info *si = &f[n - 1].si;
 	uint64_t map = si->module ? mapping(s, si) : 0;
 	if (map && !s->main_mapping && s->exe && !strcmp(si->module, s->exe))
 		s->main_mapping = map;
-	uint64_t fn = si->function ? function(s, si) : 0;
-	uint64_t key[4] = { map, f->pc, fn, (uint64_t)(si->file ? si->line : 0) };
+	uint64_t key[2 + 2 * MODEL_MAX_FRAMES] = { map, f->pc };
+	for (size_t i = 0; i < n; i++) {
+		key[2 + 2 * i] = f[i].si.function ? function(s, &f[i].si) : 0;
+		key[3 + 2 * i] = (uint64_t)(f[i].si.file ? f[i].si.line : 0);
+	}
 	bool is_new;
-	uint64_t id = intern(s->locs, key, 4, &is_new);
+	uint64_t id = intern(s->locs, key, 2 + 2 * n, &is_new);
 
 	if (is_new) {
 		pb_reset(&s->msg);
 		pb_uint(&s->msg, 1, id);
 		pb_uint(&s->msg, 2, map);
 		pb_uint(&s->msg, 3, f->pc);
-		if (fn) {
-			/* Without a function pprof shows the address. */
+		for (size_t i = 0; i < n; i++) {
+			if (!key[2 + 2 * i])
+				continue;	/* without a function pprof shows the address */
 			pb_reset(&s->sub);
-			pb_uint(&s->sub, 1, fn);
-			pb_int(&s->sub, 2, (int64_t)key[3]);
+			pb_uint(&s->sub, 1, key[2 + 2 * i]);
+			pb_int(&s->sub, 2, (int64_t)key[3 + 2 * i]);
 			pb_msg(&s->msg, 4, &s->sub);
 		}
 		pb_msg(&s->locations, PROFILE_LOCATION, &s->msg);
@@ -174,11 +181,17 @@ static void sample(struct pprof_state *s, const struct model_frame *fr, size_t n
 {
 	uint64_t locs[MODEL_MAX_FRAMES];
 	struct pb num = { 0 };
+	size_t nl = 0;
 
-	for (size_t i = 0; i < nf && i < MODEL_MAX_FRAMES; i++)
-		locs[i] = location(s, &fr[i]);	/* leaf first, as pprof wants */
+	if (nf > MODEL_MAX_FRAMES)
+		nf = MODEL_MAX_FRAMES;
+	for (size_t i = 0, j; i < nf; i = j) {
+		for (j = i + 1; j < nf && fr[j - 1].inlined; j++)
+			;
+		locs[nl++] = location(s, &fr[i], j - i);	/* leaf first, as pprof wants */
+	}
 	pb_reset(&s->msg);
-	pb_packed(&s->msg, 1, locs, nf);
+	pb_packed(&s->msg, 1, locs, nl);
 	pb_packed(&s->msg, 2, values, 4);
 	label(s, "kind", kind);
 	if (supp)

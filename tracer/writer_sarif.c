@@ -129,6 +129,8 @@ static void write_result(FILE *f, const struct report_model *m, size_t i, bool f
 		fprintf(f, ",\"properties\":{\"address\":\"0x%" PRIx64 "\"", rec->frames[k].pc);
 		if (si->module)
 			fprintf(f, ",\"moduleOffset\":\"0x%" PRIx64 "\"", si->module_offset);
+		if (rec->frames[k].inlined)
+			fputs(",\"inlined\":true", f);
 		fputs("}}", f);
 	}
 	fprintf(f, "]}],\"properties\":{\"bytes\":%" PRIu64 ",\"blocks\":%" PRIu64
