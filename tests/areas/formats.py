@@ -13,7 +13,7 @@ from lib.proc import Fail, Skip, expect_status, run, tail
 from lib.runner import test
 
 XML_FIXTURES = ["valgrind_kinds", "list_no_head", "possibly_lost",
-                "student_cpp", "leak_100", "deep_chain"]
+                "student_cpp", "leak_100", "deep_chain", "real_inline"]
 FRAME_TAGS = {"ip", "obj", "fn", "dir", "file", "line"}
 
 
@@ -328,3 +328,119 @@ def t_text_module_offset_stripped(s):
     if a2l.stdout.split(b"\n")[0] != b"do_leak":
         raise Fail("addr2line -e leak_1000 0x%s: want do_leak, got %r"
                    % (offs[0], a2l.stdout))
+
+
+# ---- inlined functions: frames of their own, as valgrind shows them -----
+INLINE_FIXTURES = ["real_inline", "real_inline_O0", "real_inline_cpp"]
+INLINE_KINDS = "--show-leak-kinds=definite,indirect"
+FRAME_LINE_RE = re.compile(r"^==\d+==    (at|by) (0x[0-9A-F]+): (.*?) \((.*)\)$")
+RECORD_LINE_RE = re.compile(r"^==\d+== ([\d,]+)(?: \(([\d,]+) direct, [\d,]+ "
+                            r"indirect\))? bytes in ([\d,]+) blocks are "
+                            r"(.*?) in loss record")
+
+
+def text_stacks(text):
+    """{(direct bytes, blocks, kind): [(address, function, where), ...]} of a
+    text report or valgrind log, frame 0 (the allocator, whose module
+    differs) left out."""
+    out, cur = {}, None
+    for l in text.splitlines():
+        m = RECORD_LINE_RE.match(l)
+        if m:
+            cur = out.setdefault((m.group(2) or m.group(1), m.group(3),
+                                  m.group(4)), [])
+            continue
+        m = FRAME_LINE_RE.match(l)
+        if m and cur is not None and m.group(1) == "by":
+            # valgrind's frame 0 is operator new; ptleak's is the malloc
+            # under it (doc/internals.md, suppressions).
+            if not cur and m.group(3).startswith("operator new"):
+                continue
+            cur.append((m.group(2), m.group(3), m.group(4)))
+        elif not m:
+            cur = None
+    return out
+
+
+def same_address_pattern(frames):
+    """For each frame: does the next one share its address?"""
+    return [i + 1 < len(frames) and frames[i][0] == frames[i + 1][0]
+            for i in range(len(frames))]
+
+
+def compare_inline_text(name, vg, mine, what):
+    """The own frames of every valgrind record in ptleak's text: the same
+    functions and file:line in the same order, the same address shared."""
+    sv, sm = text_stacks(vg), text_stacks(mine)
+    for key, vframes in sv.items():
+        mframes = sm.get(key)
+        if mframes is None:
+            raise Fail("%s%s: valgrind's record %s not in ptleak's text"
+                       % (name, what, key), sorted(sm))
+        if [f[1:] for f in vframes] != [f[1:] for f in mframes] or \
+                same_address_pattern(vframes) != same_address_pattern(mframes):
+            raise Fail("%s%s: record %s: frames differ" % (name, what, key),
+                       ["valgrind: %s" % (f,) for f in vframes] +
+                       ["ptleak:   %s" % (f,) for f in mframes])
+    if not any(any(same_address_pattern(v)) for v in sv.values()):
+        raise Fail("%s%s: valgrind shows no inlined frame" % (name, what))
+    return sm
+
+
+@test("inline_frames", limit=600)
+def t_inline_frames(s):
+    """Functions inlined at -O2 (and always_inline at -O0) are frames of
+    their own, as valgrind shows them: the text report has valgrind's
+    frames (function, file:line, one address for a whole inline chain),
+    also with --num-callers=2 (valgrind counts return addresses); the JSON
+    has them with "inlined" true on all but the last of a chain; the XML
+    has a <frame> each with the shared <ip>. C (always_inline, -O2 and
+    -O0) and C++ at -O2 (push_back, the allocator: valgrind names them by
+    DW_AT_name)."""
+    for name in INLINE_FIXTURES:
+        cmd = [s.builder.get(name)]
+        xml = s.tmpfile(name + ".xml")
+        res, doc = s.ptleak_run(["--xml=" + xml, INLINE_KINDS], cmd)
+        expect_status(res, 0)
+        mine = compare_inline_text(name, valgrind_text(s, cmd, [INLINE_KINDS]),
+                                   res.stderr.decode("utf-8", "replace"), "")
+        words = {"definitely_lost": "definitely lost",
+                 "indirectly_lost": "indirectly lost"}
+        for leak in s.process(doc, res)["leaks"]:
+            if leak["kind"] not in words:
+                continue
+            key = (format(leak["bytes"], ","), format(leak["blocks"], ","),
+                   words[leak["kind"]])
+            js = leak["stack"][1:]
+            if js and (js[0]["function"] or "").startswith("operator new"):
+                js = js[1:]
+            want = [(f[0], f[1]) for f in mine[key]]
+            got = [("0x%X" % int(f["address"], 16), f["function"]) for f in js]
+            flags = [f["inlined"] for f in js]
+            if got != want or flags != same_address_pattern(mine[key]) or \
+                    leak["stack"][0]["inlined"] is not False:
+                raise Fail("%s: JSON stack of %s differs from the text" % (name, key),
+                           ["text: %s" % (f,) for f in mine[key]] +
+                           ["json: %s %s" % (g, fl) for g, fl in zip(got, flags)])
+        root = parse_xml(xml, "ptleak's XML")
+        for e in root.findall("error"):
+            key = (format(int(e.findtext("xwhat/leakedbytes")), ","),
+                   format(int(e.findtext("xwhat/leakedblocks")), ","),
+                   {"Leak_DefinitelyLost": "definitely lost",
+                    "Leak_IndirectlyLost": "indirectly lost"}.get(e.findtext("kind")))
+            frames = [(f.findtext("ip"), f.findtext("fn"))
+                      for f in e.findall("stack/frame")][1:]
+            if frames and (frames[0][1] or "").startswith("operator new"):
+                frames = frames[1:]
+            if key in mine and frames != [(f[0], f[1]) for f in mine[key]]:
+                raise Fail("%s: XML stack of %s differs from the text" % (name, key),
+                           ["xml:  %s" % (f,) for f in frames] +
+                           ["text: %s" % (f,) for f in mine[key]])
+        if name.endswith("_cpp"):
+            continue    # ptleak's malloc under operator new is one more
+        res2, _ = s.ptleak_run(["--num-callers=2", INLINE_KINDS], cmd,
+                               json_file=False)
+        compare_inline_text(name, valgrind_text(s, cmd, ["--num-callers=2",
+                                                         INLINE_KINDS]),
+                            res2.stderr.decode("utf-8", "replace"),
+                            " --num-callers=2")

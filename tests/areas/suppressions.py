@@ -14,7 +14,7 @@ from areas.cli import one_line_naming
 
 SUPP_BLOCK_RE = re.compile(r"^\{\n(?:[^\n]*\n)*?\}$", re.M)
 SUPP_FIXTURES = ["valgrind_kinds", "list_no_head", "possibly_lost",
-                 "student_cpp"]
+                 "student_cpp", "real_inline"]
 
 
 def supp_blocks(text):
@@ -291,3 +291,60 @@ def t_supp_default_installed(s):
             or b"suppressed: 4,096 bytes in 1 blocks" not in res.stderr:
         raise Fail("the installed ptleak does not apply %s" % supp,
                    tail(res.stderr))
+
+
+
+def supp_block(name, *frames):
+    return "{\n   %s\n   Memcheck:Leak\n   match-leak-kinds: definite\n%s}\n" \
+        % (name, "".join("   %s\n" % f for f in frames))
+
+
+# real_inline's two records: malloc < xmalloc < xstrdup < make_label < main
+# (25 bytes), malloc < xmalloc < main (64 bytes); every name but malloc,
+# make_label and main is an inlined function. Files, and which of their
+# blocks must be used once each.
+INLINE_SUPPS = [
+    ([supp_block("inlined_xstrdup", "fun:malloc", "fun:xmalloc", "fun:xstrdup")],
+     {"inlined_xstrdup": 1}, 25),
+    ([supp_block("inlined_xstrdup", "fun:malloc", "fun:xmalloc", "fun:xstrdup"),
+      supp_block("inlined_into_main", "fun:malloc", "fun:xmalloc", "fun:main")],
+     {"inlined_xstrdup": 1, "inlined_into_main": 1}, 89),
+    ([supp_block("below_inlined", "...", "fun:xstrdup", "fun:make_label",
+                 "fun:main")],
+     {"below_inlined": 1}, 25),
+]
+USED_RE = re.compile(r"^--\d+-- used_suppression: +(\d+) (\S+) ", re.M)
+
+
+@test("supp_inlined_function")
+def t_supp_inlined_function(s):
+    """Suppressions naming inlined functions (real_inline at -O2 and -O0,
+    always_inline): valgrind applies them to the records (the oracle), and
+    ptleak applies them to the same records, naming the same blocks."""
+    for name in ("real_inline", "real_inline_O0"):
+        cmd = [s.builder.get(name)]
+        for blocks, want_used, want_bytes in INLINE_SUPPS:
+            supp = s.tmpfile("inline.supp")
+            open(supp, "w").write("".join(blocks))
+            vlog = valgrind_log(s, ["-v", "--suppressions=" + supp], cmd)
+            vused = {n: int(c) for c, n in USED_RE.findall(vlog)}
+            vsum = parse_summary_text(vlog)
+            if vused != want_used or vsum.get("suppressed", (0, 0))[0] != want_bytes:
+                raise Fail("%s: valgrind: want %s suppressing %d bytes, got %s %s"
+                           % (name, want_used, want_bytes, vused, vsum),
+                           ["| " + b.replace("\n", " ") for b in blocks])
+            # Without the default file: libc's stdout buffer is no leak here.
+            res, doc = s.ptleak_run(["-v", "--no-default-suppressions",
+                                     "--suppressions=" + supp], cmd)
+            expect_status(res, 0)
+            used = {n: int(c) for c, n in
+                    USED_RE.findall(res.stderr.decode("utf-8", "replace"))}
+            sm = s.process(doc, res)["summary"]
+            lost = 89 - want_bytes
+            if used != vused or sm["suppressed"]["bytes"] != want_bytes or \
+                    sm["definitely_lost"]["bytes"] != lost:
+                raise Fail("%s: ptleak: want valgrind's %s, %d bytes suppressed "
+                           "and %d definitely lost, got %s %s"
+                           % (name, vused, want_bytes, lost, used, sm),
+                           ["| " + b.replace("\n", " ") for b in blocks] +
+                           tail(res.stderr))
