@@ -245,19 +245,18 @@ size_t model_frames(struct process *p, const struct options *o, uint32_t id,
 	const uint64_t *pcs = stacks_get(p->db->stacks, id, &n);
 	struct symbol_info si[MODEL_MAX_FRAMES];
 
-	/* Each return address gives its inline chain: the entry point
-	 * (frame 0) is named by the call alone, as valgrind's replacement
-	 * is one function. --num-callers counted the return addresses
-	 * (the unwinder stopped there), not the frames, as valgrind's. */
+	/* Each return address gives its inline chain, but the entry point
+	 * (frame 0) is one frame named by the call, as valgrind's
+	 * replacement is one function: the first of its chain, which has
+	 * the pc's own file:line. --num-callers counted the return
+	 * addresses (the unwinder stopped there), not the frames, as
+	 * valgrind's does. */
 	for (size_t i = 0; i < n && k < max; i++) {
-		size_t nf = i == 0 ? 1
-			: frames_describe(p->frames, p->syms, p->db->stacks, id, i,
-					  si, max - k < MODEL_MAX_FRAMES ? max - k
-								  : MODEL_MAX_FRAMES);
-		if (i == 0) {
-			frames_describe(p->frames, p->syms, p->db->stacks, id, 0, si, 1);
+		size_t room = max - k < MODEL_MAX_FRAMES ? max - k : MODEL_MAX_FRAMES;
+		size_t nf = frames_describe(p->frames, p->syms, p->db->stacks, id, i,
+					    si, i == 0 ? 1 : room);
+		if (i == 0)
 			si[0].function = si[0].linkage_name = alloc_call_name(call);
-		}
 		for (size_t j = 0; j < nf; j++, k++) {
 			out[k].pc = pcs[i];
 			out[k].inlined = j + 1 < nf;
