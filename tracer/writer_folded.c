@@ -107,7 +107,8 @@ static void folded_finish(struct writer_out *w, const struct options *o)
 
 	if (!s)
 		return;
-	qsort(s->v, s->n, sizeof(*s->v), by_stack);
+	if (s->n)	/* no leaks: v is NULL, which qsort may not take */
+		qsort(s->v, s->n, sizeof(*s->v), by_stack);
 	for (size_t i = 0, j; i < s->n; i = j) {
 		uint64_t sum = 0;
 		for (j = i; j < s->n && !strcmp(s->v[j].stack, s->v[i].stack); j++)
