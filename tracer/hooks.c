@@ -81,6 +81,30 @@ static const struct {
 	{ "__libc_malloc_impl", CALL_MALLOC, SITE_ALLOC },
 	{ "__libc_realloc_impl", CALL_REALLOC, SITE_ALLOC },
 	{ "__libc_free_impl", CALL_FREE, SITE_ALLOC },
+	/* C++'s operators, hooked wherever they are defined (libstdc++, or
+	 * the allocator itself: libtcmalloc, libjemalloc, libmimalloc): a
+	 * block made by new shows operator new as its frame 0, not the
+	 * malloc it calls (nested calls are not recorded). */
+	{ "_Znwm", CALL_NEW, SITE_ALLOC },
+	{ "_Znam", CALL_NEW_ARRAY, SITE_ALLOC },
+	{ "_ZnwmRKSt9nothrow_t", CALL_NEW_NOTHROW, SITE_ALLOC },
+	{ "_ZnamRKSt9nothrow_t", CALL_NEW_ARRAY_NOTHROW, SITE_ALLOC },
+	{ "_ZnwmSt11align_val_t", CALL_NEW_ALIGNED, SITE_ALLOC },
+	{ "_ZnamSt11align_val_t", CALL_NEW_ARRAY_ALIGNED, SITE_ALLOC },
+	{ "_ZnwmSt11align_val_tRKSt9nothrow_t", CALL_NEW_ALIGNED_NOTHROW, SITE_ALLOC },
+	{ "_ZnamSt11align_val_tRKSt9nothrow_t", CALL_NEW_ARRAY_ALIGNED_NOTHROW, SITE_ALLOC },
+	{ "_ZdlPv", CALL_DELETE, SITE_ALLOC },
+	{ "_ZdaPv", CALL_DELETE_ARRAY, SITE_ALLOC },
+	{ "_ZdlPvm", CALL_DELETE_SIZED, SITE_ALLOC },
+	{ "_ZdaPvm", CALL_DELETE_ARRAY_SIZED, SITE_ALLOC },
+	{ "_ZdlPvRKSt9nothrow_t", CALL_DELETE_NOTHROW, SITE_ALLOC },
+	{ "_ZdaPvRKSt9nothrow_t", CALL_DELETE_ARRAY_NOTHROW, SITE_ALLOC },
+	{ "_ZdlPvSt11align_val_t", CALL_DELETE_ALIGNED, SITE_ALLOC },
+	{ "_ZdaPvSt11align_val_t", CALL_DELETE_ARRAY_ALIGNED, SITE_ALLOC },
+	{ "_ZdlPvmSt11align_val_t", CALL_DELETE_SIZED_ALIGNED, SITE_ALLOC },
+	{ "_ZdaPvmSt11align_val_t", CALL_DELETE_ARRAY_SIZED_ALIGNED, SITE_ALLOC },
+	{ "_ZdlPvSt11align_val_tRKSt9nothrow_t", CALL_DELETE_ALIGNED_NOTHROW, SITE_ALLOC },
+	{ "_ZdaPvSt11align_val_tRKSt9nothrow_t", CALL_DELETE_ARRAY_ALIGNED_NOTHROW, SITE_ALLOC },
 	/* --track-mmap only: */
 	{ "mmap", CALL_MMAP, SITE_ALLOC },
 	{ "mmap64", CALL_MMAP, SITE_ALLOC },
@@ -104,6 +128,13 @@ static const char *const exit_path[] = {
 static bool is_mmap_call(enum alloc_call call)
 {
 	return call == CALL_MMAP || call == CALL_MREMAP || call == CALL_MUNMAP;
+}
+
+/* free and every operator delete: the pointer in the first argument. */
+static bool is_free_call(enum alloc_call call)
+{
+	return call == CALL_FREE ||
+	       (call >= CALL_DELETE && call <= CALL_DELETE_ARRAY_ALIGNED_NOTHROW);
 }
 
 struct arm_ctx {
@@ -258,7 +289,7 @@ static int hooks_on_site(struct thread *t, struct site *s, struct user_regs_stru
 		if (call == CALL_MREMAP && !mmaps_contains(mm, regs->rdi))
 			return 0;
 	}
-	if (call == CALL_FREE) {
+	if (is_free_call(call)) {
 		hooks_entry_event(call, t->tid, args, &ev);
 		record(p, &ev);
 		return 0;
@@ -307,11 +338,12 @@ bool hooks_entry_event(enum alloc_call call, pid_t tid, const uint64_t args[3],
 		       struct alloc_event *ev)
 {
 	*ev = (struct alloc_event){ .call = call, .tid = tid };
-	switch (call) {
-	case CALL_FREE:
+	if (is_free_call(call)) {
 		ev->op = OP_FREE;
 		ev->ptr = args[0];
 		return true;
+	}
+	switch (call) {
 	case CALL_REALLOC:
 	case CALL_REALLOCARRAY:
 		ev->op = OP_REALLOC_ENTER;
@@ -329,6 +361,12 @@ bool hooks_return_event(enum alloc_call call, pid_t tid, const uint64_t args[3],
 		.op = OP_ALLOC, .call = call, .tid = tid, .ptr = rax,
 		.stack_id = stack_id, .time_ns = now_ns(),
 	};
+	if (is_free_call(call))
+		return false;
+	if (call >= CALL_NEW && call <= CALL_NEW_ARRAY_ALIGNED_NOTHROW) {
+		ev->size = args[0];	/* (size, ...) */
+		return true;
+	}
 	switch (call) {
 	case CALL_MALLOC:
 	case CALL_VALLOC:
@@ -362,11 +400,7 @@ bool hooks_return_event(enum alloc_call call, pid_t tid, const uint64_t args[3],
 		ev->old_ptr = args[0];
 		ev->size = mul_or_zero(args[1], args[2]);
 		break;
-	case CALL_FREE:
-	case CALL_MMAP:
-	case CALL_MREMAP:
-	case CALL_MUNMAP:
-	case CALL__COUNT:
+	default:
 		return false;
 	}
 	return true;
