@@ -255,8 +255,14 @@ size_t model_frames(struct process *p, const struct options *o, uint32_t id,
 		size_t room = max - k < MODEL_MAX_FRAMES ? max - k : MODEL_MAX_FRAMES;
 		size_t nf = frames_describe(p->frames, p->syms, p->db->stacks, id, i,
 					    si, i == 0 ? 1 : room);
-		if (i == 0)
-			si[0].function = si[0].linkage_name = alloc_call_name(call);
+		if (i == 0) {
+			/* The call's name; a C++ operator keeps its symbol's
+			 * mangled name (_Znwm), which suppressions match. */
+			bool cxx = si[0].linkage_name && !strncmp(si[0].linkage_name, "_Z", 2);
+			si[0].function = alloc_call_name(call);
+			if (!cxx)
+				si[0].linkage_name = si[0].function;
+		}
 		for (size_t j = 0; j < nf; j++, k++) {
 			out[k].pc = pcs[i];
 			out[k].inlined = j + 1 < nf;
