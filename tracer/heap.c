@@ -35,7 +35,7 @@ struct heap {
 };
 
 _Static_assert(sizeof(struct block) == 32, "a live block costs 32 bytes");
-_Static_assert(CALL__COUNT <= 16, "struct block keeps the call in 4 bits");
+_Static_assert(CALL__COUNT <= 64, "struct block keeps the call in 6 bits");
 
 #define MIN_SLOTS 1024
 /* Linear probing stays short up to three quarters full. */
@@ -269,7 +269,7 @@ static void add_alloc(struct heap *h, const struct alloc_event *ev)
 	struct block b = {
 		.ptr = ev->ptr, .size = ev->size,
 		.stack_id = ev->stack_id <= BLOCK_STACK_MAX ? ev->stack_id : 0,
-		.call = (unsigned)ev->call & 15, .time_ms = stamp(h, ev->time_ns),
+		.call = (unsigned)ev->call & 63, .time_ms = stamp(h, ev->time_ns),
 		.seq = ev->seq,
 	};
 	h->st.allocations++;

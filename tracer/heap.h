@@ -92,14 +92,15 @@ struct alloc_event {
 struct block {
 	uint64_t ptr;
 	uint64_t size;
-	uint32_t stack_id : 27;	/* stacks_intern()'s ids; 0: none or too many */
-	uint32_t call : 4;	/* enum alloc_call that made it (realloc: the realloc) */
+	uint32_t stack_id : 25;	/* stacks_intern()'s ids; 0: none or too many */
+	uint32_t call : 6;	/* enum alloc_call that made it (realloc: the realloc;
+				 * C++'s operators included) */
 	uint32_t before_attach : 1;	/* OP_BEFORE_ATTACH: allocated before ptleak attached */
 	uint32_t time_ms;	/* 0: unknown (before_attach); else ms since the heap's start + 1 */
 	uint64_t seq;		/* its allocation event's sequence number */
 };
 
-#define BLOCK_STACK_MAX ((1u << 27) - 1)
+#define BLOCK_STACK_MAX ((1u << 25) - 1)
 
 struct heap_stats {
 	uint64_t allocations, frees;
