@@ -507,6 +507,10 @@ static void tell_rbrk(struct probe_ctl *c, struct probe_shared *sh, struct probe
 enum {	/* enum alloc_call in tracer/heap.h */
 	C_MALLOC, C_CALLOC, C_REALLOC, C_REALLOCARRAY, C_FREE, C_POSIX_MEMALIGN,
 	C_ALIGNED_ALLOC, C_MEMALIGN, C_VALLOC, C_PVALLOC,
+	C_NEW_FIRST,				/* CALL_NEW: 8 forms of operator new */
+	C_NEW_LAST = C_NEW_FIRST + 7,		/* CALL_NEW_ARRAY_ALIGNED_NOTHROW */
+	C_DELETE_FIRST,				/* CALL_DELETE: 12 forms of delete */
+	C_DELETE_LAST = C_DELETE_FIRST + 11,	/* CALL_DELETE_ARRAY_ALIGNED_NOTHROW */
 };
 
 int probe_enter(struct probe_frame *f)
@@ -525,10 +529,11 @@ int probe_enter(struct probe_frame *f)
 		return 0;
 	}
 
-	if (site->call == C_FREE) {
+	if (site->call == C_FREE ||
+	    (site->call >= C_DELETE_FIRST && site->call <= C_DELETE_LAST)) {
 		int busy = 0, idx = own_slot(c, key, &busy);
 		if (!busy)
-			emit(c, sh, PROBE_OP_FREE, C_FREE, idx >= 0 ? c->thread_tid[idx] : 0,
+			emit(c, sh, PROBE_OP_FREE, site->call, idx >= 0 ? c->thread_tid[idx] : 0,
 			     f->rdi, 0, 0, 0, 0);
 		return 0;
 	}
@@ -599,6 +604,10 @@ void probe_exit(struct probe_frame *f, uint64_t rax)
 		op = PROBE_OP_REALLOC_EXIT;
 		old = f->rdi;
 		size = mul_or_zero(f->rsi, f->rdx);
+		break;
+	default:
+		if (call >= C_NEW_FIRST && call <= C_NEW_LAST)
+			size = f->rdi;	/* operator new(size, ...) */
 		break;
 	}
 	if (load(&c->armed) && sh && !load(&sh->dead) &&

@@ -130,6 +130,10 @@ static bool is_mmap_call(enum alloc_call call)
 	return call == CALL_MMAP || call == CALL_MREMAP || call == CALL_MUNMAP;
 }
 
+/* The in-process probe mirrors these ranges (probe/probe.c, C_NEW_FIRST...). */
+_Static_assert(CALL_NEW == 10 && CALL_NEW_ARRAY_ALIGNED_NOTHROW == 17 && CALL_DELETE == 18 &&
+	       CALL_DELETE_ARRAY_ALIGNED_NOTHROW == 29, "probe/probe.c's C_ ranges");
+
 /* free and every operator delete: the pointer in the first argument. */
 static bool is_free_call(enum alloc_call call)
 {
