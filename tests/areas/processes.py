@@ -311,6 +311,17 @@ def t_killed_from_outside(s):
                        tail(p.err))
 
 
+def terminal_output_errors(alone, traced):
+    """The program's terminal output under ptleak (ptleak's own ==PID==
+    lines left out) against its output alone: a list of error lines."""
+    lines = [l for l in traced.splitlines() if not re.match(rb"==\d+==", l)]
+    if lines == alone.splitlines():
+        return []
+    return (["the program's output differs from a run alone:"] +
+            ["  alone: %r" % l for l in alone.splitlines()] +
+            ["  under: %r" % l for l in lines])
+
+
 @test("proc_ctrl_c_at_terminal")
 def t_ctrl_c_at_terminal(s):
     want = s.expect("ctrl_c")
@@ -329,11 +340,7 @@ def t_ctrl_c_at_terminal(s):
                     % (want.status, st2))
     if b"got SIGINT" not in out2:
         errs.append("Ctrl-C did not reach the program (no \"got SIGINT\")")
-    lines = [l for l in out2.splitlines() if not re.match(rb"==\d+==", l)]
-    if lines != out.splitlines():
-        errs += ["the program's output differs from a run alone:"] + \
-            ["  alone: %r" % l for l in out.splitlines()] + \
-            ["  under: %r" % l for l in lines]
+    errs += terminal_output_errors(out, out2)
     if not os.path.exists(j):
         errs.append("no JSON report")
     else:
@@ -416,12 +423,7 @@ def t_ctrl_z_at_terminal(s):
     if st2 != want.status:
         errs.append("exit status: want %d (the program's), got %d"
                     % (want.status, st2))
-    lines = [l for l in out2.replace(b"^Z", b"").splitlines()
-             if not re.match(rb"==\d+==", l)]
-    if lines != out.splitlines():
-        errs += ["the program's output differs from a run alone:"] + \
-            ["  alone: %r" % l for l in out.splitlines()] + \
-            ["  under: %r" % l for l in lines]
+    errs += terminal_output_errors(out, out2.replace(b"^Z", b""))
     if not os.path.exists(j):
         errs.append("no JSON report")
     else:
