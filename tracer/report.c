@@ -24,6 +24,7 @@
 #include "tracer/proc.h"
 #include "tracer/scan.h"
 #include "tracer/stacks.h"
+#include "tracer/stream.h"
 #include "tracer/suppress.h"
 #include "tracer/util.h"
 #include "tracer/writer.h"
@@ -220,7 +221,7 @@ static FILE *try_open_report(const char *path)
 		}
 	}
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	FILE *f = fd < 0 ? NULL : fdopen(fd, "w");
+	FILE *f = fd < 0 ? NULL : stream_fdopen(fd);
 
 	if (!f && fd >= 0)
 		close(fd);
