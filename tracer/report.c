@@ -120,40 +120,49 @@ void writer_json_identity(FILE *f, const struct report_model *m, bool in_html)
 		fprintf(f, "{\"code\":%d}", WEXITSTATUS(status));
 }
 
-struct kept_parts {
-	char **v;
-	size_t n;
-};
-
-void writer_keep(struct writer_out *w, const struct report_model *m,
-		 void (*write)(FILE *f, const struct report_model *m))
+char *writer_text_of(writer_body *body, const struct report_model *m, const struct options *o)
 {
-	struct kept_parts *k = w->state;
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *mf = open_memstream(&buf, &len);
 
-	if (!k)
-		k = w->state = xcalloc(1, sizeof(*k));
 	if (!mf)
 		die("cannot keep the report of process %d: out of memory", m->pid);
-	write(mf, m);
-	fclose(mf);
-	k->v = xrealloc(k->v, (k->n + 1) * sizeof(*k->v));
-	k->v[k->n++] = buf;
+	body(mf, m, o);
+	if (ferror(mf) | fclose(mf))
+		die("cannot keep the report of process %d: out of memory", m->pid);
+	return buf;
+}
+
+void writer_texts_add(struct writer_texts *t, char *text)
+{
+	t->v = xrealloc(t->v, (t->n + 1) * sizeof(*t->v));
+	t->v[t->n++] = text;
+}
+
+void writer_texts_put(FILE *f, struct writer_texts *t, const char *sep)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		fprintf(f, "%s%s", i ? sep : "", t->v[i]);
+		free(t->v[i]);
+	}
+	free(t->v);
+	*t = (struct writer_texts){ 0 };
+}
+
+void writer_keep(struct writer_out *w, writer_body *body, const struct report_model *m,
+		 const struct options *o)
+{
+	if (!w->state)
+		w->state = xcalloc(1, sizeof(struct writer_texts));
+	writer_texts_add(w->state, writer_text_of(body, m, o));
 }
 
 void writer_put_kept(struct writer_out *w, const char *sep)
 {
-	struct kept_parts *k = w->state;
-
-	for (size_t i = 0; k && i < k->n; i++) {
-		fprintf(w->f, "%s%s", i ? sep : "", k->v[i]);
-		free(k->v[i]);
-	}
-	if (k)
-		free(k->v);
-	free(k);
+	if (w->state)
+		writer_texts_put(w->f, w->state, sep);
+	free(w->state);
 	w->state = NULL;
 }
 

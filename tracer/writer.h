@@ -83,11 +83,26 @@ unsigned writer_folded_kinds(const struct options *o);
 void writer_json_str_html(FILE *f, const char *s);
 /* "pid":..,"ppid":..,"command":[..],"exit":{..} of M (null: running). */
 void writer_json_identity(FILE *f, const struct report_model *m, bool in_html);
-/* For writers that write the whole run at the end: WRITE's text for M is
- * kept in W's state; writer_put_kept writes the kept texts in order,
- * SEP between them, and frees them (W->state is NULL again). */
-void writer_keep(struct writer_out *w, const struct report_model *m,
-		 void (*write)(FILE *f, const struct report_model *m));
+/*
+ * For writers that write the whole run at the end (one document for every
+ * process, or the main process's alone): what a writer_body writes for a
+ * model, kept as text until ->finish puts it in place.
+ */
+typedef void writer_body(FILE *f, const struct report_model *m, const struct options *o);
+/* BODY's text for M in a new string (dies out of memory, as x*alloc). */
+char *writer_text_of(writer_body *body, const struct report_model *m, const struct options *o);
+/* Texts kept in order: writer_texts_put writes them, SEP between them,
+ * and frees them (T is empty again). */
+struct writer_texts {
+	char **v;
+	size_t n;
+};
+void writer_texts_add(struct writer_texts *t, char *text);
+void writer_texts_put(FILE *f, struct writer_texts *t, const char *sep);
+/* The same with a writer's whole state one list of texts (W->state):
+ * BODY's text for M kept; the kept texts written and W->state NULL again. */
+void writer_keep(struct writer_out *w, writer_body *body, const struct report_model *m,
+		 const struct options *o);
 void writer_put_kept(struct writer_out *w, const char *sep);
 /* The last path component of PATH (PATH itself if it has no '/'). */
 const char *writer_base_name(const char *path);

@@ -173,7 +173,7 @@ static void write_timeline(FILE *f, const struct report_model *m, struct frame_t
 	fputc(']', f);
 }
 
-static void write_process(FILE *f, const struct report_model *m)
+static void write_process(FILE *f, const struct report_model *m, const struct options *o)
 {
 	struct frame_table t = { .ids = stacks_new(), .file_ids = stacks_new() };
 	char *frames = NULL;
@@ -225,7 +225,7 @@ static void write_process(FILE *f, const struct report_model *m)
 static void html_process(struct writer_out *w, const struct report_model *m,
 			 const struct options *o)
 {
-	writer_keep(w, m, write_process);
+	writer_keep(w, write_process, m, o);
 }
 
 static void html_finish(struct writer_out *w, const struct options *o)

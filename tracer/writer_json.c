@@ -14,10 +14,8 @@
 #include "tracer/writer.h"
 
 struct json_state {
-	char **entries;		/* one JSON object per reported process */
-	size_t n;
-	char **checks;		/* one per check on demand, in order */
-	size_t n_checks;
+	struct writer_texts processes;	/* one JSON object per reported process */
+	struct writer_texts checks;	/* one per check on demand, in order */
 };
 
 static struct json_state *state_of(struct writer_out *w)
@@ -25,20 +23,6 @@ static struct json_state *state_of(struct writer_out *w)
 	if (!w->state)
 		w->state = xcalloc(1, sizeof(struct json_state));
 	return w->state;
-}
-
-/* A JSON object written by FN into a new string. */
-static char *object(void (*fn)(FILE *, const struct report_model *), const struct report_model *m)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *mf = open_memstream(&buf, &len);
-
-	if (mf) {
-		fn(mf, m);
-		fclose(mf);
-	}
-	return buf;
 }
 
 static const char *json_path(const struct options *o)
@@ -130,7 +114,7 @@ static void write_mmaps(FILE *f, const struct report_model *m)
 	fputs("]}", f);
 }
 
-static void write_process(FILE *f, const struct report_model *m)
+static void write_process(FILE *f, const struct report_model *m, const struct options *o)
 {
 	const struct heap_stats *st = &m->heap;
 
@@ -188,14 +172,11 @@ static void write_process(FILE *f, const struct report_model *m)
 static void json_process(struct writer_out *w, const struct report_model *m,
 			 const struct options *o)
 {
-	struct json_state *s = state_of(w);
-
-	s->entries = xrealloc(s->entries, (s->n + 1) * sizeof(*s->entries));
-	s->entries[s->n++] = object(write_process, m);
+	writer_texts_add(&state_of(w)->processes, writer_text_of(write_process, m, o));
 }
 
 /* A check on demand: its summary with changes, its records with theirs. */
-static void write_check(FILE *f, const struct report_model *m)
+static void write_check(FILE *f, const struct report_model *m, const struct options *o)
 {
 	fprintf(f, "{\"pid\":%d,\"check\":%u,\"since_check\":%u,\"t_s\":%.3f,\"stopped_ms\":%.3f,"
 		"\"summary\":{", m->pid, m->check, m->prev_check,
@@ -219,31 +200,18 @@ static void write_check(FILE *f, const struct report_model *m)
 static void json_check(struct writer_out *w, const struct report_model *m,
 		       const struct options *o)
 {
-	struct json_state *s = state_of(w);
-
-	s->checks = xrealloc(s->checks, (s->n_checks + 1) * sizeof(*s->checks));
-	s->checks[s->n_checks++] = object(write_check, m);
+	writer_texts_add(&state_of(w)->checks, writer_text_of(write_check, m, o));
 }
 
 static void json_finish(struct writer_out *w, const struct options *o)
 {
-	struct json_state *s = w->state;
+	struct json_state *s = state_of(w);
 
 	fprintf(w->f, "{\"tool\":\"ptleak\",\"version\":\"%s\",\"processes\":[", PTLEAK_VERSION);
-	for (size_t i = 0; s && i < s->n; i++) {
-		fprintf(w->f, "%s%s", i ? "," : "", s->entries[i] ? s->entries[i] : "{}");
-		free(s->entries[i]);
-	}
+	writer_texts_put(w->f, &s->processes, ",");
 	fputs("],\"checks\":[", w->f);
-	for (size_t i = 0; s && i < s->n_checks; i++) {
-		fprintf(w->f, "%s%s", i ? "," : "", s->checks[i] ? s->checks[i] : "{}");
-		free(s->checks[i]);
-	}
+	writer_texts_put(w->f, &s->checks, ",");
 	fputs("]}\n", w->f);
-	if (s) {
-		free(s->entries);
-		free(s->checks);
-	}
 	free(s);
 	w->state = NULL;
 }

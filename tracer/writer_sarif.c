@@ -150,7 +150,7 @@ static void write_result(FILE *f, const struct report_model *m, size_t i, bool f
 	fputs("}", f);
 }
 
-static void write_run(FILE *f, const struct report_model *m)
+static void write_run(FILE *f, const struct report_model *m, const struct options *o)
 {
 	int status = m->exit_status;
 	bool first = true;
@@ -187,7 +187,7 @@ static void write_run(FILE *f, const struct report_model *m)
 static void sarif_process(struct writer_out *w, const struct report_model *m,
 			  const struct options *o)
 {
-	writer_keep(w, m, write_run);
+	writer_keep(w, write_run, m, o);
 }
 
 static void sarif_finish(struct writer_out *w, const struct options *o)

@@ -184,20 +184,13 @@ static void xml_process(struct writer_out *w, const struct report_model *m,
 {
 	struct xml_state *s = w->state;
 	bool is_main = o->pid ? m->pid == o->pid : m->ppid == getpid();
-	size_t len = 0;
-	char *buf = NULL;
 
 	if (!s)
 		s = w->state = xcalloc(1, sizeof(*s));
 	if (s->main_seen || (s->doc && !is_main))
 		return;	/* a child's, after the first: only with %p */
-	FILE *mf = open_memstream(&buf, &len);
-	if (!mf)
-		return;
-	write_document(mf, m, o);
-	fclose(mf);
 	free(s->doc);
-	s->doc = buf;
+	s->doc = writer_text_of(write_document, m, o);
 	s->main_seen = is_main;
 }
 
