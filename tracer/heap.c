@@ -412,6 +412,18 @@ static int by_address(const void *a, const void *b)
 	return x->ptr < y->ptr ? -1 : x->ptr > y->ptr;
 }
 
+uint64_t *heap_before_attach(const struct heap *h, size_t *n)
+{
+	uint64_t *v = xmalloc((h->st.before_blocks + 1) * sizeof(*v));
+	size_t k = 0;
+
+	for (size_t i = 0; i <= h->mask && k < h->st.before_blocks; i++)
+		if (h->slots[i].ptr && h->slots[i].before_attach)
+			v[k++] = h->slots[i].ptr;
+	*n = k;
+	return v;
+}
+
 struct block *heap_snapshot(const struct heap *h, size_t *n)
 {
 	struct block *v = xmalloc((h->st.live_blocks + 1) * sizeof(*v));

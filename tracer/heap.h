@@ -155,6 +155,11 @@ const struct heap_site *heap_sites(const struct heap *h, size_t *n);
 const struct timeline *heap_timeline(const struct heap *h);
 void heap_timeline_close(struct heap *h, uint64_t t);
 
+/* The addresses of the live blocks from before the attach, in a new
+ * array (caller frees); *n gets the count. Costs 8 bytes for each of
+ * them, where a heap_snapshot costs 32 for every live block. */
+uint64_t *heap_before_attach(const struct heap *h, size_t *n);
+
 /* All live blocks sorted by address, in a new array (caller frees); *n
  * gets the count. */
 struct block *heap_snapshot(const struct heap *h, size_t *n);

@@ -97,11 +97,13 @@ size_t preattach_verify(struct process *p)
 
 	if (!p->before_known || !heap_stats(p->db->heap)->before_blocks || walk(p, &h) < 0)
 		return 0;
-	struct block *b = heap_snapshot(p->db->heap, &n);
+	/* Not a heap_snapshot: a process holding millions of blocks would
+	 * have ptleak hold them twice more (the copy, qsort's buffer). */
+	uint64_t *before = heap_before_attach(p->db->heap, &n);
 	for (size_t i = 0; i < n; i++)
-		if (b[i].before_attach && !live_in(&h, b[i].ptr))
-			forgotten += heap_forget_before_attach(p->db->heap, b[i].ptr);
-	free(b);
+		if (!live_in(&h, before[i]))
+			forgotten += heap_forget_before_attach(p->db->heap, before[i]);
+	free(before);
 	glibc_heap_release(&h);
 	if (forgotten)
 		debug("process %d: %zu blocks from before the attach were freed unseen", p->pid,
