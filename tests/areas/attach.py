@@ -282,21 +282,17 @@ def t_attach_detach_cycles(s):
     attach_permitted()
     with Processes(s) as ps:
         h = start_hammer(s, ps)
-        t0 = time.monotonic()
+        # Each cycle is bounded by its own time limit (a hang fails it);
+        # how long 20 take on a loaded machine is no verdict.
         for i in range(20):
-            res = run([s.ptleak, "-q", "-p", str(h.pid), "--duration=0.2",
-                       "-o", "/dev/null"], 15, env=s.ptleak_env)
-            s.check_sanitizer(res.stderr)
-            if exit_status(res.status) != 0:
-                raise Fail("cycle %d: ptleak exit status %d, want 0"
-                           % (i + 1, exit_status(res.status)),
-                           tail(res.stderr))
+            res, _ = s.ptleak_run(["-q", "-p", str(h.pid), "--duration=0.2",
+                                   "-o", "/dev/null"], [], timeout=30,
+                                  json_file=False)
+            expect_status(res, 0, "cycle %d: ptleak: " % (i + 1))
             if h.poll() is not None:
                 raise Fail("cycle %d: hammer died (status %d)"
                            % (i + 1, h.poll()), tail(h.out) + tail(h.err))
             expect_alive_untraced(h.pid, "cycle %d" % (i + 1))
-            if time.monotonic() - t0 > 60:
-                raise Fail("20 cycles take over 60 s (%d done)" % (i + 1))
         finish_hammer(h, "after 20 attach/detach cycles")
 
 
@@ -311,12 +307,10 @@ def t_attach_job_stopped(s):
         os.kill(h.pid, signal.SIGSTOP)
         wait_until(lambda: proc_state(h.pid).startswith("T"), 5,
                    "hammer never stopped")
-        res = run([s.ptleak, "-q", "-p", str(h.pid), "--duration=0.5",
-                   "-o", "/dev/null"], 20, env=s.ptleak_env)
-        s.check_sanitizer(res.stderr)
-        if exit_status(res.status) != 0:
-            raise Fail("ptleak -p on a stopped process: exit status %d, want 0"
-                       % exit_status(res.status), tail(res.stderr))
+        res, _ = s.ptleak_run(["-q", "-p", str(h.pid), "--duration=0.5",
+                               "-o", "/dev/null"], [], timeout=20,
+                              json_file=False)
+        expect_status(res, 0, "ptleak -p on a stopped process: ")
         time.sleep(0.3)
         state = proc_state(h.pid)
         if not state.startswith("T") or tracer_pid(h.pid) != 0:
@@ -808,12 +802,9 @@ def t_attach_command_as_ps(s):
                     env=s.env).stdout.decode().strip()
             return t if t.endswith(":%d" % port) else None
         want = wait_until(title, 10, "redis-server's title (ps: ...:%d)" % port)
-        j = s.tmpfile("redis.json")
-        res = run([s.ptleak, "--no-default-suppressions", "-p", str(srv.pid),
-                   "--duration=0.5", "--json=" + j], 60, env=s.ptleak_env)
-        s.check_sanitizer(res.stderr)
+        res, doc = s.ptleak_run(["-p", str(srv.pid), "--duration=0.5"], [])
         expect_status(res, 0)
-        cmd = load_json(j, "redis JSON")["processes"][0]["command"]
+        cmd = s.process(doc, res)["command"]
         if cmd != [want]:
             raise Fail("command %r, ps shows %r" % (cmd, want))
         line = [l for l in res.stderr.decode().splitlines() if "Command:" in l]

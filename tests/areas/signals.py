@@ -531,7 +531,8 @@ def t_launch_crash_program_runs_on(s):
         time.sleep(0.3)
         expect_left_clean(prog, 0, "the program after ptleak crashed")
         os.kill(prog, signal.SIGUSR1)
-        time.sleep(0.3)
+        p.wait_for("out", rb"^got SIGUSR1 #2$", 10,
+                   "the program after ptleak crashed, at SIGUSR1")
         os.kill(prog, signal.SIGUSR2)
         wait_until(lambda: not proc_status(prog) or
                    proc_state(prog).startswith("Z"), 10,
