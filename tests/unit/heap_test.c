@@ -311,6 +311,58 @@ static void test_many(void)
 	allocdb_free(db);
 }
 
+/* Addresses spread over the whole table (runs wrap around its end),
+ * allocated and freed while it doubles in place over and over: after each
+ * round every live block is found again (a free of each one takes it),
+ * and none is lost. */
+static void test_grow_in_place(void)
+{
+	struct allocdb *db = allocdb_new();
+	const size_t N = 300000;
+	uint64_t *ptrs = malloc(N * sizeof(*ptrs));
+	uint64_t x = 88172645463325252ull;
+	bool all_found = true;
+	size_t live = 0;
+
+	for (size_t i = 0; i < N; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;	/* xorshift64 */
+		ptrs[i] = (x | 1) & 0x7fffffffffffull;	/* odd: never 0, all distinct enough */
+		struct alloc_event ev = { .op = OP_ALLOC, .call = CALL_MALLOC, .tid = 1,
+					  .ptr = ptrs[i], .size = 8 };
+		allocdb_record(db, &ev);
+		live++;
+		if (i % 4 == 3) {	/* free one of the last four: holes in the runs */
+			struct alloc_event fr = { .op = OP_FREE, .call = CALL_FREE, .tid = 1,
+						  .ptr = ptrs[i - 2] };
+			allocdb_record(db, &fr);
+			ptrs[i - 2] = 0;
+			live--;
+		}
+	}
+	/* xorshift repeats no value within its period: the addresses are distinct. */
+	check(heap_stats(db->heap)->live_blocks == live, "%zu random addresses live after "
+	      "doubling the table in place %s", live, "(none lost)");
+	size_t n;
+	struct block *b = heap_snapshot(db->heap, &n);
+	bool sorted = n == live;
+	for (size_t i = 1; i < n; i++)
+		sorted &= b[i - 1].ptr < b[i].ptr;
+	check(sorted, "the snapshot of %zu random addresses is sorted", n);
+	free(b);
+	for (size_t i = 0; i < N; i++) {
+		if (!ptrs[i])
+			continue;
+		uint64_t before = heap_stats(db->heap)->live_blocks;
+		struct alloc_event fr = { .op = OP_FREE, .call = CALL_FREE, .tid = 1, .ptr = ptrs[i] };
+		allocdb_record(db, &fr);
+		all_found &= heap_stats(db->heap)->live_blocks == before - 1;
+	}
+	check(all_found && heap_stats(db->heap)->live_blocks == 0,
+	      "each of them found by its free");
+	free(ptrs);
+	allocdb_free(db);
+}
+
 int main(void)
 {
 	if (sysconf(_SC_PAGESIZE) != 4096) {
@@ -322,5 +374,6 @@ int main(void)
 			run_scenario(&feeders[f], &scenarios[i]);
 	test_seq_and_clone();
 	test_many();
+	test_grow_in_place();
 	return failures ? 1 : 0;
 }
