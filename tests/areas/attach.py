@@ -177,7 +177,11 @@ def check_server_report(s, doc, text, pid, first_seq, nreq, what):
                    ["text:"] + ["| " + l for l in text.splitlines()[-14:]])
 
 
-def attach_server_run(s, mode):
+class Overran(Exception):
+    """The requests took longer than --duration gave them."""
+
+
+def attach_server_run(s, mode, duration=2):
     attach_permitted()
     nreq = 25
     what = "attach (%s)" % mode
@@ -188,7 +192,7 @@ def attach_server_run(s, mode):
         j = s.tmpfile("attach.json")
         opts = ["--json=" + j]
         if mode == "duration":
-            opts.append("--duration=2")
+            opts.append("--duration=%d" % duration)
         if mode == "interval":
             opts.append("--interval=0.5")
         t0 = time.monotonic()
@@ -196,11 +200,13 @@ def attach_server_run(s, mode):
         first = seq
         seq = server_requests(port, nreq, seq, what + ", attached")
         if mode == "duration":
-            if time.monotonic() - t0 > 1.8:
-                raise Fail("%s: the %d requests took %.1f s, longer than "
-                           "--duration=2 allows" % (what, nreq,
-                                                    time.monotonic() - t0))
-            status = p.wait(20, "ptleak -p --duration=2")
+            if time.monotonic() - t0 > duration - 0.2:
+                raise Overran("the %d requests took %.1f s, longer than "
+                              "--duration=%d allows" % (nreq,
+                                                        time.monotonic() - t0,
+                                                        duration))
+            status = p.wait(20 + duration, "ptleak -p --duration=%d"
+                            % duration)
         else:
             if mode == "interval":
                 # A periodic block that has seen all the requests.
@@ -222,17 +228,18 @@ def attach_server_run(s, mode):
                        % (what, status), tail(p.err))
         if mode == "duration":
             el = time.monotonic() - t0
-            if el < 1.9:
+            if el < duration - 0.1:
                 raise Fail("%s: ptleak left after %.1f s, before "
-                           "--duration=2" % (what, el))
+                           "--duration=%d" % (what, el, duration))
         expect_alive_untraced(server.pid, what)
         doc = load_json(j, what)
         text = p.err.decode("utf-8", "replace")
         check_server_report(s, doc, text, server.pid, first, nreq, what)
         if mode == "duration":
             traced = doc["processes"][0].get("traced_s")
-            if not 1.9 <= traced <= 6:
-                raise Fail("%s: traced_s %s, want about 2" % (what, traced))
+            if not duration - 0.1 <= traced <= duration + 4:
+                raise Fail("%s: traced_s %s, want about %d" % (what, traced,
+                                                               duration))
         # Unharmed: it answers on, right, and is still alive.
         server_requests(port, 10, seq, what + ", after detaching")
         expect_alive_untraced(server.pid, what + ", after more requests")
@@ -248,10 +255,18 @@ def t_attach_server_sigint(s):
     attach_server_run(s, "sigint")
 
 
-# Exclusive: it times its own requests against --duration=2.
+# Exclusive: it times its own requests against --duration=2. Requests
+# slower than that (a loaded machine, the sanitizer build) measure the
+# machine, not ptleak: then again with a window they fit in.
 @test("attach_server_duration", exclusive=True)
 def t_attach_server_duration(s):
-    attach_server_run(s, "duration")
+    try:
+        attach_server_run(s, "duration", 2)
+    except Overran:
+        try:
+            attach_server_run(s, "duration", 10)
+        except Overran as e:
+            raise Fail("attach (duration): %s, twice" % e)
 
 
 @test("attach_server_interval")
