@@ -624,16 +624,24 @@ int glibc_heap_walk(struct process *p, const uint64_t *tps, size_t ntp, struct g
 	      "free lists in %.3f ms", w.n, (t_walk - t0) / 1e6, (t_sort - t_walk) / 1e6,
 	      (now_ns() - t_sort) / 1e6);
 
-	h->blocks = xmalloc((w.n + 1) * sizeof(*h->blocks));
+	/* The blocks are written over the chunk list (a block is smaller than
+	 * a chunk, and block k never lies past chunk k), which is then
+	 * shrunk: a process of millions of blocks holds one list, not two. */
+	_Static_assert(sizeof(struct glibc_block) <= sizeof(struct chunk),
+		       "blocks overwrite the chunk list in place");
+	struct glibc_block *b = (struct glibc_block *)(void *)w.c;
 	for (size_t i = 0; i < w.n; i++) {
-		if (w.c[i].free)
+		struct chunk c = w.c[i];
+		if (c.free)
 			continue;
 		/* malloc_usable_size: the next chunk's prev_size word is usable
 		 * by an in-use chunk; an mmapped chunk has no neighbour. */
-		uint64_t size = w.c[i].size - (w.c[i].mmapped ? 16 : 8);
-		h->blocks[h->n++] = (struct glibc_block){ w.c[i].addr + 16, size };
+		uint64_t size = c.size - (c.mmapped ? 16 : 8);
+		b[h->n++] = (struct glibc_block){ c.addr + 16, size };
 		h->bytes += size;
 	}
+	h->blocks = xrealloc(b, (h->n + 1) * sizeof(*b));
+	w.c = NULL;
 	rc = 0;
 out:
 	free(m);
