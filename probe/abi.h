@@ -27,6 +27,7 @@
 #define PROBE_MAGIC 0x31656b61656c7470ull	/* "ptleak1e" */
 #define PROBE_CODE_MAX 0x4000u		/* the blob must fit */
 #define PROBE_CALL_RBRK 0x100u		/* probe_site.call of ld.so's r_brk */
+#define PROBE_CALL_EXIT 0x101u		/* probe_site.call of _exit (the scan at exit) */
 #define PROBE_CTL_OFF PROBE_CODE_MAX
 #define PROBE_CTL_SIZE 0x20000u
 #define PROBE_MAP_SIZE (PROBE_CTL_OFF + PROBE_CTL_SIZE)
@@ -70,6 +71,7 @@ enum probe_op {
 	PROBE_OP_REALLOC_EXIT,	/* old_ptr, ptr, size, pcs */
 	PROBE_OP_UNWIND,	/* regs: unwind this stack for me, reply in replies[slot] */
 	PROBE_OP_RBRK,		/* ld.so's r_brk: stop me, hook new modules, reply */
+	PROBE_OP_EXIT,		/* _exit, regs: stop me, scan the process, reply */
 };
 
 /* Registers handed to ptleak with an unwind request, at the entry. */
@@ -80,9 +82,9 @@ struct probe_cell {
 	uint32_t op;
 	uint32_t call;
 	uint32_t tid;
-	uint32_t n_pcs;		/* PROBE_OP_UNWIND: the reply slot */
+	uint32_t n_pcs;		/* PROBE_OP_UNWIND, _RBRK, _EXIT: the reply slot */
 	uint64_t ptr, old_ptr, size;
-	uint64_t regs[PR__N];	/* PROBE_OP_UNWIND / PROBE_OP_STACK */
+	uint64_t regs[PR__N];	/* PROBE_OP_UNWIND, PROBE_OP_EXIT: at the entry */
 	uint64_t pcs[];		/* n_pcs frames; the cell size allows num_callers */
 };
 

@@ -436,6 +436,21 @@ static int wait_reply(struct probe_ctl *c, struct probe_shared *sh, struct probe
 	return 0;
 }
 
+/* The entry registers a request hands ptleak: enough to unwind from the
+ * allocator's entry (the callee-saved ones, rsp and the site). */
+static void put_regs(struct probe_cell *cell, const struct probe_frame *f,
+		     const struct probe_site *site)
+{
+	cell->regs[PR_RIP] = site->addr;
+	cell->regs[PR_RSP] = (uint64_t)&f->ret;
+	cell->regs[PR_RBP] = f->rbp;
+	cell->regs[PR_RBX] = f->rbx;
+	cell->regs[PR_R12] = f->r12;
+	cell->regs[PR_R13] = f->r13;
+	cell->regs[PR_R14] = f->r14;
+	cell->regs[PR_R15] = f->r15;
+}
+
 /*
  * No row for some frame, or an unknown stack: hand ptleak the entry
  * registers and wait while it walks this (unchanging) stack with its own
@@ -456,14 +471,7 @@ static int ask_ptleak(struct probe_ctl *c, struct probe_shared *sh,
 	cell->call = site->call;
 	cell->tid = c->thread_tid[f->slot];
 	cell->n_pcs = f->slot;
-	cell->regs[PR_RIP] = site->addr;
-	cell->regs[PR_RSP] = (uint64_t)&f->ret;
-	cell->regs[PR_RBP] = f->rbp;
-	cell->regs[PR_RBX] = f->rbx;
-	cell->regs[PR_R12] = f->r12;
-	cell->regs[PR_R13] = f->r13;
-	cell->regs[PR_R14] = f->r14;
-	cell->regs[PR_R15] = f->r15;
+	put_regs(cell, f, site);
 	publish(sh, cell, seq, 1);
 	if (wait_reply(c, sh, r) < 0)
 		return -1;
@@ -474,18 +482,27 @@ static int ask_ptleak(struct probe_ctl *c, struct probe_shared *sh,
 }
 
 /*
- * ld.so's r_brk: the module list changed (dlopen, dlclose). ptleak must
- * hook what is new before this thread goes on, with it stopped: it asks
- * and waits; ptleak interrupts it (a ptrace stop without a signal, so a
- * ptleak killed meanwhile leaves nothing to deliver), does the work,
- * resumes it and answers.
+ * Work ptleak must do with this thread stopped, before it goes on: at
+ * ld.so's r_brk (PROBE_OP_RBRK) the module list changed, and what is new
+ * must be hooked; at _exit (PROBE_OP_EXIT) the process ends, and the leak
+ * scan wants every thread still there. The thread asks and waits; ptleak
+ * interrupts it (a ptrace stop without a signal, so a ptleak killed
+ * meanwhile leaves nothing to deliver), does the work, answers, resumes
+ * it. These are rare and a stop costs far more than making sure first
+ * that ptleak lives: after a kill -9 of ptleak the program does not wait.
+ * The tid is the kernel's, not the slot's: a vfork child shares its
+ * parent's thread pointer, and so its slot.
  */
-static void tell_rbrk(struct probe_ctl *c, struct probe_shared *sh, struct probe_frame *f,
-		      uint64_t key)
+static void ask_stop(struct probe_ctl *c, struct probe_shared *sh, struct probe_frame *f,
+		     const struct probe_site *site, uint64_t key, uint32_t op)
 {
-	int idx = enter_slot(c, key);
 	uint64_t seq;
 
+	if (tracer_gone(c)) {
+		declare_dead(sh);
+		return;
+	}
+	int idx = enter_slot(c, key);
 	if (idx < 0)
 		return;
 	f->slot = (uint32_t)idx;
@@ -493,9 +510,11 @@ static void tell_rbrk(struct probe_ctl *c, struct probe_shared *sh, struct probe
 	store(&r->done, 0);
 	struct probe_cell *cell = claim(c, sh, &seq);
 	if (cell) {
-		cell->op = PROBE_OP_RBRK;
-		cell->tid = c->thread_tid[idx];
+		cell->op = op;
+		cell->call = site->call;
+		cell->tid = (uint32_t)sys6(NR_GETTID, 0, 0, 0, 0, 0, 0);
 		cell->n_pcs = (uint32_t)idx;
+		put_regs(cell, f, site);
 		publish(sh, cell, seq, 1);
 		wait_reply(c, sh, r);
 	}
@@ -524,8 +543,9 @@ int probe_enter(struct probe_frame *f)
 		return 0;
 	const struct probe_site *site = (const struct probe_site *)f->r11;
 	uint64_t key = fs_base(c);
-	if (site->call == PROBE_CALL_RBRK) {
-		tell_rbrk(c, sh, f, key);
+	if (site->call == PROBE_CALL_RBRK || site->call == PROBE_CALL_EXIT) {
+		ask_stop(c, sh, f, site, key,
+			 site->call == PROBE_CALL_RBRK ? PROBE_OP_RBRK : PROBE_OP_EXIT);
 		return 0;
 	}
 

@@ -389,6 +389,12 @@ int fast_hook_rbrk(struct process *p, struct thread *t, uint64_t addr, uint64_t 
 	return hook(p, t, addr, size, SITE_RBRK, PROBE_CALL_RBRK, 0);
 }
 
+int fast_hook_exit(struct process *p, struct thread *t, uint64_t addr, uint64_t size,
+		   unsigned generation)
+{
+	return hook(p, t, addr, size, SITE_EXIT, PROBE_CALL_EXIT, generation);
+}
+
 
 /* ---- unwind tables -------------------------------------------------- */
 
@@ -531,22 +537,45 @@ void fast_on_clone(struct process *p)
 
 /* ---- draining ------------------------------------------------------- */
 
-static void serve_unwind(struct process *p, struct probe_cell *cell)
+/* The registers a request handed over (the entry's callee-saved ones,
+ * rsp, and the site as rip), the others zero. */
+static void cell_regs(const struct probe_cell *cell, struct user_regs_struct *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->rip = cell->regs[PR_RIP];
+	r->rsp = cell->regs[PR_RSP];
+	r->rbp = cell->regs[PR_RBP];
+	r->rbx = cell->regs[PR_RBX];
+	r->r12 = cell->regs[PR_R12];
+	r->r13 = cell->regs[PR_R13];
+	r->r14 = cell->regs[PR_R14];
+	r->r15 = cell->regs[PR_R15];
+}
+
+/* Answer the request in CELL (its reply slot in n_pcs) with the N frames
+ * at PCS: the waiting thread goes on. */
+static void answer(struct process *p, struct probe_cell *cell, const uint64_t *pcs, int n)
 {
 	struct probe_shared *sh = FAST(p)->sh;
+
+	if (cell->n_pcs < PROBE_THREADS) {
+		struct probe_reply *rep = &sh->replies[cell->n_pcs];
+		if (n > 0)
+			memcpy(rep->pcs, pcs, (size_t)n * sizeof(pcs[0]));
+		rep->n = (uint32_t)(n > 0 ? n : 0);
+		__atomic_store_n(&rep->done, 1, __ATOMIC_RELEASE);
+		futex(&rep->done, FUTEX_WAKE, INT_MAX, NULL);
+	}
+	cell->op |= OP_SERVED;
+}
+
+static void serve_unwind(struct process *p, struct probe_cell *cell)
+{
 	struct user_regs_struct r;
 	uint64_t pcs[PROBE_MAX_PCS];
 	int max = hooks_num_callers < (int)PROBE_MAX_PCS ? hooks_num_callers : (int)PROBE_MAX_PCS;
 
-	memset(&r, 0, sizeof(r));
-	r.rip = cell->regs[PR_RIP];
-	r.rsp = cell->regs[PR_RSP];
-	r.rbp = cell->regs[PR_RBP];
-	r.rbx = cell->regs[PR_RBX];
-	r.r12 = cell->regs[PR_R12];
-	r.r13 = cell->regs[PR_R13];
-	r.r14 = cell->regs[PR_R14];
-	r.r15 = cell->regs[PR_R15];
+	cell_regs(cell, &r);
 	int n = p->unw ? unwinder_backtrace(p->unw, (pid_t)cell->tid, &r, pcs, max) : 0;
 	if (n < 1) {
 		pcs[0] = r.rip;
@@ -554,14 +583,7 @@ static void serve_unwind(struct process *p, struct probe_cell *cell)
 	}
 	learn_stack(p, r.rsp);
 	FAST(p)->n_unwinds++;
-	if (cell->n_pcs < PROBE_THREADS) {
-		struct probe_reply *rep = &sh->replies[cell->n_pcs];
-		memcpy(rep->pcs, pcs, (size_t)n * sizeof(pcs[0]));
-		rep->n = (uint32_t)n;
-		__atomic_store_n(&rep->done, 1, __ATOMIC_RELEASE);
-		futex(&rep->done, FUTEX_WAKE, INT_MAX, NULL);
-	}
-	cell->op |= OP_SERVED;
+	answer(p, cell, pcs, n);
 }
 
 /* The (untraced until now) stop of thread T we asked for with
@@ -589,28 +611,66 @@ static bool interrupt_thread(struct thread *t)
 	return false;
 }
 
+/* The thread that asked in CELL, interrupted (it waits in the probe for
+ * the answer), if the request is to be served with it stopped; else
+ * NULL: the request is only answered. */
+static struct thread *stop_asker(struct process *p, const struct probe_cell *cell,
+				 unsigned flags)
+{
+	struct thread *t = thread_find((pid_t)cell->tid);
+
+	if ((flags & DRAIN_NO_STOPS) || p->role != ROLE_TRACED || !t || t->proc != p ||
+	    t->stopped || !interrupt_thread(t))
+		return NULL;
+	return t;
+}
+
+static void resume_asker(struct thread *t)
+{
+	t->stopped = false;
+	if (thread_resume(t, 0) < 0 && errno != ESRCH)
+		error("cannot resume thread %d: %s", t->tid, strerror(errno));
+}
+
 /* A thread stopped at ld.so's r_brk through the probe: the modules
  * changed. It waits in the probe for the answer. */
 static void serve_rbrk(struct process *p, struct probe_cell *cell, unsigned flags)
 {
-	struct probe_shared *sh = FAST(p)->sh;
-	struct thread *t = thread_find((pid_t)cell->tid);
+	struct thread *t = stop_asker(p, cell, flags);
 
 	FAST(p)->n_rbrk++;
-	if (!(flags & DRAIN_NO_STOPS) && p->role == ROLE_TRACED && t && t->proc == p &&
-	    !t->stopped && interrupt_thread(t)) {
+	if (t) {
 		hooks_modules_changed(t);
-		t->stopped = false;
-		if (thread_resume(t, 0) < 0 && errno != ESRCH)
-			error("cannot resume thread %d: %s", t->tid, strerror(errno));
+		resume_asker(t);
 	}
-	if (cell->n_pcs < PROBE_THREADS) {
-		struct probe_reply *rep = &sh->replies[cell->n_pcs];
-		rep->n = 0;
-		__atomic_store_n(&rep->done, 1, __ATOMIC_RELEASE);
-		futex(&rep->done, FUTEX_WAKE, INT_MAX, NULL);
+	answer(p, cell, NULL, 0);
+}
+
+/*
+ * A thread entered _exit through the probe: the process ends. As at trap
+ * mode's int3 there, it is held and the loop collects the other threads'
+ * stops for the scan at exit (LOOP_EXITING), which resumes it; the answer
+ * is given now, read once it runs. Leaving, attaching or checking (the
+ * loop holds every thread already) it is only answered, as trap mode's
+ * int3 is then only stepped over: the scan comes at its exit event.
+ */
+static void serve_exit(struct process *p, struct probe_cell *cell, unsigned flags)
+{
+	struct tracer *tr = tracer_current;
+	struct thread *t = tr && tr->state == LOOP_TRACING ? stop_asker(p, cell, flags) : NULL;
+	struct user_regs_struct now, r;
+
+	if (t) {
+		cell_regs(cell, &r);
+		if (thread_getregs(t->tid, &now) == 0)
+			r.fs_base = now.fs_base;
+		hooks_at_exit(t, cell->regs[PR_RIP], &r);
 	}
-	cell->op |= OP_SERVED;
+	answer(p, cell, NULL, 0);
+	if (t && !exit_begin(tr, t)) {
+		t->at_exit = false;
+		resume_asker(t);
+	}
 }
 
 static void consume(struct process *p, struct probe_cell *cell, uint64_t now, unsigned flags)
@@ -639,6 +699,9 @@ static void consume(struct process *p, struct probe_cell *cell, uint64_t now, un
 		return;
 	case PROBE_OP_RBRK:
 		serve_rbrk(p, cell, flags);
+		return;
+	case PROBE_OP_EXIT:
+		serve_exit(p, cell, flags);
 		return;
 	default:
 		return;	/* served ahead of order already */
@@ -676,6 +739,8 @@ static void serve_ahead(struct process *p, uint64_t head, uint64_t tail, unsigne
 			serve_unwind(p, cell);
 		else if (cell->op == PROBE_OP_RBRK)
 			serve_rbrk(p, cell, flags);
+		else if (cell->op == PROBE_OP_EXIT)
+			serve_exit(p, cell, flags);
 	}
 }
 

@@ -47,6 +47,13 @@ int fast_hook(struct process *p, struct thread *t, uint64_t addr, uint64_t size,
  * ptleak lives. 0, or -1 (the caller arms an int3 there). */
 int fast_hook_rbrk(struct process *p, struct thread *t, uint64_t addr, uint64_t size);
 
+/* Redirect _exit (SIZE bytes at ADDR) to the probe, which asks ptleak
+ * for the scan at exit (see fast_drain) only while ptleak lives: after a
+ * kill -9 of ptleak the program exits as if nothing were there. 0, or -1
+ * (the caller arms an int3 there). */
+int fast_hook_exit(struct process *p, struct thread *t, uint64_t addr, uint64_t size,
+		   unsigned generation);
+
 /* The modules of P changed (exec, dlopen, dlclose): unwind rows for the
  * new ones, the unmapped ones retired. */
 void fast_modules_changed(struct process *p);
@@ -57,15 +64,18 @@ void fast_on_clone(struct process *p);
 
 enum drain_flags {
 	DRAIN_FINAL = 1 << 0,	/* exiting: skip a cell a killed thread left */
-	DRAIN_NO_STOPS = 1 << 1,	/* leaving: stop no thread (r_brk not served) */
+	DRAIN_NO_STOPS = 1 << 1,	/* leaving: stop no thread (r_brk, _exit not served) */
 };
 
 /*
  * Move the events the probe published into P's allocation table, in
- * sequence order, and answer its requests: unwinds, and r_brk, for which
+ * sequence order, and answer its requests: unwinds; r_brk, for which
  * the asking thread is interrupted, the modules looked at
- * (hooks_modules_changed) and the thread resumed. FLAGS: enum
- * drain_flags. Returns the number of events consumed.
+ * (hooks_modules_changed) and the thread resumed; _exit, for which the
+ * asking thread is interrupted and held for the scan at exit
+ * (hooks_at_exit, exit_begin: LOOP_EXITING resumes it). FLAGS: enum
+ * drain_flags (DRAIN_NO_STOPS: requests answered, no thread stopped).
+ * Returns the number of events consumed.
  */
 size_t fast_drain(struct process *p, unsigned flags);
 

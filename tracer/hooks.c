@@ -147,6 +147,21 @@ struct arm_ctx {
 	int armed, failed;
 };
 
+/* Fast mode: entry point I at ADDR (SIZE bytes) through the probe. 0, or
+ * -1: it gets an int3. _exit too: the probe asks for the scan at exit
+ * only while ptleak lives, an int3 would kill a program that outlived a
+ * kill -9 of ptleak. */
+static int hook_in_probe(struct arm_ctx *c, size_t i, uint64_t addr, uint64_t size)
+{
+	struct process *p = c->t->proc;
+
+	if (!fast_active(p) || is_mmap_call(entry_points[i].call))
+		return -1;
+	if (entry_points[i].site == SITE_EXIT)
+		return fast_hook_exit(p, c->t, addr, size, c->generation);
+	return fast_hook(p, c->t, addr, size, entry_points[i].call, c->generation);
+}
+
 static void arm_one(void *arg, const char *name, uint64_t addr, uint64_t size,
 		    const char *module)
 {
@@ -160,10 +175,8 @@ static void arm_one(void *arg, const char *name, uint64_t addr, uint64_t size,
 			return;
 		debug("hook %s at 0x%" PRIx64 " in %s", name, addr, module);
 		/* Fast mode: the probe where that is safe, else an int3. */
-		if (entry_points[i].site == SITE_ALLOC && !is_mmap_call(entry_points[i].call) &&
-		    fast_active(p) && fast_hook(p, c->t, addr, size, entry_points[i].call,
-						c->generation) == 0)
-			c->armed++;
+		if (hook_in_probe(c, i, addr, size) == 0)
+			c->armed += entry_points[i].site == SITE_ALLOC;
 		else if (bp_add(state_of(p)->bp, c->t, addr, entry_points[i].site,
 			   entry_points[i].call, c->generation) == 0)
 			c->armed += entry_points[i].site == SITE_ALLOC;
@@ -223,14 +236,14 @@ static bool is_exit_path(const char *name)
 }
 
 /*
- * T stopped at _exit (site S, REGS as at the stop): the process ends.
+ * T stopped at _exit (at ADDR, REGS as at the entry): the process ends.
  * *OUT gets the registers of the frame that called exit() (or returned
  * from main, or called _exit), as that frame holds them: rsp, rip and
  * the callee-saved registers (the rest belong to the exit path). 0, or -1
  * if no such frame was found: then *OUT is REGS at the entry of _exit.
  */
-static int exit_frame(struct thread *t, const struct site *s,
-			    const struct user_regs_struct *regs, struct user_regs_struct *out)
+static int exit_frame(struct thread *t, uint64_t addr, const struct user_regs_struct *regs,
+		      struct user_regs_struct *out)
 {
 	struct process *p = t->proc;
 	uint64_t pcs[64];
@@ -238,7 +251,7 @@ static int exit_frame(struct thread *t, const struct site *s,
 	int outer = -1;
 
 	*out = *regs;
-	out->rip = s->addr;
+	out->rip = addr;
 	int n = unwinder_backtrace_regs(p->unw, t->tid, out, pcs, frames, 64);
 	for (int i = 0; i < n; i++) {
 		struct symbol_info si;
@@ -250,6 +263,15 @@ static int exit_frame(struct thread *t, const struct site *s,
 		return -1;	/* no caller found: the whole stack counts */
 	*out = frames[outer + 1];
 	return 0;
+}
+
+void hooks_at_exit(struct thread *t, uint64_t addr, const struct user_regs_struct *regs)
+{
+	if (t->proc->role != ROLE_TRACED)
+		return;	/* a vfork child: its parent's memory stays */
+	exit_frame(t, addr, regs, &t->exit_frame);
+	t->exit_frame.fs_base = regs->fs_base;
+	t->at_exit = true;
 }
 
 /* Stopped at site S (rip rewound to it): handle it, set REGS->rip where
@@ -265,11 +287,7 @@ static int hooks_on_site(struct thread *t, struct site *s, struct user_regs_stru
 		return p->role == ROLE_TRACED ? hooks_modules_changed(t) : 0;
 	if (s->kind == SITE_EXIT) {
 		/* The loop scans before the thread goes on (exit_begin). */
-		if (p->role == ROLE_TRACED) {
-			exit_frame(t, s, regs, &t->exit_frame);
-			t->exit_frame.fs_base = regs->fs_base;
-			t->at_exit = true;
-		}
+		hooks_at_exit(t, s->addr, regs);
 		return 0;
 	}
 	if (p->role != ROLE_TRACED || t->n_shadow > 0)

@@ -49,6 +49,12 @@ bool hooks_return_event(enum alloc_call call, pid_t tid, const uint64_t args[3],
  * 0 or -1 (message printed). */
 int hooks_modules_changed(struct thread *t);
 
+/* T entered _exit at ADDR, REGS its registers there (an int3, or the
+ * probe's request): the process ends. Sets t->at_exit and t->exit_frame,
+ * the frame that called exit(), for the scan (session.h's exit_begin). */
+struct user_regs_struct;
+void hooks_at_exit(struct thread *t, uint64_t addr, const struct user_regs_struct *regs);
+
 /* Frames kept per stack (--num-callers). */
 extern int hooks_num_callers;
 /* --track-mmap: hook mmap, mremap and munmap too; anonymous regions the
