@@ -55,6 +55,23 @@ extern const uint8_t _binary_probe_bin_start[], _binary_probe_bin_end[];
 #define HWCAP2_FSGSBASE 2
 #define OP_SERVED 0x100u	/* an unwind request answered ahead of order */
 
+/*
+ * A vfork child runs on its parent's memory, and so on its probe and
+ * ring, until it execs or exits, while the thread that called vfork (TID
+ * in the ring: the tid the probe keeps for its thread pointer, which the
+ * child shares; or the child's own, if the thread had no slot yet) is
+ * blocked. So the events with sequence numbers in [FROM, TO) of either
+ * tid are the child's, not the parent's: FROM is the ring's tail at the
+ * vfork event (the child has not run yet, the thread can publish no
+ * more), TO its tail at the vfork-done stop (the child is gone, the
+ * thread has not run yet).
+ */
+#define VFORK_WINDOWS 16
+struct vfork_window {
+	uint32_t tid, child;
+	uint64_t from, to;	/* to: UINT64_MAX while the child runs */
+};
+
 struct fast_module {
 	uint64_t start;		/* of the rows' segment */
 	uint64_t mod_start, mod_end;
@@ -77,6 +94,10 @@ struct fast {
 	uint32_t last_n, last_id;
 	uint64_t n_events, n_unwinds, n_rbrk;	/* for PTLEAK_DEBUG */
 	size_t seen_threads;	/* threads at the last drain */
+	/* vfork children running on this ring: see vfork_begin(). */
+	struct vfork_window vfork[VFORK_WINDOWS];
+	size_t n_vfork;
+	uint64_t n_vfork_events;
 };
 
 extern const struct source_ops source_fast;	/* below */
@@ -322,7 +343,8 @@ void fast_free(struct process *p)
 	if (!f)
 		return;
 	debug("probe of process %d: %" PRIu64 " events, %" PRIu64 " stacks walked by ptleak, %"
-	      PRIu64 " r_brk", p->pid, f->n_events, f->n_unwinds, f->n_rbrk);
+	      PRIu64 " r_brk, %" PRIu64 " events of vfork children", p->pid, f->n_events,
+	      f->n_unwinds, f->n_rbrk, f->n_vfork_events);
 	if (wake_sh == f->sh)
 		wake_sh = NULL;
 	if (f->sh)
@@ -673,6 +695,93 @@ static void serve_exit(struct process *p, struct probe_cell *cell, unsigned flag
 	}
 }
 
+static int read_keys(struct process *p, uint64_t *keys);
+
+/* The slot index of the thread whose thread pointer is FS_BASE in P's
+ * probe, its tid in *TID; -1 if it has none. */
+static int slot_of(struct process *p, uint64_t fs_base, uint32_t *tid)
+{
+	static uint64_t keys[PROBE_THREADS];
+	uint64_t ctl = FAST(p)->region + PROBE_CTL_OFF;
+
+	if (!fs_base || read_keys(p, keys) < 0)
+		return -1;
+	for (uint32_t i = 0; i < PROBE_THREADS; i++)
+		if ((keys[i] & ~PROBE_BUSY) == fs_base)
+			return proc_read(p, ctl + offsetof(struct probe_ctl, thread_tid) + 4u * i,
+					 tid, sizeof(*tid)) < 0 ? -1 : (int)i;
+	return -1;
+}
+
+static uint64_t fs_base_of(struct thread *t)
+{
+	struct user_regs_struct r;
+
+	return thread_getregs(t->tid, &r) == 0 ? r.fs_base : t->fs_base;
+}
+
+/* Thread T of P called vfork, its child CHILD not run yet. */
+static void vfork_begin(struct process *p, struct thread *t, pid_t child)
+{
+	struct fast *f = FAST(p);
+	uint32_t tid = (uint32_t)t->tid;
+
+	if (!f || !f->region)
+		return;
+	if (f->n_vfork == VFORK_WINDOWS) {
+		error("process %d: more than %d vfork children at once: the events of "
+		      "child %d may count as its parent's", p->pid, VFORK_WINDOWS, child);
+		return;
+	}
+	slot_of(p, fs_base_of(t), &tid);
+	f->vfork[f->n_vfork++] = (struct vfork_window){
+		.tid = tid, .child = (uint32_t)child,
+		.from = __atomic_load_n(&f->sh->tail, __ATOMIC_ACQUIRE), .to = UINT64_MAX,
+	};
+}
+
+/* T's vfork child is gone (vfork-done stop): T's events are its own
+ * again, and its slot's tid is T's (the child may have taken the slot
+ * with its own tid). */
+static void fast_source_vfork_done(struct thread *t)
+{
+	struct process *p = t->proc;
+	struct fast *f = FAST(p);
+	uint32_t tid = 0;
+
+	if (!f || !f->region || p->role != ROLE_TRACED)
+		return;
+	int idx = slot_of(p, fs_base_of(t), &tid);
+	uint64_t tail = __atomic_load_n(&f->sh->tail, __ATOMIC_ACQUIRE);
+	for (size_t i = 0; i < f->n_vfork; i++)
+		if (f->vfork[i].to == UINT64_MAX && (f->vfork[i].tid == (uint32_t)t->tid ||
+						       (idx >= 0 && f->vfork[i].tid == tid)))
+			f->vfork[i].to = tail;
+	uint32_t own = (uint32_t)t->tid;
+	if (idx >= 0 && tid != own)
+		proc_write(p, f->region + PROBE_CTL_OFF + offsetof(struct probe_ctl, thread_tid) +
+			   4u * (uint32_t)idx, &own, sizeof(own));
+}
+
+/* Whether CELL (just published, not consumed yet) is a vfork child's;
+ * windows wholly consumed are forgotten. */
+static bool vfork_child_event(struct fast *f, const struct probe_cell *cell)
+{
+	uint64_t seq = cell->seq - 1;
+	bool child = false;
+	size_t k = 0;
+
+	for (size_t i = 0; i < f->n_vfork; i++) {
+		struct vfork_window *w = &f->vfork[i];
+		if (seq >= w->from && seq < w->to && (cell->tid == w->tid || cell->tid == w->child))
+			child = true;
+		if (seq + 1 < w->to)
+			f->vfork[k++] = *w;
+	}
+	f->n_vfork = k;
+	return child;
+}
+
 static void consume(struct process *p, struct probe_cell *cell, uint64_t now, unsigned flags)
 {
 	struct alloc_event ev = {
@@ -705,6 +814,10 @@ static void consume(struct process *p, struct probe_cell *cell, uint64_t now, un
 		return;
 	default:
 		return;	/* served ahead of order already */
+	}
+	if (vfork_child_event(FAST(p), cell)) {
+		FAST(p)->n_vfork_events++;
+		return;	/* a vfork child's, in its parent's memory */
 	}
 	if (ev.op == OP_ALLOC || ev.op == OP_REALLOC_EXIT) {
 		struct fast *f = FAST(p);
@@ -972,6 +1085,7 @@ static void fast_source_wait(struct process *const *procs, size_t n, long us)
 }
 
 /*
+ * A vfork child: its events in the ring are not its parent's (vfork_begin).
  * A forked child: without -f, nothing to do (its control page reads as
  * zeros: its probe passes every call through; the ptrace source puts its
  * prologues back). With -f, its own ring, made while it is stopped,
@@ -984,7 +1098,10 @@ static void fast_source_fork_child(struct process *parent, struct process *c,
 	struct thread *ct = thread_find(c->pid);
 	bool ours = false;
 
-	(void)t;
+	if (c->role == ROLE_VFORK_CHILD) {
+		vfork_begin(parent, t, c->pid);
+		return;
+	}
 	if (!follow || !FAST(parent) || !ct)
 		return;
 	/* Its first stop already taken by the loop (it will resume it)? */
@@ -1206,6 +1323,7 @@ const struct source_ops source_fast = {
 	.polling = fast_source_polling,
 	.wait = fast_source_wait,
 	.fork_child = fast_source_fork_child,
+	.vfork_done = fast_source_vfork_done,
 	.leave = fast_source_leave,
 	.emergency = fast_source_emergency,
 	.emergency_unmap = fast_source_emergency_unmap,

@@ -26,6 +26,7 @@ pid_t launch_start(const char *path, char **argv);
 /* ptrace options for every tracee. */
 #define PTLEAK_PTRACE_OPTIONS                                               \
 	(PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK |   \
-	 PTRACE_O_TRACEEXEC | PTRACE_O_TRACEEXIT | PTRACE_O_EXITKILL)
+	 PTRACE_O_TRACEVFORKDONE | PTRACE_O_TRACEEXEC | PTRACE_O_TRACEEXIT |  \
+	 PTRACE_O_EXITKILL)
 
 #endif

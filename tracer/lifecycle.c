@@ -456,8 +456,7 @@ struct restart on_fork(struct tracer *tr, struct thread *t, const struct event *
 		reset_image(c);
 		c->role = role = ROLE_DETACH;
 	}
-	if (role != ROLE_VFORK_CHILD)
-		sources_fork_child(parent, c, t, role == ROLE_TRACED);
+	sources_fork_child(parent, c, t, role == ROLE_TRACED);
 	for (size_t i = 0; i < tr->n_early; i++) {
 		if (tr->early[i] != cpid)
 			continue;

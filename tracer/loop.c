@@ -315,6 +315,7 @@ static struct restart handle(struct tracer *tr, struct thread *t, const struct e
 	case EV_VFORK:
 		return on_fork(tr, t, ev);
 	case EV_VFORK_DONE:
+		sources_vfork_done(t);
 		return RESUME(0);
 	case EV_EXEC:
 		return on_exec(tr, t, ev);

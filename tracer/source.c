@@ -103,6 +103,12 @@ void sources_fork_child(struct process *parent, struct process *child,
 		(*s)->fork_child(parent, child, t, follow);
 }
 
+void sources_vfork_done(struct thread *t)
+{
+	EACH(s, vfork_done)
+		(*s)->vfork_done(t);
+}
+
 int sources_leave(struct process *p, struct thread *const *threads, size_t n)
 {
 	int rc = 0;

@@ -66,10 +66,16 @@ struct source_ops {
 	/*
 	 * Thread T of PARENT forked CHILD (its memory a copy of PARENT's).
 	 * FOLLOW: CHILD is traced, with a copy of PARENT's database; else it
-	 * is about to be detached: leave nothing of this source in it.
+	 * is about to be detached: leave nothing of this source in it. A
+	 * vfork child (child->role ROLE_VFORK_CHILD) runs on PARENT's own
+	 * memory, T blocked, until it execs or exits (vfork_done); nothing
+	 * it does is PARENT's.
 	 */
 	void (*fork_child)(struct process *parent, struct process *child,
 			   struct thread *t, bool follow);
+	/* T's vfork child has exec'd or exited: T runs on (its vfork-done
+	 * stop, before it returns from vfork). */
+	void (*vfork_done)(struct thread *t);
 	/* Leaving P, its threads THREADS[0..N) all stopped: take everything
 	 * of this source out of P's memory and registers. 0 or -1. */
 	int (*leave)(struct process *p, struct thread *const *threads, size_t n);
@@ -109,6 +115,7 @@ enum trap_verdict sources_on_trap(struct thread *t, struct user_regs_struct *reg
 bool sources_trap_queued(struct thread *t);
 void sources_fork_child(struct process *parent, struct process *child,
 			struct thread *t, bool follow);
+void sources_vfork_done(struct thread *t);
 int sources_leave(struct process *p, struct thread *const *threads, size_t n);
 void sources_emergency(struct process *p);
 void sources_emergency_thread(struct thread *t);
