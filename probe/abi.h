@@ -65,8 +65,10 @@ struct probe_site {
 };
 
 enum probe_op {
-	PROBE_OP_ALLOC = 1,	/* ptr, size (computed by the probe), pcs */
-	PROBE_OP_FREE,		/* ptr */
+	PROBE_OP_ALLOC = 1,	/* ptr, size (computed by the probe), pcs; mmap:
+				 * ptr, size = len; mremap: old_ptr, ptr, size =
+				 * new len, pcs[0] = old len */
+	PROBE_OP_FREE,		/* ptr; munmap: ptr, size = len */
 	PROBE_OP_REALLOC_ENTER,	/* old_ptr */
 	PROBE_OP_REALLOC_EXIT,	/* old_ptr, ptr, size, pcs */
 	PROBE_OP_UNWIND,	/* regs: unwind this stack for me, reply in replies[slot] */

@@ -530,7 +530,11 @@ enum {	/* enum alloc_call in tracer/heap.h */
 	C_NEW_LAST = C_NEW_FIRST + 7,		/* CALL_NEW_ARRAY_ALIGNED_NOTHROW */
 	C_DELETE_FIRST,				/* CALL_DELETE: 12 forms of delete */
 	C_DELETE_LAST = C_DELETE_FIRST + 11,	/* CALL_DELETE_ARRAY_ALIGNED_NOTHROW */
+	C_MMAP, C_MREMAP, C_MUNMAP,		/* --track-mmap */
 };
+
+#define MAP_ANONYMOUS_ 0x20
+#define MMAP_FAILED(r) ((r) >= (uint64_t)-4096)
 
 int probe_enter(struct probe_frame *f)
 {
@@ -549,14 +553,19 @@ int probe_enter(struct probe_frame *f)
 		return 0;
 	}
 
-	if (site->call == C_FREE ||
+	/* free, delete, munmap: recorded at the entry, before the memory
+	 * can be someone else's (munmap's length in size). */
+	if (site->call == C_FREE || site->call == C_MUNMAP ||
 	    (site->call >= C_DELETE_FIRST && site->call <= C_DELETE_LAST)) {
 		int busy = 0, idx = own_slot(c, key, &busy);
 		if (!busy)
 			emit(c, sh, PROBE_OP_FREE, site->call, idx >= 0 ? c->thread_tid[idx] : 0,
-			     f->rdi, 0, 0, 0, 0);
+			     f->rdi, 0, site->call == C_MUNMAP ? f->rsi : 0, 0, 0);
 		return 0;
 	}
+	/* mmap of a file is no allocation (flags: the fourth argument). */
+	if (site->call == C_MMAP && !(f->rcx & MAP_ANONYMOUS_))
+		return 0;
 	int idx = enter_slot(c, key);
 	if (idx < 0)
 		return 0;
@@ -565,7 +574,9 @@ int probe_enter(struct probe_frame *f)
 	uint32_t max = c->num_callers < PROBE_MAX_PCS ? c->num_callers : PROBE_MAX_PCS;
 	uint64_t rsp = (uint64_t)&f->ret, hi = stack_top(sh, rsp);
 	int n = -1;
-	if (hi) {
+	if (site->call == C_MREMAP)
+		n = 0;	/* the region keeps the stack of its mmap */
+	else if (hi) {
 		struct walk_ctx w = { c, sh };
 		n = walk_stack(cached_row, read_own, &w, site->addr, rsp, f->rbp, hi, f->pcs, (int)max);
 	}
@@ -625,13 +636,28 @@ void probe_exit(struct probe_frame *f, uint64_t rax)
 		old = f->rdi;
 		size = mul_or_zero(f->rsi, f->rdx);
 		break;
+	case C_MMAP:	/* mmap(addr, len, ...) */
+		size = f->rsi;
+		ptr = MMAP_FAILED(rax) ? 0 : rax;
+		break;
+	case C_MREMAP:	/* mremap(old, old_len, new_len, ...) */
+		old = f->rdi;
+		size = f->rdx;
+		ptr = MMAP_FAILED(rax) ? 0 : rax;
+		break;
 	default:
 		if (call >= C_NEW_FIRST && call <= C_NEW_LAST)
 			size = f->rdi;	/* operator new(size, ...) */
 		break;
 	}
 	if (load(&c->armed) && sh && !load(&sh->dead) &&
-	    (ptr || op == PROBE_OP_REALLOC_EXIT))
+	    (ptr || op == PROBE_OP_REALLOC_EXIT)) {
+		/* mremap's old length rides in the first pc (it has no stack). */
+		if (call == C_MREMAP) {
+			f->pcs[0] = f->rsi;
+			f->n_pcs = 1;
+		}
 		emit(c, sh, op, call, c->thread_tid[f->slot], ptr, old, size, f->pcs, f->n_pcs);
+	}
 	leave_slot(c, f->slot);
 }

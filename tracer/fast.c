@@ -697,6 +697,39 @@ static void serve_exit(struct process *p, struct probe_cell *cell, unsigned flag
 
 static int read_keys(struct process *p, uint64_t *keys);
 
+/* The stack of an allocation in CELL, interned (a loop allocates from
+ * one place: the last one is kept). */
+static uint32_t intern_cell(struct process *p, const struct probe_cell *cell)
+{
+	struct fast *f = FAST(p);
+	uint32_t n = cell->n_pcs < PROBE_MAX_PCS ? cell->n_pcs : PROBE_MAX_PCS;
+
+	if (n && n == f->last_n && !memcmp(cell->pcs, f->last_pcs, n * sizeof(uint64_t)))
+		return f->last_id;
+	f->last_id = allocdb_intern(p->db, cell->pcs, n);
+	memcpy(f->last_pcs, cell->pcs, n * sizeof(uint64_t));
+	f->last_n = n;
+	return f->last_id;
+}
+
+/* --track-mmap's calls, as the ptrace source sees them (probe/abi.h says
+ * where the probe puts their arguments). */
+static void consume_mmap(struct process *p, const struct probe_cell *cell)
+{
+	uint64_t args[3] = { cell->ptr, cell->size, 0 };	/* munmap(addr, len) */
+	uint32_t stack_id = 0;
+
+	if (cell->call == CALL_MMAP) {
+		args[0] = 0;	/* mmap(addr, len, ...) */
+		stack_id = intern_cell(p, cell);
+	} else if (cell->call == CALL_MREMAP) {
+		args[0] = cell->old_ptr;	/* mremap(old, old_len, new_len, ...) */
+		args[1] = cell->n_pcs ? cell->pcs[0] : 0;
+		args[2] = cell->size;
+	}
+	hooks_mmap_event(p, (enum alloc_call)cell->call, args, cell->ptr, stack_id);
+}
+
 /* The slot index of the thread whose thread pointer is FS_BASE in P's
  * probe, its tid in *TID; -1 if it has none. */
 static int slot_of(struct process *p, uint64_t fs_base, uint32_t *tid)
@@ -819,21 +852,16 @@ static void consume(struct process *p, struct probe_cell *cell, uint64_t now, un
 		FAST(p)->n_vfork_events++;
 		return;	/* a vfork child's, in its parent's memory */
 	}
-	if (ev.op == OP_ALLOC || ev.op == OP_REALLOC_EXIT) {
-		struct fast *f = FAST(p);
-		uint32_t n = cell->n_pcs < PROBE_MAX_PCS ? cell->n_pcs : PROBE_MAX_PCS;
-		if (n && n == f->last_n && !memcmp(cell->pcs, f->last_pcs, n * sizeof(uint64_t))) {
-			ev.stack_id = f->last_id;
-		} else {
-			ev.stack_id = allocdb_intern(p->db, cell->pcs, n);
-			memcpy(f->last_pcs, cell->pcs, n * sizeof(uint64_t));
-			f->last_n = n;
-			f->last_id = ev.stack_id;
-		}
-	}
-	if (p->role == ROLE_TRACED && p->db)
-		allocdb_record(p->db, &ev);
 	FAST(p)->n_events++;
+	if (p->role != ROLE_TRACED || !p->db)
+		return;
+	if (ev.call == CALL_MMAP || ev.call == CALL_MREMAP || ev.call == CALL_MUNMAP) {
+		consume_mmap(p, cell);
+		return;
+	}
+	if (ev.op == OP_ALLOC || ev.op == OP_REALLOC_EXIT)
+		ev.stack_id = intern_cell(p, cell);
+	allocdb_record(p->db, &ev);
 }
 
 /* Requests published behind a cell not finished yet (a writer preempted,

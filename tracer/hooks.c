@@ -132,7 +132,8 @@ static bool is_mmap_call(enum alloc_call call)
 
 /* The in-process probe mirrors these ranges (probe/probe.c, C_NEW_FIRST...). */
 _Static_assert(CALL_NEW == 10 && CALL_NEW_ARRAY_ALIGNED_NOTHROW == 17 && CALL_DELETE == 18 &&
-	       CALL_DELETE_ARRAY_ALIGNED_NOTHROW == 29, "probe/probe.c's C_ ranges");
+	       CALL_DELETE_ARRAY_ALIGNED_NOTHROW == 29 && CALL_MMAP == 30 && CALL_MREMAP == 31 &&
+	       CALL_MUNMAP == 32, "probe/probe.c's C_ ranges");
 
 /* free and every operator delete: the pointer in the first argument. */
 static bool is_free_call(enum alloc_call call)
@@ -155,7 +156,7 @@ static int hook_in_probe(struct arm_ctx *c, size_t i, uint64_t addr, uint64_t si
 {
 	struct process *p = c->t->proc;
 
-	if (!fast_active(p) || is_mmap_call(entry_points[i].call))
+	if (!fast_active(p))
 		return -1;
 	if (entry_points[i].site == SITE_EXIT)
 		return fast_hook_exit(p, c->t, addr, size, c->generation);
@@ -303,7 +304,7 @@ static int hooks_on_site(struct thread *t, struct site *s, struct user_regs_stru
 		if (!mm)
 			return 0;
 		if (call == CALL_MUNMAP) {
-			mmaps_unmap(mm, regs->rdi, regs->rsi);
+			hooks_mmap_event(p, call, args, 0, 0);
 			return 0;
 		}
 		if (call == CALL_MMAP && !(regs->rcx & MAP_ANONYMOUS))
@@ -347,6 +348,25 @@ static int hooks_on_site(struct thread *t, struct site *s, struct user_regs_stru
 	if (hooks_entry_event(call, t->tid, args, &ev))
 		record(p, &ev);	/* realloc: the old block stops being the program's */
 	return 0;
+}
+
+void hooks_mmap_event(struct process *p, enum alloc_call call, const uint64_t args[3],
+		      uint64_t rax, uint32_t stack_id)
+{
+	struct mmaps *mm = p->db ? p->db->mmaps : NULL;
+
+	if (!mm || p->role != ROLE_TRACED)
+		return;
+	if (call == CALL_MUNMAP) {
+		mmaps_unmap(mm, args[0], args[1]);
+		return;
+	}
+	if (rax >= (uint64_t)-4096)
+		return;	/* MAP_FAILED is -1, an error -errno */
+	if (call == CALL_MMAP)
+		mmaps_map(mm, rax, args[1], stack_id, now_ns());
+	else if (call == CALL_MREMAP && mmaps_contains(mm, args[0]))
+		mmaps_remap(mm, args[0], args[1], rax, args[2]);
 }
 
 static uint64_t mul_or_zero(uint64_t a, uint64_t b)
@@ -449,15 +469,7 @@ static int hooks_on_return(struct thread *t, struct user_regs_struct *regs)
 
 	struct alloc_event ev;
 	if (is_mmap_call(sh.call)) {
-		/* mmap(addr, len, ...), mremap(old, old_size, new_size, ...):
-		 * MAP_FAILED is -1, an error -errno. */
-		struct mmaps *mm = p->db->mmaps;
-		if (!mm || regs->rax >= (uint64_t)-4096 || p->role != ROLE_TRACED)
-			return 0;
-		if (sh.call == CALL_MMAP)
-			mmaps_map(mm, regs->rax, sh.args[1], sh.stack_id, now_ns());
-		else
-			mmaps_remap(mm, sh.args[0], sh.args[1], regs->rax, sh.args[2]);
+		hooks_mmap_event(p, sh.call, sh.args, regs->rax, sh.stack_id);
 		return 0;
 	}
 	if (!hooks_return_event(sh.call, t->tid, sh.args, regs->rax, sh.stack_id, &ev))

@@ -44,6 +44,14 @@ bool hooks_entry_event(enum alloc_call call, pid_t tid, const uint64_t args[3],
 bool hooks_return_event(enum alloc_call call, pid_t tid, const uint64_t args[3],
 			uint64_t rax, uint32_t stack_id, struct alloc_event *ev);
 
+/* --track-mmap: a call of mmap, mremap or munmap made outside the
+ * allocator (ARGS its first three arguments, RAX its result; munmap's
+ * at its entry, STACK_ID mmap's stack), applied to P's regions
+ * (mmaps.h): an anonymous mmap maps one, an mremap of a tracked region
+ * moves it, munmap cuts. For both sources. */
+void hooks_mmap_event(struct process *p, enum alloc_call call, const uint64_t args[3],
+		      uint64_t rax, uint32_t stack_id);
+
 /* The dynamic linker's module list may have changed (T stopped at its
  * r_brk, or told so by the probe): hook what is new, forget what is gone.
  * 0 or -1 (message printed). */
