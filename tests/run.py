@@ -33,9 +33,10 @@ What runs
     FAILs. A test that raises an unexpected exception FAILs with its
     traceback; the run goes on.
   * Both event sources: the tests of the areas that depend on it (leaks,
-    attach, processes, static) run once with ptleak --mode=trap and once
-    with --mode=fast (named fast:NAME), PTLEAK_MODE being set in every
-    environment the suite uses; --mode=trap or --mode=fast runs one.
+    attach, processes, static, signals, live) run once with ptleak
+    --mode=trap and once with --mode=fast (named fast:NAME), PTLEAK_MODE
+    being set in every environment the suite uses; --mode=trap or
+    --mode=fast runs one.
   * --sanitized: PTLEAK is the ASan/UBSan build (make check-asan): any
     sanitizer report on its stderr fails the test.
 
@@ -86,8 +87,10 @@ def all_tests(catalog):
 
 # The areas whose tests depend on how ptleak sees allocator calls: they
 # run in both modes. (valgrind:NAME runs no ptleak; options, suppressions
-# and the unit tests do not depend on the event source.)
-MODE_AREAS = ("leaks", "attach", "processes", "static")
+# and the unit tests do not depend on the event source.) signals: what a
+# signal to ptleak leaves of the program depends on what is in it (int3s,
+# or the probe); live: leak checks, --interval and --track-mmap.
+MODE_AREAS = ("leaks", "attach", "processes", "static", "signals", "live")
 
 
 def set_mode(suite, mode):

@@ -796,23 +796,28 @@ static void fast_source_vfork_done(struct thread *t)
 			   4u * (uint32_t)idx, &own, sizeof(own));
 }
 
-/* Whether CELL (just published, not consumed yet) is a vfork child's;
- * windows wholly consumed are forgotten. */
-static bool vfork_child_event(struct fast *f, const struct probe_cell *cell)
+/* Whether CELL (published, not consumed yet) is a vfork child's. */
+static bool vfork_child_event(const struct fast *f, const struct probe_cell *cell)
 {
 	uint64_t seq = cell->seq - 1;
-	bool child = false;
-	size_t k = 0;
 
 	for (size_t i = 0; i < f->n_vfork; i++) {
-		struct vfork_window *w = &f->vfork[i];
+		const struct vfork_window *w = &f->vfork[i];
 		if (seq >= w->from && seq < w->to && (cell->tid == w->tid || cell->tid == w->child))
-			child = true;
-		if (seq + 1 < w->to)
-			f->vfork[k++] = *w;
+			return true;
 	}
+	return false;
+}
+
+/* Windows consumed up to HEAD (in order: none left ahead) are done. */
+static void vfork_forget(struct fast *f, uint64_t head)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < f->n_vfork; i++)
+		if (f->vfork[i].to > head)
+			f->vfork[k++] = f->vfork[i];
 	f->n_vfork = k;
-	return child;
 }
 
 static void consume(struct process *p, struct probe_cell *cell, uint64_t now, unsigned flags)
@@ -864,10 +869,21 @@ static void consume(struct process *p, struct probe_cell *cell, uint64_t now, un
 	allocdb_record(p->db, &ev);
 }
 
-/* Requests published behind a cell not finished yet (a writer preempted,
+/*
+ * Requests published behind a cell not finished yet (a writer preempted,
  * or interrupted by a signal whose handler asks for an unwind): they do
- * not touch the table, so they need not wait for their turn. */
-static void serve_ahead(struct process *p, uint64_t head, uint64_t tail, unsigned flags)
+ * not touch the table, so they need not wait for their turn.
+ *
+ * DRAIN_AHEAD (every thread of P stopped, for a scan): the events too.
+ * The unfinished cell's writer is stopped between taking its number and
+ * publishing: a free not done yet (the probe records it first), or an
+ * allocation whose pointer has not reached the program yet; nothing
+ * published after it can depend on it. Left in the ring, the frees after
+ * it would keep freed blocks in the table, lost to the scan. Each is
+ * marked served, and skipped when its turn comes.
+ */
+static void serve_ahead(struct process *p, uint64_t head, uint64_t tail, uint64_t now,
+			unsigned flags)
 {
 	struct probe_shared *sh = FAST(p)->sh;
 	uint64_t end = tail < head + sh->n_cells ? tail : head + sh->n_cells;
@@ -882,6 +898,10 @@ static void serve_ahead(struct process *p, uint64_t head, uint64_t tail, unsigne
 			serve_rbrk(p, cell, flags);
 		else if (cell->op == PROBE_OP_EXIT)
 			serve_exit(p, cell, flags);
+		else if ((flags & DRAIN_AHEAD) && !(cell->op & OP_SERVED)) {
+			consume(p, cell, now, flags);
+			cell->op |= OP_SERVED;
+		}
 	}
 }
 
@@ -912,7 +932,7 @@ size_t fast_drain(struct process *p, unsigned flags)
 			uint64_t tail = __atomic_load_n(&sh->tail, __ATOMIC_ACQUIRE);
 			if (head == tail)
 				break;
-			serve_ahead(p, head, tail, flags);
+			serve_ahead(p, head, tail, now, flags);
 			if (!final)
 				break;
 			/* Exiting: give a running writer 2 ms, then skip what a
@@ -936,6 +956,7 @@ size_t fast_drain(struct process *p, unsigned flags)
 	}
 	__atomic_store_n(&sh->head, head, __ATOMIC_RELEASE);
 	wake_producers(sh);
+	vfork_forget(f, head);
 	return n;
 }
 
@@ -1075,11 +1096,24 @@ bool fast_active(struct process *p)
 
 /* ---- the source ----------------------------------------------------- */
 
-/* Leaving or attaching, the loop holds every thread in its stop: the
- * probe's r_brk request must not stop (and resume) one of them. */
-static unsigned drain_flags(void)
+static void note_running(struct thread *t, void *arg)
 {
-	return tracer_current && tracer_current->state != LOOP_TRACING ? DRAIN_NO_STOPS : 0;
+	if (!t->stopped && !t->exiting)
+		*(bool *)arg = true;
+}
+
+/* Leaving, attaching, checking or exiting, the loop holds every thread
+ * in its stop: the probe's requests must not stop (and resume) one of
+ * them; once all of P's are stopped, for the scan, events are consumed
+ * ahead of an unfinished cell (serve_ahead). */
+static unsigned drain_flags(struct process *p)
+{
+	bool running = false;
+
+	if (!tracer_current || tracer_current->state == LOOP_TRACING)
+		return 0;
+	thread_foreach(p, note_running, &running);
+	return DRAIN_NO_STOPS | (running ? 0 : DRAIN_AHEAD);
 }
 
 static int fast_source_drain(struct process *p)
@@ -1092,7 +1126,7 @@ static int fast_source_drain(struct process *p)
 	if (p->n_threads > f->seen_threads)
 		fast_on_clone(p);
 	f->seen_threads = p->n_threads;
-	fast_drain(p, drain_flags());
+	fast_drain(p, drain_flags(p));
 	return 0;
 }
 

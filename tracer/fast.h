@@ -65,6 +65,7 @@ void fast_on_clone(struct process *p);
 enum drain_flags {
 	DRAIN_FINAL = 1 << 0,	/* exiting: skip a cell a killed thread left */
 	DRAIN_NO_STOPS = 1 << 1,	/* leaving: stop no thread (r_brk, _exit not served) */
+	DRAIN_AHEAD = 1 << 2,	/* every thread stopped: consume past an unfinished cell */
 };
 
 /*

@@ -299,16 +299,9 @@ MMAP_RECORDS = [(786432, 2, "make_arena"), (131072, 2, "make_pool"),
 
 @test("live_track_mmap")
 def t_track_mmap(s):
-    # Both event sources: trap mode's int3s, fast mode's probe (mmap,
-    # mremap and munmap go through it like the allocator's entries).
-    for mode in ("trap", "fast"):
-        track_mmap_mode(s, mode)
-
-
-def track_mmap_mode(s, mode):
     exe = s.builder.get("mmap_pools")
-    res, doc = s.ptleak_run(["--track-mmap", "--mode=" + mode], [exe])
-    expect_status(res, 0, "--track-mmap --mode=%s: " % mode)
+    res, doc = s.ptleak_run(["--track-mmap"], [exe])
+    expect_status(res, 0, "--track-mmap: ")
     proc = s.process(doc, res)
     errs = expect_errors(proc, s.expect("mmap_pools"))
     mr = proc.get("mmap_regions") or {}
@@ -337,10 +330,9 @@ def track_mmap_mode(s, mode):
                      r"regions$" % pid, text, re.M):
         errs.append("text lacks the MMAP SUMMARY total")
     if errs:
-        raise Fail("--mode=%s: %s" % (mode, errs[0]),
-                   errs[1:] + tail(res.stderr, 30))
+        raise Fail(errs[0], errs[1:] + tail(res.stderr, 30))
     # Without the option: nothing of it.
-    res, doc = s.ptleak_run(["--mode=" + mode], [exe])
+    res, doc = s.ptleak_run([], [exe])
     proc = s.process(doc, res)
     if "mmap_regions" in proc or b"MMAP SUMMARY" in res.stderr:
         raise Fail("without --track-mmap the report has mmap regions")
