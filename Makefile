@@ -128,7 +128,7 @@ $(BUILD)/unit/unwind_test: tests/unit/unwind_test.c $(BUILD)/unit/unwind_fixture
 # the suite runs as unit:NAME. Without a rule of its own (as above) it is
 # linked with every object but main's.
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/*_test.c))
-UNIT_H := $(wildcard tests/unit/*.h tracer/*.h symbols/*.h)
+UNIT_H := $(wildcard tests/unit/*.h tracer/*.h symbols/*.h probe/*.h probe/*.c)
 $(BUILD)/unit/%_test: tests/unit/%_test.c $(filter-out $(BUILD)/tracer/main.o,$(OBJ)) $(UNIT_H)
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"

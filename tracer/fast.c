@@ -167,6 +167,52 @@ static size_t cell_size(void)
 	return (n + 63) & ~(size_t)63;
 }
 
+/* The shared memory's layout: struct probe_shared, the cells, the rows. */
+static size_t cells_off(void)
+{
+	return (sizeof(struct probe_shared) + 4095) & ~(size_t)4095;
+}
+
+static size_t rows_off(void)
+{
+	return (cells_off() + cell_size() * N_CELLS + 4095) & ~(size_t)4095;
+}
+
+static size_t ring_size(void)
+{
+	return rows_off() + ROWS_CAP;
+}
+
+/* A new ring in SH (zeros): every cell free for its first producer. */
+static void ring_init(struct probe_shared *sh)
+{
+	sh->magic = PROBE_MAGIC;
+	sh->cell_size = (uint32_t)cell_size();
+	sh->n_cells = N_CELLS;
+	sh->cells_off = cells_off();
+	sh->rows_off = rows_off();
+	sh->rows_cap = ROWS_CAP;
+	sh->size = ring_size();
+	for (uint64_t i = 0; i < N_CELLS; i++)
+		cell_at(sh, i)->seq = i;
+}
+
+struct probe_shared *fast_setup_local(struct process *p)
+{
+	struct fast *f = xcalloc(1, sizeof(*f));
+
+	f->fd = -1;
+	f->size = ring_size();
+	f->sh = mmap(NULL, f->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (f->sh == MAP_FAILED) {
+		free(f);
+		return NULL;
+	}
+	ring_init(f->sh);
+	FAST(p) = f;
+	return f->sh;
+}
+
 /* The memfd and both mappings of it; *SHARED gets the tracee's address. */
 static struct fast *make_shared(struct thread *t)
 {
@@ -189,10 +235,7 @@ static struct fast *make_shared(struct thread *t)
 
 	struct fast *f = xcalloc(1, sizeof(*f));
 	f->fd = -1;
-	size_t cells_off = (sizeof(struct probe_shared) + 4095) & ~(size_t)4095;
-	size_t cs = cell_size();
-	size_t rows_off = (cells_off + cs * N_CELLS + 4095) & ~(size_t)4095;
-	f->size = rows_off + ROWS_CAP;
+	f->size = ring_size();
 	snprintf(path, sizeof(path), "/proc/%d/fd/%d", p->pid, (int)fd);
 	f->fd = open(path, O_RDWR | O_CLOEXEC);
 	if (f->fd < 0 || ftruncate(f->fd, (off_t)f->size) < 0)
@@ -208,17 +251,7 @@ static struct fast *make_shared(struct thread *t)
 	f->shared = (uint64_t)addr;
 	int64_t ignored;
 	inject(t, SYS_close, (uint64_t)fd, 0, 0, 0, 0, 0, &ignored);
-
-	struct probe_shared *sh = f->sh;
-	sh->magic = PROBE_MAGIC;
-	sh->cell_size = (uint32_t)cs;
-	sh->n_cells = N_CELLS;
-	sh->cells_off = cells_off;
-	sh->rows_off = rows_off;
-	sh->rows_cap = ROWS_CAP;
-	sh->size = f->size;
-	for (uint64_t i = 0; i < N_CELLS; i++)
-		cell_at(sh, i)->seq = i;
+	ring_init(f->sh);
 	return f;
 fail:
 	error("cannot share memory with process %d: %s", p->pid, strerror(errno));

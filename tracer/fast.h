@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct probe_shared;
 struct process;
 struct thread;
 
@@ -30,6 +31,14 @@ int fast_setup(struct process *p, struct thread *t);
  * unwind tables; T its stopped thread. The child's probe is quiet until
  * this is done (its control page was wiped by the fork). 0 or -1. */
 int fast_setup_child(struct process *c, struct thread *t, struct process *parent);
+
+/*
+ * For the conformance test (tests/unit/heap_test.c): P's ring in
+ * ptleak's own memory, as fast_setup makes it in the program's, for the
+ * probe's code compiled into the test to write and fast_drain to read.
+ * NULL if it cannot be mapped. fast_free releases it.
+ */
+struct probe_shared *fast_setup_local(struct process *p);
 
 /* ptleak's side of P's probe, freed (the tracee's mappings are left). */
 void fast_free(struct process *p);

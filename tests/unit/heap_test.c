@@ -12,12 +12,19 @@
  * Each source has a feeder below that turns a script step into its own
  * events and delivers them the way the tracer would; the ptrace source's
  * feeder uses hooks.c's own event builders (hooks_entry_event,
- * hooks_return_event). A new source adds its feeder to feeders[] (for an
- * in-process probe: encode the step into its ring, then call its drain).
+ * hooks_return_event). The fast source's feeder runs the probe's own code
+ * (probe/probe.c, compiled in here): each thread of the script is a
+ * thread of this test, which enters and leaves the probe as a program's
+ * thread would, so the probe encodes the calls into a ring in this
+ * process (fast_setup_local) and fast_drain decodes them into the
+ * database, after every step or once at the end. A new source adds its
+ * feeder to feeders[].
  *
  * Prints "ok ..." / "FAIL ..." lines; exits 1 on any failure.
  */
 #include <inttypes.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,9 +33,16 @@
 
 #include "tests/unit/check.h"
 #include "tracer/allocdb.h"
+#include "tracer/fast.h"
 #include "tracer/heap.h"
 #include "tracer/hooks.h"
+#include "tracer/proc.h"
 #include "tracer/stacks.h"
+
+/* The probe itself, as ptleak writes it into programs. */
+#include "probe/probe.c"
+#undef load
+#undef store
 
 
 /* ---- scripts -------------------------------------------------------- */
@@ -41,7 +55,7 @@ struct step {
 	enum alloc_call call;
 	uint64_t args[3];
 	uint64_t ret;		/* RETURN: rax; posix_memalign: the *memptr value */
-	uint32_t stack;		/* RETURN: the stack id the entry interned */
+	uint32_t stack;		/* the stack id the call's entry interns */
 };
 
 struct want_block {
@@ -63,7 +77,7 @@ struct scenario {
 #define A2(x, y) { (x), (y), 0 }
 #define A3(x, y, z) { (x), (y), (z) }
 /* One call without another thread in between: entry, then return. */
-#define CALL(t, c, args, r, st) { ENTER, (t), (c), args, 0, 0 }, { RETURN, (t), (c), args, (r), (st) }
+#define CALL(t, c, args, r, st) { ENTER, (t), (c), args, 0, (st) }, { RETURN, (t), (c), args, (r), (st) }
 
 static const struct step s_basic[] = {
 	CALL(1, CALL_MALLOC, A1(10), 0x1000, 1),
@@ -101,7 +115,7 @@ static const struct want_block w_kinds[] = {
  * that address before the realloc returns. */
 static const struct step s_realloc_race[] = {
 	CALL(1, CALL_MALLOC, A1(10), 0x1000, 1),
-	{ ENTER, 1, CALL_REALLOC, A2(0x1000, 50), 0, 0 },
+	{ ENTER, 1, CALL_REALLOC, A2(0x1000, 50), 0, 3 },
 	CALL(2, CALL_MALLOC, A1(8), 0x1000, 2),
 	{ RETURN, 1, CALL_REALLOC, A2(0x1000, 50), 0x3000, 3 },
 };
@@ -148,6 +162,12 @@ struct feeder {
 	const char *source;
 	/* Deliver step S to DB as the source would. */
 	void (*feed)(struct allocdb *db, const struct step *s);
+	/* Optional: before the first step, after the last. */
+	void (*begin)(struct allocdb *db);
+	void (*end)(void);
+	/* Optional: the script's number of the stack interned as ID (a
+	 * source may intern in another order); else ID itself. */
+	uint32_t (*script_stack)(struct allocdb *db, uint32_t id);
 };
 
 static void feed_ptrace(struct allocdb *db, const struct step *s)
@@ -169,8 +189,170 @@ static void feed_ptrace(struct allocdb *db, const struct step *s)
 	allocdb_record(db, &ev);
 }
 
+/*
+ * The fast source. One thread of this test per thread of the script,
+ * each with its own thread pointer and so its own slot in the probe;
+ * each step runs on its thread (the others wait), in the script's order.
+ * A step's entry is probe_enter() with the registers the program's call
+ * would have, its return probe_exit() with the result, as probe_entry's
+ * assembly calls them. Each call's frame sits in FRAMES, the "stack"
+ * the probe is told about: its return address is 0, so the probe's walk
+ * ends at frame 0, the site, whose address stands for the script's stack
+ * (stack K: SITE_BASE + 16 K; fast_script_stack reads K back from the
+ * stack a block got).
+ */
+#define SCRIPT_THREADS 4
+#define SITE_BASE 0x400000u
+
+static struct fast_feed {
+	struct process *p;
+	struct probe_shared *sh;
+	bool batched;	/* drain once, at the end */
+	struct worker {
+		pthread_t th;
+		sem_t go, done;
+		const struct step *step;	/* NULL: leave */
+		bool started;
+	} w[SCRIPT_THREADS];
+	struct probe_frame frames[SCRIPT_THREADS];
+	struct probe_site sites[SCRIPT_THREADS];
+	uint64_t memptr[SCRIPT_THREADS];	/* posix_memalign's *memptr */
+} ff;
+
+/* Step S on the thread it belongs to (K: its index). */
+static void probe_step(int k, const struct step *s)
+{
+	struct probe_frame *f = &ff.frames[k];
+	struct probe_site *site = &ff.sites[k];
+
+	if (s->kind == ENTER) {
+		memset(f, 0, sizeof(*f));
+		*site = (struct probe_site){ .addr = SITE_BASE + 16u * s->stack,
+					     .slot = 0, .call = (uint32_t)s->call };
+		f->r11 = (uint64_t)site;
+		f->rdi = s->args[0];
+		f->rsi = s->args[1];
+		f->rdx = s->args[2];
+		if (s->call == CALL_POSIX_MEMALIGN)
+			f->rdi = (uint64_t)&ff.memptr[k];	/* int posix_memalign(void **, ...) */
+		f->ret = 0;
+		f->slot = UINT32_MAX;
+		if (!probe_enter(f))
+			f->slot = UINT32_MAX;	/* not wrapped: free, or passed through */
+		return;
+	}
+	if (f->slot == UINT32_MAX)
+		return;	/* the probe recorded this call at its entry, or not at all */
+	uint64_t rax = s->ret;
+	if (s->call == CALL_POSIX_MEMALIGN) {
+		ff.memptr[k] = s->ret;
+		rax = s->ret ? 0 : 12;	/* ENOMEM when it got nothing */
+	}
+	probe_exit(f, rax);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	int k = (int)(w - ff.w);
+
+	for (;;) {
+		sem_wait(&w->go);
+		if (!w->step)
+			return NULL;
+		probe_step(k, w->step);
+		sem_post(&w->done);
+	}
+}
+
+static void fast_begin(struct allocdb *db)
+{
+	ff.p = process_new(getpid(), ROLE_TRACED);
+	ff.p->db = db;
+	ff.sh = fast_setup_local(ff.p);
+	if (!ff.sh) {
+		printf("FAIL cannot map a ring\n");
+		exit(1);
+	}
+	/* What fast_setup writes into the program's control page. */
+	probe_ctl = (struct probe_ctl){
+		.armed = 1, .tracer_pid = getpid(), .num_callers = 12,
+		.shared = (uint64_t)ff.sh,
+	};
+	ff.sh->stacks[0].lo = (uint64_t)ff.frames;
+	ff.sh->stacks[0].hi = (uint64_t)(ff.frames + SCRIPT_THREADS);
+	ff.sh->n_stacks = 1;
+}
+
+static void fast_feed(struct allocdb *db, const struct step *s)
+{
+	int k = s->tid % SCRIPT_THREADS;
+	struct worker *w = &ff.w[k];
+
+	(void)db;
+	if (!w->started) {
+		sem_init(&w->go, 0, 0);
+		sem_init(&w->done, 0, 0);
+		w->started = pthread_create(&w->th, NULL, worker_main, w) == 0;
+		if (!w->started) {
+			printf("FAIL cannot start a thread\n");
+			exit(1);
+		}
+	}
+	w->step = s;
+	sem_post(&w->go);
+	sem_wait(&w->done);
+	if (!ff.batched)
+		fast_drain(ff.p, 0);
+}
+
+static void fast_end(void)
+{
+	fast_drain(ff.p, 0);
+	check(ff.sh->head == ff.sh->tail && !ff.sh->dead,
+	      "fast%s: the ring is drained (%" PRIu64 " cells), the probe alive",
+	      ff.batched ? " (drained once)" : "", ff.sh->tail);
+	for (int k = 0; k < SCRIPT_THREADS; k++) {
+		struct worker *w = &ff.w[k];
+		if (!w->started)
+			continue;
+		w->step = NULL;
+		sem_post(&w->go);
+		pthread_join(w->th, NULL);
+		sem_destroy(&w->go);
+		sem_destroy(&w->done);
+		w->started = false;
+	}
+	ff.p->db = NULL;	/* run_scenario's */
+	fast_free(ff.p);
+	process_free(ff.p);
+	ff.p = NULL;
+}
+
+static uint32_t fast_script_stack(struct allocdb *db, uint32_t id)
+{
+	size_t n;
+	const uint64_t *pcs = stacks_get(db->stacks, id, &n);
+
+	return n == 1 && pcs[0] >= SITE_BASE ? (uint32_t)((pcs[0] - SITE_BASE) / 16) : UINT32_MAX;
+}
+
+static void fast_begin_batched(struct allocdb *db)
+{
+	fast_begin(db);
+	ff.batched = true;
+}
+
+static void fast_begin_each(struct allocdb *db)
+{
+	fast_begin(db);
+	ff.batched = false;
+}
+
 static const struct feeder feeders[] = {
-	{ "ptrace", feed_ptrace },
+	{ "ptrace", feed_ptrace, NULL, NULL, NULL },
+	{ "fast", fast_feed, fast_begin_each, fast_end, fast_script_stack },
+	{ "fast-batched", fast_feed, fast_begin_batched, fast_end, fast_script_stack },
 };
 
 static void run_scenario(const struct feeder *f, const struct scenario *sc)
@@ -178,8 +360,12 @@ static void run_scenario(const struct feeder *f, const struct scenario *sc)
 	struct allocdb *db = allocdb_new();
 	uint64_t seq0 = allocdb_last_seq();
 
+	if (f->begin)
+		f->begin(db);
 	for (size_t i = 0; i < sc->n_steps; i++)
 		f->feed(db, &sc->steps[i]);
+	if (f->end)
+		f->end();
 	const struct heap_stats *st = heap_stats(db->heap);
 	size_t n;
 	struct block *b = heap_snapshot(db->heap, &n);
@@ -188,11 +374,12 @@ static void run_scenario(const struct feeder *f, const struct scenario *sc)
 	bool seq_ok = true;
 	for (size_t i = 0; same && i < n; i++) {
 		const struct want_block *w = &sc->live[i];
-		if (b[i].ptr != w->ptr || b[i].size != w->size || b[i].stack_id != w->stack) {
+		uint32_t stack = f->script_stack ? f->script_stack(db, b[i].stack_id) : b[i].stack_id;
+		if (b[i].ptr != w->ptr || b[i].size != w->size || stack != w->stack) {
 			same = false;
 			printf("    block %zu: 0x%" PRIx64 " %" PRIu64 " bytes stack %u, want "
 			       "0x%" PRIx64 " %" PRIu64 " bytes stack %u\n", i, b[i].ptr,
-			       b[i].size, b[i].stack_id, w->ptr, w->size, w->stack);
+			       b[i].size, stack, w->ptr, w->size, w->stack);
 		}
 		live_bytes += b[i].size;
 		if (b[i].seq <= seq0 || b[i].seq > allocdb_last_seq())
