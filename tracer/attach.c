@@ -246,7 +246,7 @@ static void seize_all(struct process *p)
 struct tracer *tracer_launch(const struct options *o)
 {
 	struct tracer *tr = xcalloc(1, sizeof(*tr));
-	pid_t pid = launch_start(o->program, o->argv);
+	pid_t pid = launch_start(o->program, o->argv, !o->fast);
 
 	tracer_current = tr;
 	waiter_init(&tr->waiter);

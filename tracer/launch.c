@@ -83,8 +83,9 @@ char *launch_resolve(const char *name)
 	cannot_run(name, seen);
 }
 
-pid_t launch_start(const char *path, char **argv)
+pid_t launch_start(const char *path, char **argv, bool exitkill)
 {
+	long opts = PTLEAK_PTRACE_OPTIONS & ~(exitkill ? 0 : PTRACE_O_EXITKILL);
 	extern char **environ;
 	int status;
 	pid_t pid = fork();
@@ -101,7 +102,7 @@ pid_t launch_start(const char *path, char **argv)
 	}
 	if (waitpid(pid, &status, WSTOPPED) < 0 || !WIFSTOPPED(status))
 		die("cannot start '%s': the child did not stop", argv[0]);
-	if (ptrace(PTRACE_SEIZE, pid, 0, (void *)(long)PTLEAK_PTRACE_OPTIONS) < 0) {
+	if (ptrace(PTRACE_SEIZE, pid, 0, (void *)opts) < 0) {
 		int err = errno;
 		kill(pid, SIGKILL);
 		die("cannot trace '%s': ptrace: %s%s", argv[0], strerror(err),

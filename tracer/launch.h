@@ -10,6 +10,7 @@
  * with every option set, then lets it exec: the first event of the
  * program is its PTRACE_EVENT_EXEC stop.
  */
+#include <stdbool.h>
 #include <sys/types.h>
 
 /*
@@ -19,9 +20,12 @@
  */
 char *launch_resolve(const char *name);
 
-/* Fork, seize and let the child exec PATH with ARGV. Dies (125) if
- * ptrace is refused. Returns the child's pid. */
-pid_t launch_start(const char *path, char **argv);
+/* Fork, seize and let the child exec PATH with ARGV. EXITKILL: a kill -9
+ * of ptleak kills it too (trap mode: its int3s would end it at its next
+ * allocator call anyway); else it runs on, untraced (fast mode: the probe
+ * goes quiet), as after a crash of ptleak. Dies (125) if ptrace is
+ * refused. Returns the child's pid. */
+pid_t launch_start(const char *path, char **argv, bool exitkill);
 
 /* ptrace options for every tracee. */
 #define PTLEAK_PTRACE_OPTIONS                                               \

@@ -14,7 +14,7 @@ from lib.checks import native_same, traced_child
 from lib.fixtures import FIXTURES
 from lib.proc import (Fail, Skip, exit_status, expect_status, proc_state,
                       run, run_in_pty, shell_quote, tail, children_of,
-                      wait_until)
+                      tracer_pid, wait_until)
 from lib.report import (D, I, Z, expect_errors, fmt, load_json,
                         parse_summary_text, parse_valgrind, proc_errors)
 from lib.runner import test
@@ -394,6 +394,48 @@ def t_killed_from_outside(s):
                          re.M):
             raise Fail("no text report for the killed program",
                        tail(p.err))
+
+
+@test("proc_launch_ptleak_kill9")
+def t_launch_ptleak_kill9(s):
+    """kill -9 of a launched ptleak while its program allocates at full
+    speed. Fast mode: the program runs on untraced and unharmed, as after
+    a crash of ptleak: the probe goes quiet, its allocations and its exit
+    go through it. Trap mode: the program ends with ptleak
+    (PTRACE_O_EXITKILL): its int3s would kill it at its next allocator
+    call anyway."""
+    exe = s.builder.get("hammer")
+
+    def gone(pid):
+        return proc_state(pid)[:1] in ("Z", "X", "g")   # zombie, dead, gone
+    with Processes(s) as ps:
+        p = ps.start([s.ptleak, "-q", "-o", "/dev/null", exe, "90"])
+        p.wait_for("out", rb"^ready$", 20, "ptleak hammer")
+        prog = traced_child(p.pid)
+        time.sleep(0.5)
+        p.signal(signal.SIGKILL)
+        wait_until(lambda: p.poll() is not None, 10, "ptleak after kill -9")
+        if s.mode != "fast":
+            wait_until(lambda: gone(prog), 10, "trap mode: the program must "
+                       "end with ptleak (PTRACE_O_EXITKILL)")
+            return
+        # A breakpoint or a waiting probe would show within microseconds.
+        time.sleep(0.3)
+        if gone(prog) or tracer_pid(prog) != 0:
+            raise Fail("fast mode: after kill -9 of ptleak its program must "
+                       "run on untraced (%s, TracerPid %s)"
+                       % ("gone" if gone(prog) else "alive",
+                          None if gone(prog) else tracer_pid(prog)),
+                       tail(p.out) + tail(p.err))
+        os.kill(prog, signal.SIGUSR1)
+        wait_until(lambda: gone(prog), 20, "the hammer after SIGUSR1")
+        # Not our child (reparented): its stdout and stderr tell.
+        if p.out != b"ready\nok\n" or \
+                not re.search(rb"^hammer: \d+ operations, stopped by SIGUSR1$",
+                              p.err, re.M):
+            raise Fail("fast mode: the hammer must finish its checks and "
+                       "print ok after kill -9 of ptleak",
+                       tail(p.out) + tail(p.err))
 
 
 def terminal_output_errors(alone, traced):
