@@ -128,11 +128,13 @@ $(BUILD)/unit/unwind_test: tests/unit/unwind_test.c $(BUILD)/unit/unwind_fixture
 # the suite runs as unit:NAME. Without a rule of its own (as above) it is
 # linked with every object but main's.
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/*_test.c))
+# (probe.c too: heap_test includes it, to run the probe's own code)
 UNIT_H := $(wildcard tests/unit/*.h tracer/*.h symbols/*.h probe/*.h probe/*.c)
+UNIT_SRC = $(filter-out probe/%,$(filter %.c %.o,$^))
 $(BUILD)/unit/%_test: tests/unit/%_test.c $(filter-out $(BUILD)/tracer/main.o,$(OBJ)) $(UNIT_H)
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"
-	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $(UNIT_SRC) $(LIBS)
 
 # The same unit tests with ASan/UBSan, for check-asan (their fixture
 # objects, like every fixture, are not sanitized).
@@ -145,7 +147,7 @@ $(BUILD)/asan/unit/unwind_test: tests/unit/unwind_test.c $(BUILD)/unit/unwind_fi
 $(BUILD)/asan/unit/%_test: tests/unit/%_test.c $(filter-out $(BUILD)/asan/tracer/main.o,$(ASAN_OBJ)) $(UNIT_H)
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"
-	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $(filter %.c %.o,$^) $(LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $(UNIT_SRC) $(LIBS)
 
 # Run ptleak on a leaky example from the seed documents.
 example: all
