@@ -9,7 +9,8 @@ or "#"):
          [strip]
         BUILD/fixtures/NAME from this file (plus the +SOURCEs of fixtures/),
         kind from the extension unless given (so: a shared library, -shared
-        -fPIC), -FLAGs to the compiler (-static, -pthread, ...), cc=
+        -fPIC), -FLAGs to the compiler (-static, -pthread, ...; -lLIB
+        and -Wl, ones go after the sources, as the linker needs), cc=
         another compiler (musl-gcc), link= built libraries to link against
         (found at run time through an $ORIGIN rpath), strip: strip
         --strip-all afterwards. Never sanitizers.
@@ -46,6 +47,10 @@ of the file; summary and heap merge key by key, the others replace):
                      program's stdout (without REGEX: the test's own N,
                      e.g. the requests it made); a SIZE "N" is
                      N*PER_BLOCK/N
+  @env VAR=VALUE...  the program's environment has these too (alone,
+                     under valgrind, and under ptleak, which runs
+                     "env VAR=VALUE... CMD" so that ptleak's own is not
+                     changed): LD_PRELOAD of an allocator
   @timeout SECONDS   per run (default 60)
   @command any       the JSON "command" is not compared (after an exec)
   @group NAME        never run beside another test of group NAME
@@ -72,7 +77,7 @@ KIND_WORDS = {"definite": D, "indirect": I, "possible": P, "reachable": RE}
 EXT_KIND = {".c": "c", ".cpp": "cxx", ".go": "go"}
 DIRECTIVES = ("build", "test", "expect", "summary", "heap", "record",
               "valgrind", "status", "exit", "stdout", "stdin", "text",
-              "timeout", "count", "command", "group", "exclusive")
+              "timeout", "count", "command", "group", "exclusive", "env")
 LINE_RE = re.compile(r"^\s*(?:/?\*+|//+|#+)?\s*@(%s)\b\s*(.*?)\s*$"
                      % "|".join(DIRECTIVES))
 
@@ -97,6 +102,7 @@ class Expect:
         self.check_command = True
         self.group = None
         self.exclusive = False
+        self.env = {}
 
     @property
     def fixture(self):
@@ -267,6 +273,12 @@ def _apply(e, key, rest, where):
         e.group = rest
     elif key == "exclusive":
         e.exclusive = True
+    elif key == "env":
+        for w in shlex.split(rest):
+            k, sep, v = w.partition("=")
+            if not sep or not k:
+                raise ParseError("%s: @env VAR=VALUE..." % where)
+            e.env[k] = v
     elif key == "command":
         if rest != "any":
             raise ParseError("%s: @command any" % where)
@@ -275,7 +287,7 @@ def _apply(e, key, rest, where):
 
 _REPLACED = ("records", "valgrind", "status", "json_exit", "stdout", "stdin",
              "text", "timeout", "count", "check_command", "group",
-             "exclusive")
+             "exclusive", "env")
 
 
 def parse(path):
@@ -430,10 +442,13 @@ class Builder:
             cwd = FIXTURES
         else:
             tool = spec.cc or ("g++" if spec.kind == "cxx" else "gcc")
-            cmd = [tool] + CFLAGS + spec.flags
+            # Libraries after the sources: the linker takes from a
+            # library only what the objects before it need.
+            late = [f for f in spec.flags if f.startswith(("-l", "-Wl,"))]
+            cmd = [tool] + CFLAGS + [f for f in spec.flags if f not in late]
             if spec.kind == "so":
                 cmd += ["-shared", "-fPIC"]
-            cmd += ["-o", out] + spec.srcs
+            cmd += ["-o", out] + spec.srcs + late
         libs = [self.get(lib) for lib in spec.link]
         if libs:
             cmd += ["-L", self.out_dir] + \

@@ -118,11 +118,14 @@ class Suite:
             n = self.counter
         return os.path.join(self.tmp, "%s.%d" % (stem, n))
 
-    def native(self, cmd, stdin=None, timeout=60, cwd=None):
-        """CMD run alone (once per run of the suite)."""
+    def native(self, cmd, stdin=None, timeout=60, cwd=None, env=None):
+        """CMD run alone (once per run of the suite); ENV: variables
+        added to the suite's environment."""
+        env = env or {}
         return self.natives.get(
-            (tuple(cmd), stdin, cwd),
-            lambda: run(cmd, timeout, stdin=stdin, cwd=cwd, env=self.env))
+            (tuple(cmd), stdin, cwd, tuple(sorted(env.items()))),
+            lambda: run(cmd, timeout, stdin=stdin, cwd=cwd,
+                        env=dict(self.env, **env)))
 
     def check_sanitizer(self, stderr):
         errors = sanitizer_errors(stderr)
@@ -168,8 +171,11 @@ class Suite:
             raise Fail("JSON report lacks tool/processes[0]",
                        [json.dumps(doc)[:300]])
 
-    def valgrind(self, cmd, stdin, timeout):
-        """The oracle's summary and heap totals for CMD (once per run)."""
+    def valgrind(self, cmd, stdin, timeout, env=None):
+        """The oracle's summary and heap totals for CMD (once per run);
+        ENV: variables added to the suite's environment."""
+        env = env or {}
+
         def compute():
             if shutil.which("valgrind") is None:
                 raise Skip("valgrind not installed: oracle not run "
@@ -177,14 +183,16 @@ class Suite:
             log = self.tmpfile("valgrind.log")
             vcmd = ["valgrind", "--leak-check=full", "--show-leak-kinds=all",
                     "--log-file=" + log] + cmd
-            run(vcmd, max(timeout, 120), stdin=stdin, env=self.env)
+            run(vcmd, max(timeout, 120), stdin=stdin,
+                env=dict(self.env, **env))
             text = open(log, encoding="utf-8", errors="replace").read()
             got = parse_valgrind(text)
             if got is None:
                 raise Fail("no LEAK SUMMARY in valgrind's log",
                            ["| " + l for l in text.splitlines()[-15:]])
             return got
-        return self.oracles.get((tuple(cmd), stdin), compute)
+        return self.oracles.get((tuple(cmd), stdin,
+                                 tuple(sorted(env.items()))), compute)
 
     # -- the generic tests of a fixture's @test ---------------------------
     def count(self, e, out):
@@ -201,13 +209,17 @@ class Suite:
         against the fixture's expectation (and the oracle's numbers)."""
         cmd = self.resolve(e.cmd)
         stdin = e.stdin
-        nat = self.native(cmd, stdin, e.timeout)
+        nat = self.native(cmd, stdin, e.timeout, env=e.env)
         if exit_status(nat.status) != e.status:
             raise Fail("the fixture alone exited %d, it says %d"
                        % (exit_status(nat.status), e.status),
                        tail(nat.stderr))
-        vg = self.valgrind(cmd, stdin, e.timeout) if e.valgrind else None
-        res, doc = self.ptleak_run([], cmd, e.timeout, stdin=stdin)
+        vg = self.valgrind(cmd, stdin, e.timeout, e.env) if e.valgrind else None
+        # The program's own environment through env(1): ptleak's stays
+        # the suite's (an LD_PRELOADed allocator is the program's only).
+        wrap = (["env"] + ["%s=%s" % kv for kv in sorted(e.env.items())]
+                if e.env else [])
+        res, doc = self.ptleak_run([], wrap + cmd, e.timeout, stdin=stdin)
         errors = []
         if exit_status(res.status) != e.status:
             errors.append("exit status: want %d, got %d"
@@ -255,10 +267,11 @@ class Suite:
     def valgrind_test(self, e):
         """The oracle agrees with the fixture's numbers."""
         cmd = self.resolve(e.cmd)
-        vg = self.valgrind(cmd, e.stdin, e.timeout)
+        vg = self.valgrind(cmd, e.stdin, e.timeout, e.env)
         n = None
         if e.count:
-            n = self.count(e, self.native(cmd, e.stdin, e.timeout).stdout)
+            n = self.count(e, self.native(cmd, e.stdin, e.timeout,
+                                          env=e.env).stdout)
         summary, _ = e.expand(n)
         errors = []
         for k in (D, I):
