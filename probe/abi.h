@@ -40,6 +40,8 @@
 
 /* ctl->flags */
 #define PROBE_F_RDFSBASE 1u		/* the CPU and kernel allow rdfsbase */
+#define PROBE_F_CLEAR_LINK 2u		/* zero the first word of a new block
+					 * (hooks.h: a foreign allocator's link) */
 
 /* A recorded allocator call is wrapped; a nested one or a quiet probe
  * jumps straight to the real code. */

@@ -531,10 +531,26 @@ enum {	/* enum alloc_call in tracer/heap.h */
 	C_DELETE_FIRST,				/* CALL_DELETE: 12 forms of delete */
 	C_DELETE_LAST = C_DELETE_FIRST + 11,	/* CALL_DELETE_ARRAY_ALIGNED_NOTHROW */
 	C_MMAP, C_MREMAP, C_MUNMAP,		/* --track-mmap */
+	/* CALL_API_SIZE0 ... CALL_API_FREE: an allocator's own API, by the
+	 * shape of its arguments (heap.h) */
+	C_API_SIZE0, C_API_SIZE1, C_API_PAGES0, C_API_COUNT01, C_API_COUNT12,
+	C_API_POSIX_MEMALIGN, C_API_STRDUP, C_API_REALLOC01, C_API_REALLOC12,
+	C_API_REALLOCN012, C_API_XALLOCX, C_API_FREE,
 };
 
 #define MAP_ANONYMOUS_ 0x20
 #define MMAP_FAILED(r) ((r) >= (uint64_t)-4096)
+
+/* The length of the string at S, in the program's own memory (a
+ * strdup's result, so it ends). */
+static uint64_t own_strlen(const volatile char *s)
+{
+	uint64_t n = 0;
+
+	while (s[n])
+		n++;
+	return n;
+}
 
 int probe_enter(struct probe_frame *f)
 {
@@ -553,9 +569,9 @@ int probe_enter(struct probe_frame *f)
 		return 0;
 	}
 
-	/* free, delete, munmap: recorded at the entry, before the memory
-	 * can be someone else's (munmap's length in size). */
-	if (site->call == C_FREE || site->call == C_MUNMAP ||
+	/* free, delete, an API's free, munmap: recorded at the entry, before
+	 * the memory can be someone else's (munmap's length in size). */
+	if (site->call == C_FREE || site->call == C_API_FREE || site->call == C_MUNMAP ||
 	    (site->call >= C_DELETE_FIRST && site->call <= C_DELETE_LAST)) {
 		int busy = 0, idx = own_slot(c, key, &busy);
 		if (!busy)
@@ -587,8 +603,12 @@ int probe_enter(struct probe_frame *f)
 		return 0;
 	}
 	f->n_pcs = n;
-	if (site->call == C_REALLOC || site->call == C_REALLOCARRAY)
+	if (site->call == C_REALLOC || site->call == C_REALLOCARRAY ||
+	    site->call == C_API_REALLOC01 || site->call == C_API_REALLOCN012 ||
+	    site->call == C_API_XALLOCX)
 		emit(c, sh, PROBE_OP_REALLOC_ENTER, site->call, c->thread_tid[idx], 0, f->rdi, 0, 0, 0);
+	else if (site->call == C_API_REALLOC12)	/* (heap, ptr, size) */
+		emit(c, sh, PROBE_OP_REALLOC_ENTER, site->call, c->thread_tid[idx], 0, f->rsi, 0, 0, 0);
 	return 1;
 }
 
@@ -610,28 +630,46 @@ void probe_exit(struct probe_frame *f, uint64_t rax)
 	switch (call) {
 	case C_MALLOC:
 	case C_VALLOC:
+	case C_API_SIZE0:
 		size = f->rdi;
 		break;
 	case C_PVALLOC:
+	case C_API_PAGES0:
 		size = (f->rdi + 4095) & ~4095ull;
 		break;
 	case C_CALLOC:
+	case C_API_COUNT01:
 		size = mul_or_zero(f->rdi, f->rsi);
+		break;
+	case C_API_COUNT12:
+		size = mul_or_zero(f->rsi, f->rdx);
 		break;
 	case C_ALIGNED_ALLOC:
 	case C_MEMALIGN:
+	case C_API_SIZE1:
 		size = f->rsi;
 		break;
 	case C_POSIX_MEMALIGN:
+	case C_API_POSIX_MEMALIGN:
 		size = f->rdx;
 		ptr = (uint32_t)rax == 0 ? *(const volatile uint64_t *)f->rdi : 0;
 		break;
+	case C_API_STRDUP:
+		size = ptr ? own_strlen((const volatile char *)ptr) + 1 : 0;
+		break;
 	case C_REALLOC:
+	case C_API_REALLOC01:
 		op = PROBE_OP_REALLOC_EXIT;
 		old = f->rdi;
 		size = f->rsi;
 		break;
+	case C_API_REALLOC12:
+		op = PROBE_OP_REALLOC_EXIT;
+		old = f->rsi;
+		size = f->rdx;
+		break;
 	case C_REALLOCARRAY:
+	case C_API_REALLOCN012:
 		op = PROBE_OP_REALLOC_EXIT;
 		old = f->rdi;
 		size = mul_or_zero(f->rsi, f->rdx);
@@ -645,11 +683,29 @@ void probe_exit(struct probe_frame *f, uint64_t rax)
 		size = f->rdx;
 		ptr = MMAP_FAILED(rax) ? 0 : rax;
 		break;
+	case C_API_XALLOCX:
+		/* xallocx(ptr, size, extra, flags): the real size back, as
+		 * hooks_return_event reads it */
+		op = PROBE_OP_REALLOC_EXIT;
+		old = f->rdi;
+		if (rax >= f->rsi) {
+			ptr = f->rdi;
+			size = f->rdx < rax - f->rsi ? f->rsi + f->rdx : rax;
+		} else {
+			ptr = 0;
+			size = 1;
+		}
+		break;
 	default:
 		if (call >= C_NEW_FIRST && call <= C_NEW_LAST)
 			size = f->rdi;	/* operator new(size, ...) */
 		break;
 	}
+	/* A foreign allocator leaves its free list's link in the first word
+	 * of the block it hands out: not the program's pointer (hooks.h). */
+	if (op == PROBE_OP_ALLOC && (call < C_MMAP || (call >= C_API_SIZE0 && call != C_API_STRDUP)) &&
+	    ptr && size >= 8 && (load(&c->flags) & PROBE_F_CLEAR_LINK))
+		*(volatile uint64_t *)ptr = 0;
 	if (load(&c->armed) && sh && !load(&sh->dead) &&
 	    (ptr || op == PROBE_OP_REALLOC_EXIT)) {
 		/* mremap's old length rides in the first pc (it has no stack). */

@@ -29,6 +29,7 @@ void allocdb_free(struct allocdb *db)
 	heap_free(db->heap);
 	stacks_free(db->stacks);
 	mmaps_free(db->mmaps);
+	mmaps_free(db->alloc_regions);
 	free(db);
 }
 
@@ -39,6 +40,7 @@ struct allocdb *allocdb_clone(const struct allocdb *db)
 	c->heap = heap_clone(db->heap);
 	c->stacks = stacks_clone(db->stacks);
 	c->mmaps = db->mmaps ? mmaps_clone(db->mmaps) : NULL;
+	c->alloc_regions = db->alloc_regions ? mmaps_clone(db->alloc_regions) : NULL;
 	return c;
 }
 

@@ -28,6 +28,11 @@ struct allocdb {
 	/* --track-mmap: the anonymous regions the program mapped itself
 	 * (mmaps.h), with stack ids of STACKS; NULL without the option. */
 	struct mmaps *mmaps;
+	/* The memory an allocator other than the C library's mapped for
+	 * itself (its arenas, metadata, caches: hooks.h says which calls
+	 * count), never a root of the leak scan; NULL when the program
+	 * runs the C library's allocator. Stack ids unused. */
+	struct mmaps *alloc_regions;
 };
 
 struct allocdb *allocdb_new(void);	/* aborts on out of memory */

@@ -1082,6 +1082,31 @@ bool fast_busy(struct process *p, const uint64_t *rips, size_t n)
 	return false;
 }
 
+void fast_clear_links(struct process *p, bool on)
+{
+	struct fast *f = FAST(p);
+	uint64_t at = f ? f->region + PROBE_CTL_OFF + offsetof(struct probe_ctl, flags) : 0;
+	uint32_t flags;
+
+	if (!f || proc_read(p, at, &flags, sizeof(flags)) < 0)
+		return;
+	flags = on ? flags | PROBE_F_CLEAR_LINK : flags & ~PROBE_F_CLEAR_LINK;
+	if (proc_write(p, at, &flags, sizeof(flags)) < 0)
+		error("cannot set the probe's flags in process %d: %s", p->pid, strerror(errno));
+}
+
+bool fast_thread_busy(struct process *p, uint64_t fs_base)
+{
+	static uint64_t keys[PROBE_THREADS];
+
+	if (!FAST(p) || !fs_base || read_keys(p, keys) < 0)
+		return false;
+	for (size_t i = 0; i < PROBE_THREADS; i++)
+		if (keys[i] == (fs_base | PROBE_BUSY))
+			return true;
+	return false;
+}
+
 int fast_remove(struct process *p, struct thread *t)
 {
 	struct fast *f = FAST(p);

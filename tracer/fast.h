@@ -103,6 +103,14 @@ void fast_disarm(struct process *p);
  * rip (RIPS, every thread stopped) in the probe's code. */
 bool fast_busy(struct process *p, const uint64_t *rips, size_t n);
 
+/* Whether the probe zeroes the first word of each new block (not of a
+ * realloc's, nor of a string's): hooks.h, a foreign allocator's link. */
+void fast_clear_links(struct process *p, bool on);
+
+/* Whether the thread of thread pointer FS_BASE is inside a call the probe
+ * records (a call it makes now is nested in that one). */
+bool fast_thread_busy(struct process *p, uint64_t fs_base);
+
 /* Unmap the probe and the ring from P, running munmap in T. 0 or -1. */
 int fast_remove(struct process *p, struct thread *t);
 

@@ -73,14 +73,33 @@ static const char *const call_names[CALL__COUNT] = {
 	[CALL_DELETE_ARRAY_SIZED_ALIGNED] = "operator delete[](void*, unsigned long, std::align_val_t)",
 	[CALL_DELETE_ALIGNED_NOTHROW] = "operator delete(void*, std::align_val_t, std::nothrow_t const&)",
 	[CALL_DELETE_ARRAY_ALIGNED_NOTHROW] = "operator delete[](void*, std::align_val_t, std::nothrow_t const&)",
+	/* the function's own symbol names frame 0; these are for messages */
+	[CALL_API_SIZE0] = "allocator API (size)",
+	[CALL_API_SIZE1] = "allocator API (x, size)",
+	[CALL_API_PAGES0] = "allocator API (pages)",
+	[CALL_API_COUNT01] = "allocator API (n, size)",
+	[CALL_API_COUNT12] = "allocator API (heap, n, size)",
+	[CALL_API_POSIX_MEMALIGN] = "allocator API (&ptr, align, size)",
+	[CALL_API_STRDUP] = "allocator API (strdup)",
+	[CALL_API_REALLOC01] = "allocator API (ptr, size)",
+	[CALL_API_REALLOC12] = "allocator API (heap, ptr, size)",
+	[CALL_API_REALLOCN012] = "allocator API (ptr, n, size)",
+	[CALL_API_XALLOCX] = "xallocx",
+	[CALL_API_FREE] = "allocator API (free)",
 	[CALL_MMAP] = "mmap",
 	[CALL_MREMAP] = "mremap",
 	[CALL_MUNMAP] = "munmap",
+	[CALL_SBRK] = "sbrk",
 };
 
 const char *alloc_call_name(enum alloc_call call)
 {
 	return call < CALL__COUNT ? call_names[call] : "?";
+}
+
+bool alloc_call_is_api(enum alloc_call call)
+{
+	return call >= CALL_API_SIZE0 && call <= CALL_API_FREE;
 }
 
 static size_t slot_of(uint64_t ptr, size_t mask)

@@ -55,11 +55,34 @@ enum alloc_call {
 	CALL_MMAP,
 	CALL_MREMAP,
 	CALL_MUNMAP,
+	/*
+	 * An allocator's own API (jemalloc's mallocx, mimalloc's mi_zalloc,
+	 * je_ and tc_ prefixed names, ...), one kind per shape of its
+	 * arguments, so that any number of them fits the 6 bits of a block.
+	 * Frame 0 of such a block is named by the function's own symbol
+	 * (alloc_call_is_api); the comments show each kind's arguments.
+	 */
+	CALL_API_SIZE0,		/* f(size, ...): mallocx, mi_zalloc, mi_malloc_aligned */
+	CALL_API_SIZE1,		/* f(x, size, ...): mi_heap_malloc, mi_memalign */
+	CALL_API_PAGES0,	/* f(size), whole pages: mi_pvalloc */
+	CALL_API_COUNT01,	/* f(n, size, ...): mi_mallocn, mi_calloc_aligned */
+	CALL_API_COUNT12,	/* f(heap, n, size): mi_heap_calloc */
+	CALL_API_POSIX_MEMALIGN,	/* f(&ptr, align, size): 0 on success */
+	CALL_API_STRDUP,	/* the string returned and its NUL: mi_strdup */
+	CALL_API_REALLOC01,	/* f(ptr, size, ...): rallocx, mi_reallocf */
+	CALL_API_REALLOC12,	/* f(heap, ptr, size): mi_heap_realloc */
+	CALL_API_REALLOCN012,	/* f(ptr, n, size): mi_reallocn, mi_recalloc */
+	CALL_API_XALLOCX,	/* xallocx(ptr, size, extra, flags): in place */
+	CALL_API_FREE,		/* f(ptr, ...): dallocx, sdallocx, mi_free_size */
+	/* the allocator's own regions (allocdb.h): never in the heap */
+	CALL_SBRK,
 	CALL__COUNT
 };
 
 /* "malloc", "calloc", ... */
 const char *alloc_call_name(enum alloc_call call);
+/* An allocator API kind (CALL_API_*): frame 0 keeps its symbol's name. */
+bool alloc_call_is_api(enum alloc_call call);
 
 enum alloc_op {
 	OP_ALLOC,		/* ptr (non-NULL), size, stack */

@@ -29,11 +29,19 @@ int hooks_num_callers = 12;
 bool hooks_track_mmap;
 
 /* This source's state for one program image (source_state()). */
+#define MAX_ALLOC_MODULES 8
+
 struct ptrace_state {
 	struct bpset *bp;	/* sites, pages, trampoline */
 	uint64_t r_debug;	/* ld.so's _r_debug, 0 if unknown */
 	unsigned generation;	/* of the module list the sites were armed for */
 	bool dynamic;		/* has a dynamic linker */
+	/* An allocator that is not the C library's (hooks_alloc_modules):
+	 * the shared objects defining it, and whether there is one at all
+	 * (also linked into the program itself). */
+	struct symbols_range alloc_mods[MAX_ALLOC_MODULES];
+	size_t n_alloc_mods;
+	bool foreign;
 };
 
 static struct ptrace_state *state_of(struct process *p)
@@ -105,11 +113,130 @@ static const struct {
 	{ "_ZdaPvmSt11align_val_t", CALL_DELETE_ARRAY_SIZED_ALIGNED, SITE_ALLOC },
 	{ "_ZdlPvSt11align_val_tRKSt9nothrow_t", CALL_DELETE_ALIGNED_NOTHROW, SITE_ALLOC },
 	{ "_ZdaPvSt11align_val_tRKSt9nothrow_t", CALL_DELETE_ARRAY_ALIGNED_NOTHROW, SITE_ALLOC },
-	/* --track-mmap only: */
+	{ "cfree", CALL_FREE, SITE_ALLOC },
+	/*
+	 * The allocators' own APIs, which programs call directly. Where
+	 * one is an alias of a standard name above (tcmalloc's tc_malloc
+	 * is malloc, mimalloc's mi_malloc too), the standard name wins;
+	 * otherwise the kind says how to read its arguments and frame 0
+	 * shows the function's own name. jemalloc (unprefixed, as Debian
+	 * builds it, and je_ prefixed, as redis bundles it):
+	 */
+	{ "mallocx", CALL_API_SIZE0, SITE_ALLOC },
+	{ "rallocx", CALL_API_REALLOC01, SITE_ALLOC },
+	{ "xallocx", CALL_API_XALLOCX, SITE_ALLOC },
+	{ "dallocx", CALL_API_FREE, SITE_ALLOC },
+	{ "sdallocx", CALL_API_FREE, SITE_ALLOC },
+	{ "je_malloc", CALL_API_SIZE0, SITE_ALLOC },
+	{ "je_calloc", CALL_API_COUNT01, SITE_ALLOC },
+	{ "je_realloc", CALL_API_REALLOC01, SITE_ALLOC },
+	{ "je_free", CALL_API_FREE, SITE_ALLOC },
+	{ "je_posix_memalign", CALL_API_POSIX_MEMALIGN, SITE_ALLOC },
+	{ "je_aligned_alloc", CALL_API_SIZE1, SITE_ALLOC },
+	{ "je_memalign", CALL_API_SIZE1, SITE_ALLOC },
+	{ "je_valloc", CALL_API_SIZE0, SITE_ALLOC },
+	{ "je_mallocx", CALL_API_SIZE0, SITE_ALLOC },
+	{ "je_rallocx", CALL_API_REALLOC01, SITE_ALLOC },
+	{ "je_xallocx", CALL_API_XALLOCX, SITE_ALLOC },
+	{ "je_dallocx", CALL_API_FREE, SITE_ALLOC },
+	{ "je_sdallocx", CALL_API_FREE, SITE_ALLOC },
+	/* tcmalloc (gperftools): aliases in Debian's build, but not in
+	 * every one. */
+	{ "tc_malloc", CALL_API_SIZE0, SITE_ALLOC },
+	{ "tc_malloc_skip_new_handler", CALL_API_SIZE0, SITE_ALLOC },
+	{ "tc_calloc", CALL_API_COUNT01, SITE_ALLOC },
+	{ "tc_realloc", CALL_API_REALLOC01, SITE_ALLOC },
+	{ "tc_memalign", CALL_API_SIZE1, SITE_ALLOC },
+	{ "tc_posix_memalign", CALL_API_POSIX_MEMALIGN, SITE_ALLOC },
+	{ "tc_valloc", CALL_API_SIZE0, SITE_ALLOC },
+	{ "tc_pvalloc", CALL_API_PAGES0, SITE_ALLOC },
+	{ "tc_new", CALL_API_SIZE0, SITE_ALLOC },
+	{ "tc_newarray", CALL_API_SIZE0, SITE_ALLOC },
+	{ "tc_new_nothrow", CALL_API_SIZE0, SITE_ALLOC },
+	{ "tc_newarray_nothrow", CALL_API_SIZE0, SITE_ALLOC },
+	{ "tc_free", CALL_API_FREE, SITE_ALLOC },
+	{ "tc_free_sized", CALL_API_FREE, SITE_ALLOC },
+	{ "tc_cfree", CALL_API_FREE, SITE_ALLOC },
+	{ "tc_delete", CALL_API_FREE, SITE_ALLOC },
+	{ "tc_deletearray", CALL_API_FREE, SITE_ALLOC },
+	{ "tc_delete_sized", CALL_API_FREE, SITE_ALLOC },
+	{ "tc_deletearray_sized", CALL_API_FREE, SITE_ALLOC },
+	{ "tc_delete_nothrow", CALL_API_FREE, SITE_ALLOC },
+	{ "tc_deletearray_nothrow", CALL_API_FREE, SITE_ALLOC },
+	/* mimalloc */
+	{ "mi_malloc", CALL_API_SIZE0, SITE_ALLOC },
+	{ "mi_malloc_small", CALL_API_SIZE0, SITE_ALLOC },
+	{ "mi_zalloc", CALL_API_SIZE0, SITE_ALLOC },
+	{ "mi_zalloc_small", CALL_API_SIZE0, SITE_ALLOC },
+	{ "mi_malloc_aligned", CALL_API_SIZE0, SITE_ALLOC },
+	{ "mi_malloc_aligned_at", CALL_API_SIZE0, SITE_ALLOC },
+	{ "mi_zalloc_aligned", CALL_API_SIZE0, SITE_ALLOC },
+	{ "mi_zalloc_aligned_at", CALL_API_SIZE0, SITE_ALLOC },
+	{ "mi_new", CALL_API_SIZE0, SITE_ALLOC },
+	{ "mi_new_nothrow", CALL_API_SIZE0, SITE_ALLOC },
+	{ "mi_new_aligned", CALL_API_SIZE0, SITE_ALLOC },
+	{ "mi_new_aligned_nothrow", CALL_API_SIZE0, SITE_ALLOC },
+	{ "mi_valloc", CALL_API_SIZE0, SITE_ALLOC },
+	{ "mi_pvalloc", CALL_API_PAGES0, SITE_ALLOC },
+	{ "mi_memalign", CALL_API_SIZE1, SITE_ALLOC },
+	{ "mi_aligned_alloc", CALL_API_SIZE1, SITE_ALLOC },
+	{ "mi_heap_malloc", CALL_API_SIZE1, SITE_ALLOC },
+	{ "mi_heap_malloc_small", CALL_API_SIZE1, SITE_ALLOC },
+	{ "mi_heap_zalloc", CALL_API_SIZE1, SITE_ALLOC },
+	{ "mi_heap_malloc_aligned", CALL_API_SIZE1, SITE_ALLOC },
+	{ "mi_heap_malloc_aligned_at", CALL_API_SIZE1, SITE_ALLOC },
+	{ "mi_heap_zalloc_aligned", CALL_API_SIZE1, SITE_ALLOC },
+	{ "mi_heap_zalloc_aligned_at", CALL_API_SIZE1, SITE_ALLOC },
+	{ "mi_heap_alloc_new", CALL_API_SIZE1, SITE_ALLOC },
+	{ "mi_calloc", CALL_API_COUNT01, SITE_ALLOC },
+	{ "mi_mallocn", CALL_API_COUNT01, SITE_ALLOC },
+	{ "mi_calloc_aligned", CALL_API_COUNT01, SITE_ALLOC },
+	{ "mi_calloc_aligned_at", CALL_API_COUNT01, SITE_ALLOC },
+	{ "mi_new_n", CALL_API_COUNT01, SITE_ALLOC },
+	{ "mi_heap_calloc", CALL_API_COUNT12, SITE_ALLOC },
+	{ "mi_heap_mallocn", CALL_API_COUNT12, SITE_ALLOC },
+	{ "mi_heap_calloc_aligned", CALL_API_COUNT12, SITE_ALLOC },
+	{ "mi_heap_calloc_aligned_at", CALL_API_COUNT12, SITE_ALLOC },
+	{ "mi_heap_alloc_new_n", CALL_API_COUNT12, SITE_ALLOC },
+	{ "mi_posix_memalign", CALL_API_POSIX_MEMALIGN, SITE_ALLOC },
+	{ "mi_strdup", CALL_API_STRDUP, SITE_ALLOC },
+	{ "mi_strndup", CALL_API_STRDUP, SITE_ALLOC },
+	{ "mi_heap_strdup", CALL_API_STRDUP, SITE_ALLOC },
+	{ "mi_heap_strndup", CALL_API_STRDUP, SITE_ALLOC },
+	{ "mi_realloc", CALL_API_REALLOC01, SITE_ALLOC },
+	{ "mi_reallocf", CALL_API_REALLOC01, SITE_ALLOC },
+	{ "mi_rezalloc", CALL_API_REALLOC01, SITE_ALLOC },
+	{ "mi_realloc_aligned", CALL_API_REALLOC01, SITE_ALLOC },
+	{ "mi_realloc_aligned_at", CALL_API_REALLOC01, SITE_ALLOC },
+	{ "mi_rezalloc_aligned", CALL_API_REALLOC01, SITE_ALLOC },
+	{ "mi_rezalloc_aligned_at", CALL_API_REALLOC01, SITE_ALLOC },
+	{ "mi_new_realloc", CALL_API_REALLOC01, SITE_ALLOC },
+	{ "mi_heap_realloc", CALL_API_REALLOC12, SITE_ALLOC },
+	{ "mi_heap_reallocf", CALL_API_REALLOC12, SITE_ALLOC },
+	{ "mi_heap_rezalloc", CALL_API_REALLOC12, SITE_ALLOC },
+	{ "mi_heap_realloc_aligned", CALL_API_REALLOC12, SITE_ALLOC },
+	{ "mi_heap_realloc_aligned_at", CALL_API_REALLOC12, SITE_ALLOC },
+	{ "mi_heap_rezalloc_aligned", CALL_API_REALLOC12, SITE_ALLOC },
+	{ "mi_heap_rezalloc_aligned_at", CALL_API_REALLOC12, SITE_ALLOC },
+	{ "mi_reallocn", CALL_API_REALLOCN012, SITE_ALLOC },
+	{ "mi_recalloc", CALL_API_REALLOCN012, SITE_ALLOC },
+	{ "mi_reallocarray", CALL_API_REALLOCN012, SITE_ALLOC },
+	{ "mi_new_reallocn", CALL_API_REALLOCN012, SITE_ALLOC },
+	{ "mi_recalloc_aligned", CALL_API_REALLOCN012, SITE_ALLOC },
+	{ "mi_recalloc_aligned_at", CALL_API_REALLOCN012, SITE_ALLOC },
+	{ "mi_free", CALL_API_FREE, SITE_ALLOC },
+	{ "mi_cfree", CALL_API_FREE, SITE_ALLOC },
+	{ "mi_free_size", CALL_API_FREE, SITE_ALLOC },
+	{ "mi_free_aligned", CALL_API_FREE, SITE_ALLOC },
+	{ "mi_free_size_aligned", CALL_API_FREE, SITE_ALLOC },
+	/* --track-mmap, and the allocator's own memory when the allocator
+	 * is not the C library's (hooks_alloc_regions): */
 	{ "mmap", CALL_MMAP, SITE_ALLOC },
 	{ "mmap64", CALL_MMAP, SITE_ALLOC },
 	{ "mremap", CALL_MREMAP, SITE_ALLOC },
 	{ "munmap", CALL_MUNMAP, SITE_ALLOC },
+	{ "sbrk", CALL_SBRK, SITE_ALLOC },
+	{ "__sbrk", CALL_SBRK, SITE_ALLOC },
 	/* The end of the process, with every thread still alive: where the
 	 * leak scan sees what valgrind and LSan see (glibc: _exit and _Exit
 	 * are one function; musl's _exit calls _Exit). */
@@ -127,25 +254,37 @@ static const char *const exit_path[] = {
 
 static bool is_mmap_call(enum alloc_call call)
 {
-	return call == CALL_MMAP || call == CALL_MREMAP || call == CALL_MUNMAP;
+	return call == CALL_MMAP || call == CALL_MREMAP || call == CALL_MUNMAP ||
+	       call == CALL_SBRK;
 }
 
 /* The in-process probe mirrors these ranges (probe/probe.c, C_NEW_FIRST...). */
 _Static_assert(CALL_NEW == 10 && CALL_NEW_ARRAY_ALIGNED_NOTHROW == 17 && CALL_DELETE == 18 &&
 	       CALL_DELETE_ARRAY_ALIGNED_NOTHROW == 29 && CALL_MMAP == 30 && CALL_MREMAP == 31 &&
-	       CALL_MUNMAP == 32, "probe/probe.c's C_ ranges");
+	       CALL_MUNMAP == 32 && CALL_API_SIZE0 == 33 && CALL_API_FREE == 44,
+	       "probe/probe.c's C_ ranges");
 
-/* free and every operator delete: the pointer in the first argument. */
+/* free, every operator delete, an API's free: the pointer in the first
+ * argument. */
 static bool is_free_call(enum alloc_call call)
 {
-	return call == CALL_FREE ||
+	return call == CALL_FREE || call == CALL_API_FREE ||
 	       (call >= CALL_DELETE && call <= CALL_DELETE_ARRAY_ALIGNED_NOTHROW);
 }
+
+/* An mmap-family site found, armed once the whole module list was seen
+ * (whether they are needed depends on every module: hooks_arm). */
+struct later_site {
+	size_t i;		/* in entry_points[] */
+	uint64_t addr, size;
+};
 
 struct arm_ctx {
 	struct thread *t;
 	unsigned generation;
 	int armed, failed;
+	struct later_site *later;
+	size_t n_later, cap_later;
 };
 
 /* Fast mode: entry point I at ADDR (SIZE bytes) through the probe. 0, or
@@ -163,26 +302,96 @@ static int hook_in_probe(struct arm_ctx *c, size_t i, uint64_t addr, uint64_t si
 	return fast_hook(p, c->t, addr, size, entry_points[i].call, c->generation);
 }
 
+/* The C library and the dynamic linker (glibc, musl): their malloc is
+ * the one whose structures the scan knows (glibc_heap.h), not a foreign
+ * allocator; nor is libstdc++, which defines only operator new. */
+static bool is_libc(const char *module)
+{
+	const char *base = module ? strrchr(module, '/') : NULL;
+
+	base = base ? base + 1 : module;
+	return !base || !strncmp(base, "libc.so", 7) || !strncmp(base, "libc-", 5) ||
+	       !strncmp(base, "ld-linux", 8) || !strncmp(base, "ld-musl", 7) ||
+	       !strncmp(base, "libc.musl", 9);
+}
+
+/*
+ * NAME, an allocation entry point defined in MODULE at ADDR: is it an
+ * allocator other than the C library's? A shared object defining malloc
+ * or an allocator's own API (libjemalloc, libtcmalloc, libmimalloc, a
+ * program's own libmyalloc.so) is one, and its range is noted; the
+ * program itself is one when it defines an allocator's API (jemalloc or
+ * mimalloc linked statically), not when it defines only malloc (a static
+ * glibc or musl binary).
+ */
+static void note_allocator(struct process *p, const char *name, enum alloc_call call,
+			   uint64_t addr, const char *module)
+{
+	struct ptrace_state *st = state_of(p);
+	bool api = alloc_call_is_api(call);
+	const char *exe = symbols_exe(p->syms);
+
+	if ((!api && strcmp(name, "malloc")) || is_libc(module))
+		return;
+	if (exe && module && !strcmp(exe, module)) {
+		st->foreign |= api;
+		return;
+	}
+	struct symbols_module m;
+	if (symbols_module_at(p->syms, addr, &m) < 0)
+		return;
+	st->foreign = true;
+	for (size_t i = 0; i < st->n_alloc_mods; i++)
+		if (st->alloc_mods[i].start == m.start)
+			return;
+	if (st->n_alloc_mods < MAX_ALLOC_MODULES) {
+		debug("allocator module %s at 0x%" PRIx64 "-0x%" PRIx64, module, m.start, m.end);
+		st->alloc_mods[st->n_alloc_mods++] = (struct symbols_range){ m.start, m.end };
+	}
+}
+
+/* Entry point I at ADDR (SIZE bytes): through the probe where that is
+ * safe, else an int3. With a foreign allocator the mmap family keeps its
+ * int3 in fast mode too (allocator_map_entry, which needs the stop); so
+ * does sbrk, which only that needs. */
+static void arm_site(struct arm_ctx *c, size_t i, uint64_t addr, uint64_t size)
+{
+	struct process *p = c->t->proc;
+	enum alloc_call call = entry_points[i].call;
+	bool mmap_site = entry_points[i].site == SITE_ALLOC && is_mmap_call(call);
+	bool counts = entry_points[i].site == SITE_ALLOC && !mmap_site;
+
+	if ((!mmap_site || (!state_of(p)->foreign && call != CALL_SBRK)) &&
+	    hook_in_probe(c, i, addr, size) == 0)
+		c->armed += counts;
+	else if (bp_add(state_of(p)->bp, c->t, addr, entry_points[i].site, call,
+			c->generation) == 0)
+		c->armed += counts;
+	else
+		c->failed++;
+}
+
 static void arm_one(void *arg, const char *name, uint64_t addr, uint64_t size,
 		    const char *module)
 {
 	struct arm_ctx *c = arg;
-	struct process *p = c->t->proc;
 
 	for (size_t i = 0; i < ARRAY_SIZE(entry_points); i++) {
 		if (strcmp(entry_points[i].name, name))
 			continue;
-		if (is_mmap_call(entry_points[i].call) && !hooks_track_mmap)
-			return;
+		enum alloc_call call = entry_points[i].call;
 		debug("hook %s at 0x%" PRIx64 " in %s", name, addr, module);
-		/* Fast mode: the probe where that is safe, else an int3. */
-		if (hook_in_probe(c, i, addr, size) == 0)
-			c->armed += entry_points[i].site == SITE_ALLOC;
-		else if (bp_add(state_of(p)->bp, c->t, addr, entry_points[i].site,
-			   entry_points[i].call, c->generation) == 0)
-			c->armed += entry_points[i].site == SITE_ALLOC;
-		else
-			c->failed++;
+		if (entry_points[i].site == SITE_ALLOC && is_mmap_call(call)) {
+			if (c->n_later == c->cap_later) {
+				c->cap_later = c->cap_later ? 2 * c->cap_later : 16;
+				c->later = xrealloc(c->later, c->cap_later * sizeof(*c->later));
+			}
+			c->later[c->n_later++] = (struct later_site){ i, addr, size };
+			return;
+		}
+		if (entry_points[i].site == SITE_ALLOC)
+			note_allocator(c->t->proc, name, call, addr, module);
+		arm_site(c, i, addr, size);
 		return;
 	}
 }
@@ -191,17 +400,40 @@ static int hooks_arm(struct process *p, struct thread *t, unsigned generation)
 {
 	const char *names[ARRAY_SIZE(entry_points)];
 	struct arm_ctx c = { .t = t, .generation = generation };
+	struct ptrace_state *st = state_of(p);
 
 	for (size_t i = 0; i < ARRAY_SIZE(entry_points); i++)
 		names[i] = entry_points[i].name;
+	st->n_alloc_mods = 0;
+	st->foreign = false;
 	if (symbols_find_functions(p->syms, names, ARRAY_SIZE(names), arm_one, &c) < 0) {
 		error("cannot read the symbols of process %d: %s", p->pid,
 		      symbols_errmsg(p->syms));
+		free(c.later);
 		return -1;
 	}
+	/* mmap and its family: for --track-mmap, and to know the memory a
+	 * foreign allocator maps for itself (hooks.h). */
+	if (st->foreign && !p->db->alloc_regions)
+		p->db->alloc_regions = mmaps_new();
+	fast_clear_links(p, st->foreign);
+	for (size_t i = 0; i < c.n_later; i++)
+		if ((hooks_track_mmap && entry_points[c.later[i].i].call != CALL_SBRK) || st->foreign)
+			arm_site(&c, c.later[i].i, c.later[i].addr, c.later[i].size);
+	free(c.later);
 	bp_prune(state_of(p)->bp, generation);
 	fast_modules_changed(p);
 	return c.armed;
+}
+
+size_t hooks_alloc_modules(struct process *p, struct symbols_range *out, size_t max)
+{
+	struct ptrace_state *st = state_of(p->role == ROLE_VFORK_CHILD && p->parent ? p->parent : p);
+	size_t n = 0;
+
+	for (size_t i = 0; st && i < st->n_alloc_mods && n < max; i++)
+		out[n++] = st->alloc_mods[i];
+	return n;
 }
 
 int hooks_modules_changed(struct thread *t)
@@ -275,6 +507,91 @@ void hooks_at_exit(struct thread *t, uint64_t addr, const struct user_regs_struc
 	t->at_exit = true;
 }
 
+/* Catch the return of T's call at REGS (the entry): the return address
+ * at [rsp] becomes the trampoline, the call goes on the shadow stack
+ * first (an emergency detach in between must find it). RET: the real
+ * return address. 0, or -1 (message printed: the call goes unseen). */
+static int catch_return(struct thread *t, const struct user_regs_struct *regs, uint64_t ret,
+			const struct shadow *call)
+{
+	struct process *p = t->proc;
+	uint64_t tramp = bp_trampoline(state_of(p)->bp);
+	struct shadow *sh = thread_push_shadow(t);
+
+	*sh = *call;
+	sh->rsp = regs->rsp;
+	sh->ret = ret;
+	if (proc_write(p, regs->rsp, &tramp, sizeof(tramp)) < 0) {
+		error("cannot redirect the return of %s in thread %d: %s",
+		      alloc_call_name(call->call), t->tid, strerror(errno));
+		t->n_shadow--;
+		return -1;
+	}
+	return 0;
+}
+
+static bool in_alloc_module(const struct ptrace_state *st, uint64_t pc)
+{
+	for (size_t i = 0; i < st->n_alloc_mods; i++)
+		if (pc >= st->alloc_mods[i].start && pc < st->alloc_mods[i].end)
+			return true;
+	return false;
+}
+
+/*
+ * T entered mmap, mremap, munmap or sbrk (CALL, registers REGS) in a
+ * program whose allocator is not the C library's: is it the allocator
+ * mapping memory for itself? Yes when the call is made inside a recorded
+ * allocator call (jemalloc's malloc mapping an extent), or from the code
+ * of an allocator's own shared object (its constructor, a background
+ * thread, a free that maps metadata); an mremap of such a region moves
+ * it. Then its return is caught and the region noted
+ * (allocdb.alloc_regions); true. munmap takes any of it away and goes
+ * on to --track-mmap's handling (false), as does everything else.
+ */
+static bool allocator_map_entry(struct thread *t, enum alloc_call call,
+				const struct user_regs_struct *regs)
+{
+	struct process *p = t->proc;
+	struct mmaps *ar = p->db->alloc_regions;
+	uint64_t ret;
+
+	if (!ar)
+		return false;
+	if (call == CALL_MUNMAP) {
+		mmaps_unmap(ar, regs->rdi, regs->rsi);
+		return false;
+	}
+	if ((call == CALL_MMAP && !(regs->rcx & MAP_ANONYMOUS)) ||
+	    (call == CALL_MREMAP && !mmaps_contains(ar, regs->rdi)) ||
+	    (call == CALL_SBRK && (int64_t)regs->rdi <= 0))
+		return false;
+	if (proc_read_u64(p, regs->rsp, &ret) < 0)
+		return false;
+	bool nested = t->n_shadow > 0 || fast_thread_busy(p, regs->fs_base);
+	if (call != CALL_MREMAP && !nested && !in_alloc_module(state_of(p), ret))
+		return false;
+	const struct shadow sh = {
+		.call = call, .args = { regs->rdi, regs->rsi, regs->rdx }, .region = true,
+	};
+	return catch_return(t, regs, ret, &sh) == 0;
+}
+
+/* The return of an allocator's own mmap, mremap or sbrk (SH) with RAX. */
+static void allocator_map_return(struct process *p, const struct shadow *sh, uint64_t rax)
+{
+	struct mmaps *ar = p->db->alloc_regions;
+
+	/* MAP_FAILED and sbrk's failure are -1, a raw error -errno */
+	if (!ar || rax >= (uint64_t)-4096)
+		return;
+	if (sh->call == CALL_MREMAP)
+		mmaps_remap(ar, sh->args[0], sh->args[1], rax, sh->args[2]);
+	else	/* mmap(addr, len, ...) or sbrk(increment): the old break */
+		mmaps_map(ar, rax, sh->call == CALL_SBRK ? sh->args[0] : sh->args[1], 0, 0);
+	debug("allocator region 0x%" PRIx64 " (%s)", rax, alloc_call_name(sh->call));
+}
+
 /* Stopped at site S (rip rewound to it): handle it, set REGS->rip where
  * the thread continues. -1 if the module list changed and re-arming
  * failed (a message was printed). */
@@ -291,10 +608,12 @@ static int hooks_on_site(struct thread *t, struct site *s, struct user_regs_stru
 		hooks_at_exit(t, s->addr, regs);
 		return 0;
 	}
-	if (p->role != ROLE_TRACED || t->n_shadow > 0)
+	enum alloc_call call = (enum alloc_call)s->call;
+	if (is_mmap_call(call) && p->role == ROLE_TRACED && allocator_map_entry(t, call, regs))
+		return 0;
+	if (p->role != ROLE_TRACED || t->n_shadow > 0 || call == CALL_SBRK)
 		return 0;	/* a vfork child, or a nested call */
 
-	enum alloc_call call = (enum alloc_call)s->call;
 	const uint64_t args[3] = { regs->rdi, regs->rsi, regs->rdx };
 	struct alloc_event ev;
 	if (is_mmap_call(call)) {
@@ -325,26 +644,18 @@ static int hooks_on_site(struct thread *t, struct site *s, struct user_regs_stru
 				   hooks_num_callers < 64 ? hooks_num_callers : 64);
 	uint32_t stack_id = allocdb_intern(p->db, pcs, n > 0 ? (size_t)n : 0);
 
-	/* The return address, from the stack pages the unwinder just read.
-	 * The shadow frame exists before the stack points at the trampoline:
-	 * an emergency detach in between must find it. */
-	uint64_t ret, tramp = bp_trampoline(state_of(p)->bp);
+	/* The return address, from the stack pages the unwinder just read. */
+	uint64_t ret;
 	if (unwinder_read(p->unw, regs->rsp, &ret, sizeof(ret)) < 0) {
 		error("cannot read the return address of %s in thread %d: %s",
 		      alloc_call_name(call), t->tid, strerror(errno));
 		return 0;	/* this call goes unrecorded; the program is fine */
 	}
-	struct shadow *sh = thread_push_shadow(t);
-	*sh = (struct shadow){
-		.rsp = regs->rsp, .ret = ret, .call = call,
-		.args = { args[0], args[1], args[2] }, .stack_id = stack_id,
+	const struct shadow sh = {
+		.call = call, .args = { args[0], args[1], args[2] }, .stack_id = stack_id,
 	};
-	if (proc_write(p, regs->rsp, &tramp, sizeof(tramp)) < 0) {
-		error("cannot redirect the return of %s in thread %d: %s",
-		      alloc_call_name(call), t->tid, strerror(errno));
-		t->n_shadow--;
+	if (catch_return(t, regs, ret, &sh) < 0)
 		return 0;
-	}
 	if (hooks_entry_event(call, t->tid, args, &ev))
 		record(p, &ev);	/* realloc: the old block stops being the program's */
 	return 0;
@@ -388,8 +699,15 @@ bool hooks_entry_event(enum alloc_call call, pid_t tid, const uint64_t args[3],
 	switch (call) {
 	case CALL_REALLOC:
 	case CALL_REALLOCARRAY:
+	case CALL_API_REALLOC01:
+	case CALL_API_REALLOCN012:
+	case CALL_API_XALLOCX:
 		ev->op = OP_REALLOC_ENTER;
 		ev->old_ptr = args[0];
+		return true;
+	case CALL_API_REALLOC12:
+		ev->op = OP_REALLOC_ENTER;
+		ev->old_ptr = args[1];
 		return true;
 	default:
 		return false;
@@ -412,40 +730,116 @@ bool hooks_return_event(enum alloc_call call, pid_t tid, const uint64_t args[3],
 	switch (call) {
 	case CALL_MALLOC:
 	case CALL_VALLOC:
+	case CALL_API_SIZE0:
 		ev->size = args[0];
 		break;
-	case CALL_PVALLOC: {
+	case CALL_PVALLOC:
+	case CALL_API_PAGES0: {
 		uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE);
 		ev->size = (args[0] + pg - 1) & ~(pg - 1);
 		break;
 	}
 	case CALL_CALLOC:
+	case CALL_API_COUNT01:
 		ev->size = mul_or_zero(args[0], args[1]);
+		break;
+	case CALL_API_COUNT12:
+		ev->size = mul_or_zero(args[1], args[2]);
 		break;
 	case CALL_ALIGNED_ALLOC:
 	case CALL_MEMALIGN:
+	case CALL_API_SIZE1:
 		ev->size = args[1];
 		break;
 	case CALL_POSIX_MEMALIGN:
+	case CALL_API_POSIX_MEMALIGN:
 		/* The result is in *memptr (args[0]), when rax (an int) is 0:
 		 * the caller reads it into ev->ptr. */
 		ev->size = args[2];
 		ev->ptr = 0;
 		break;
+	case CALL_API_STRDUP:
+		/* The string's length: the caller reads it into ev->size. */
+		ev->size = 0;
+		break;
 	case CALL_REALLOC:
+	case CALL_API_REALLOC01:
 		ev->op = OP_REALLOC_EXIT;
 		ev->old_ptr = args[0];
 		ev->size = args[1];
 		break;
+	case CALL_API_REALLOC12:
+		ev->op = OP_REALLOC_EXIT;
+		ev->old_ptr = args[1];
+		ev->size = args[2];
+		break;
 	case CALL_REALLOCARRAY:
+	case CALL_API_REALLOCN012:
 		ev->op = OP_REALLOC_EXIT;
 		ev->old_ptr = args[0];
 		ev->size = mul_or_zero(args[1], args[2]);
+		break;
+	case CALL_API_XALLOCX:
+		/* xallocx(ptr, size, extra, flags) returns the block's real
+		 * size: at least SIZE if it grew or shrank in place, else the
+		 * old one (then the old block stays, as after a failed
+		 * realloc: ptr 0). The block is then SIZE bytes and as many
+		 * of EXTRA as fit. */
+		ev->op = OP_REALLOC_EXIT;
+		ev->old_ptr = args[0];
+		if (rax >= args[1]) {
+			ev->ptr = args[0];
+			ev->size = args[2] < rax - args[1] ? args[1] + args[2] : rax;
+		} else {
+			ev->ptr = 0;
+			ev->size = 1;	/* "failed", not "freed" */
+		}
 		break;
 	default:
 		return false;
 	}
 	return true;
+}
+
+/* The length of the string at ADDR in P (a strdup's result). */
+static uint64_t remote_strlen(struct process *p, uint64_t addr)
+{
+	char buf[256];
+	uint64_t n = 0;
+
+	for (;;) {
+		/* Up to the end of the page: the next one may not be mapped. */
+		size_t len = 4096 - ((addr + n) & 4095);
+		if (len > sizeof(buf))
+			len = sizeof(buf);
+		if (proc_read(p, addr + n, buf, len) < 0)
+			return n;
+		const char *z = memchr(buf, '\0', len);
+		if (z)
+			return n + (uint64_t)(z - buf);
+		n += len;
+	}
+}
+
+/*
+ * A foreign allocator (hooks.h) hands out a block with the link of its
+ * free list still in the first word: mimalloc and tcmalloc pop a block
+ * off a list threaded through the free blocks and leave the pointer to
+ * the next one there (glibc's tcache link is mangled, jemalloc keeps
+ * none). The program has not seen the block yet and cannot rely on its
+ * contents (indeterminate), so that word is zeroed, as mimalloc's secure
+ * build does itself; left, it is a pointer the program never wrote, to a
+ * block the allocator handed out next, which then looked reachable (or
+ * indirectly lost) where valgrind, which scans only defined words, says
+ * definitely lost. Not for realloc (the first word is the program's
+ * data, copied) nor strdup.
+ */
+static void clear_link(struct process *p, uint64_t ptr)
+{
+	const uint64_t zero = 0;
+
+	if (proc_write(p, ptr, &zero, sizeof(zero)) < 0)
+		debug("cannot clear the first word of block 0x%" PRIx64 ": %s", ptr, strerror(errno));
 }
 
 /* T hit the return trampoline: record the result, set REGS->rip to the
@@ -468,15 +862,24 @@ static int hooks_on_return(struct thread *t, struct user_regs_struct *regs)
 	regs->rip = sh.ret;
 
 	struct alloc_event ev;
+	if (sh.region) {
+		if (p->role == ROLE_TRACED)
+			allocator_map_return(p, &sh, regs->rax);
+		return 0;
+	}
 	if (is_mmap_call(sh.call)) {
 		hooks_mmap_event(p, sh.call, sh.args, regs->rax, sh.stack_id);
 		return 0;
 	}
 	if (!hooks_return_event(sh.call, t->tid, sh.args, regs->rax, sh.stack_id, &ev))
 		return 0;
-	if (sh.call == CALL_POSIX_MEMALIGN && (uint32_t)regs->rax == 0 &&
-	    proc_read_u64(p, sh.args[0], &ev.ptr) < 0)
+	if ((sh.call == CALL_POSIX_MEMALIGN || sh.call == CALL_API_POSIX_MEMALIGN) &&
+	    (uint32_t)regs->rax == 0 && proc_read_u64(p, sh.args[0], &ev.ptr) < 0)
 		ev.ptr = 0;
+	if (sh.call == CALL_API_STRDUP && ev.ptr)
+		ev.size = remote_strlen(p, ev.ptr) + 1;
+	else if (ev.op == OP_ALLOC && ev.ptr && ev.size >= 8 && state_of(p)->foreign)
+		clear_link(p, ev.ptr);
 	if (p->role == ROLE_TRACED)
 		record(p, &ev);
 	return 0;

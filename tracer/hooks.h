@@ -71,6 +71,24 @@ extern bool hooks_track_mmap;
 /* --mode=fast: the probe takes the sites it can (fast.h). */
 extern bool hooks_fast;
 
+/*
+ * A program whose allocator is not the C library's (a shared object other
+ * than libc defining malloc or an allocator's own API: jemalloc,
+ * tcmalloc, mimalloc; or such an API linked into the program): mmap,
+ * mremap, munmap and sbrk are hooked too, and the anonymous memory the
+ * allocator maps for itself goes to P's allocdb.alloc_regions: what such
+ * a call returns when it is made inside a recorded allocator call, or
+ * from the allocator's own shared object (its return address there). The
+ * leak scan takes none of it, nor the allocator objects' own data and
+ * bss, as a root: these hold the allocator's caches of freed blocks and
+ * its metadata, pointers to blocks that are not the program's.
+ *
+ * The address ranges of those shared objects (data and bss included),
+ * up to MAX into OUT; their count.
+ */
+struct symbols_range;
+size_t hooks_alloc_modules(struct process *p, struct symbols_range *out, size_t max);
+
 /* The sites and code pages of P's ptrace source (NULL before it armed):
  * the probe's jump sites live there too. */
 struct bpset *hooks_bpset(struct process *p);

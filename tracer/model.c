@@ -259,9 +259,13 @@ size_t model_frames(struct process *p, const struct options *o, uint32_t id,
 			/* The call's name; a C++ operator keeps its symbol's
 			 * mangled name (_Znwm), which suppressions match. */
 			bool cxx = si[0].linkage_name && !strncmp(si[0].linkage_name, "_Z", 2);
-			si[0].function = alloc_call_name(call);
-			if (!cxx)
-				si[0].linkage_name = si[0].function;
+			/* An allocator's own API (mallocx, mi_zalloc): the
+			 * symbol at the entry is the function called. */
+			if (!alloc_call_is_api(call) || !si[0].function) {
+				si[0].function = alloc_call_name(call);
+				if (!cxx)
+					si[0].linkage_name = si[0].function;
+			}
 		}
 		for (size_t j = 0; j < nf; j++, k++) {
 			out[k].pc = pcs[i];

@@ -35,6 +35,7 @@ struct shadow {
 	enum alloc_call call;
 	uint64_t args[3];
 	uint32_t stack_id;
+	bool region;		/* an allocator's own mmap/mremap/sbrk (hooks.h) */
 };
 
 struct process;

@@ -27,7 +27,10 @@
 
 #include "tracer/allocdb.h"
 #include "tracer/glibc_heap.h"
+#include "symbols/symbols.h"
 #include "tracer/fast.h"
+#include "tracer/hooks.h"
+#include "tracer/mmaps.h"
 #include "tracer/proc.h"
 #include "tracer/util.h"
 
@@ -435,6 +438,25 @@ static void exclude_main_arena(struct scan *s, uint64_t start, const uint8_t *da
 	}
 }
 
+/* An allocator that is not the C library's (hooks.h): what it mapped for
+ * itself, and its own shared object's data and bss. Live blocks inside
+ * count when reached, as everywhere. */
+static void exclude_foreign_allocator(struct scan *s)
+{
+	struct symbols_range mods[8];
+	size_t n = hooks_alloc_modules(s->p, mods, ARRAY_SIZE(mods));
+
+	for (size_t i = 0; i < n; i++)
+		exclude(s, mods[i].start, mods[i].end);
+	if (!s->p->db->alloc_regions)
+		return;
+	size_t nr;
+	const struct mmap_region *r = mmaps_list(s->p->db->alloc_regions, &nr);
+	for (size_t i = 0; i < nr; i++)
+		exclude(s, r[i].start, r[i].end);
+	debug("foreign allocator: %zu modules, %zu regions excluded", n, nr);
+}
+
 struct region {
 	uint64_t start, end;
 	bool file, heap, stack;
@@ -672,8 +694,10 @@ static struct scan_result *scan_blocks(struct process *p, const struct scan_thre
 	size_t nr = read_maps(p->pid, s.tid, &r);
 
 	/* Exclusions first: allocator state that is not the program's. */
-	if (!conservative)
+	if (!conservative) {
 		exclude_arena_heaps(&s);
+		exclude_foreign_allocator(&s);
+	}
 	for (size_t i = 0; i < nr; i++) {
 		size_t len = r[i].end - r[i].start;
 		if (!r[i].file || len > (64u << 20))

@@ -147,6 +147,33 @@ static const struct step s_missed_free[] = {
 };
 static const struct want_block w_missed_free[] = { { 0x1000, 10, 2, CALL_MALLOC } };
 
+/* An allocator's own API (jemalloc's, mimalloc's), by argument shape:
+ * mallocx(40, flags), mi_heap_malloc(heap, 24), mi_heap_calloc(heap, 3,
+ * 8), mi_mallocn(5, 10), mi_pvalloc(10), mi_heap_realloc(heap, p, 64),
+ * mi_reallocn(p, 4, 10) in place, xallocx(p, 100, 20, 0) growing in place
+ * to a real size of 128 (the block: 120), xallocx(p, 100, 0, 0) that
+ * cannot (the old block stays), dallocx, mi_posix_memalign. */
+static const struct step s_api[] = {
+	CALL(1, CALL_API_SIZE0, A2(40, 0x100), 0x1000, 1),
+	CALL(1, CALL_API_SIZE1, A2(0x7000, 24), 0x2000, 2),
+	CALL(1, CALL_API_COUNT12, A3(0x7000, 3, 8), 0x3000, 3),
+	CALL(1, CALL_API_COUNT01, A2(5, 10), 0x4000, 4),
+	CALL(1, CALL_API_PAGES0, A1(10), 0x8000, 5),
+	CALL(1, CALL_API_REALLOC12, A3(0x7000, 0x2000, 64), 0x5000, 6),
+	CALL(1, CALL_API_REALLOCN012, A3(0x3000, 4, 10), 0x3000, 7),
+	CALL(1, CALL_API_XALLOCX, A3(0x1000, 100, 20), 128, 8),
+	CALL(1, CALL_API_XALLOCX, A3(0x4000, 100, 0), 64, 9),
+	CALL(1, CALL_API_FREE, A2(0x8000, 0), 0, 0),
+	CALL(1, CALL_API_POSIX_MEMALIGN, A3(0x7ff0, 64, 72), 0x9000, 10),
+};
+static const struct want_block w_api[] = {
+	{ 0x1000, 120, 8, CALL_API_XALLOCX },
+	{ 0x3000, 40, 7, CALL_API_REALLOCN012 },
+	{ 0x4000, 50, 4, CALL_API_COUNT01 },
+	{ 0x5000, 64, 6, CALL_API_REALLOC12 },
+	{ 0x9000, 72, 10, CALL_API_POSIX_MEMALIGN },
+};
+
 #define SC(n, s, w, a, f, u, pk) { n, s, sizeof(s) / sizeof(s[0]), w, sizeof(w) / sizeof(w[0]), a, f, u, pk }
 static const struct scenario scenarios[] = {
 	SC("basic", s_basic, w_basic, 2, 1, 1, 30),
@@ -154,6 +181,7 @@ static const struct scenario scenarios[] = {
 	SC("realloc_race", s_realloc_race, w_realloc_race, 3, 1, 0, 58),
 	SC("realloc_fail", s_realloc_fail, w_realloc_fail, 5, 3, 0, 90),
 	SC("missed_free", s_missed_free, w_missed_free, 2, 0, 0, 100),
+	SC("api", s_api, w_api, 9, 4, 0, 40 + 24 + 24 + 50 + 4096 - 24 + 64 - 24 + 40 - 40 + 120),
 };
 
 /* ---- feeders: one per source ----------------------------------------- */
@@ -180,11 +208,12 @@ static void feed_ptrace(struct allocdb *db, const struct step *s)
 		return;
 	}
 	uint64_t rax = s->ret;
-	if (s->call == CALL_POSIX_MEMALIGN)
+	bool pm = s->call == CALL_POSIX_MEMALIGN || s->call == CALL_API_POSIX_MEMALIGN;
+	if (pm)
 		rax = s->ret ? 0 : 12;	/* ENOMEM when it got nothing */
 	if (!hooks_return_event(s->call, s->tid, s->args, rax, s->stack, &ev))
 		return;
-	if (s->call == CALL_POSIX_MEMALIGN && rax == 0)
+	if (pm && rax == 0)
 		ev.ptr = s->ret;	/* what the source reads from *memptr */
 	allocdb_record(db, &ev);
 }
