@@ -431,6 +431,7 @@ struct find_ctx {
 	struct symbols *s;
 	const char *const *names;
 	size_t n_names;
+	const size_t *order;	/* indexes of names[], sorted by name */
 	symbols_func_cb cb;
 	void *arg;
 	int calls;
@@ -456,9 +457,24 @@ static int find_in_module(Dwfl_Module *mod, void **userdata, const char *name,
 		if (!sname || GELF_ST_TYPE(sym.st_info) != STT_FUNC ||
 		    sym.st_shndx == SHN_UNDEF)
 			continue;
-		for (size_t j = 0; j < f->n_names; j++) {
-			if (!name_is(sname, f->names[j]))
-				continue;
+		/* The names sorted: a binary search per symbol, not a
+		 * comparison with each of a hundred names. */
+		size_t len = unversioned_len(sname), lo = 0, hi = f->n_names;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			const char *want = f->names[f->order[mid]];
+			int c = strncmp(sname, want, len);
+			if (!c && want[len])
+				c = -1;	/* a prefix of WANT sorts first */
+			if (c < 0)
+				hi = mid;
+			else if (c > 0)
+				lo = mid + 1;
+			else
+				lo = hi = mid;
+		}
+		if (lo < f->n_names && name_is(sname, f->names[f->order[lo]])) {
+			size_t j = f->order[lo];
 			if (n_m == cap_m) {
 				struct match *t;
 
@@ -474,7 +490,6 @@ static int find_in_module(Dwfl_Module *mod, void **userdata, const char *name,
 			m[n_m].size = sym.st_size;
 			m[n_m].name_idx = j;
 			n_m++;
-			break;
 		}
 	}
 	/* One call per address, with the name first in the caller's order. */
@@ -491,12 +506,29 @@ static int find_in_module(Dwfl_Module *mod, void **userdata, const char *name,
 	return DWARF_CB_OK;
 }
 
+static int by_name(const void *a, const void *b, void *ctx)
+{
+	const char *const *n = ((struct find_ctx *)ctx)->names;
+
+	return strcmp(n[*(const size_t *)a], n[*(const size_t *)b]);
+}
+
 int symbols_find_functions(struct symbols *s, const char *const *names,
 			   size_t n_names, symbols_func_cb cb, void *arg)
 {
-	struct find_ctx f = { s, names, n_names, cb, arg, 0, false };
+	size_t *order = malloc((n_names + 1) * sizeof(*order));
+	struct find_ctx f = { s, names, n_names, order, cb, arg, 0, false };
 
-	if (dwfl_getmodules(s->dwfl, find_in_module, &f, 0) != 0) {
+	if (!order) {
+		set_error(s, "cannot search symbols: out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < n_names; i++)
+		order[i] = i;
+	qsort_r(order, n_names, sizeof(*order), by_name, &f);
+	int rc = dwfl_getmodules(s->dwfl, find_in_module, &f, 0);
+	free(order);
+	if (rc != 0) {
 		if (f.oom)
 			set_error(s, "cannot search symbols: out of memory");
 		else
