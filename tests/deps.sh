@@ -42,6 +42,10 @@ test)
 	python3 -c "import jsonschema" >/dev/null 2>&1 || need python3-jsonschema
 	command -v strip >/dev/null 2>&1 || need binutils
 	[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need libc6-dev
+	# the allocators the fixtures link with and LD_PRELOAD
+	[ -e /usr/include/jemalloc/jemalloc.h ] || need libjemalloc-dev
+	[ -e /usr/include/gperftools/tcmalloc.h ] || need libgoogle-perftools-dev
+	[ -e /usr/include/mimalloc.h ] || need libmimalloc-dev
 	;;
 *)
 	echo "usage: deps.sh build|test" >&2; exit 2 ;;
