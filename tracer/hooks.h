@@ -81,7 +81,10 @@ extern bool hooks_fast;
  * from the allocator's own shared object (its return address there). The
  * leak scan takes none of it, nor the allocator objects' own data and
  * bss, as a root: these hold the allocator's caches of freed blocks and
- * its metadata, pointers to blocks that are not the program's.
+ * its metadata, pointers to blocks that are not the program's. And the
+ * first word of every block such an allocator hands out (but realloc's
+ * and strdup's) is zeroed at the return, before the program has it:
+ * mimalloc and tcmalloc leave their free list's link there.
  *
  * The address ranges of those shared objects (data and bss included),
  * up to MAX into OUT; their count.

@@ -26,7 +26,8 @@
  *    themselves (they count only when reached), and glibc's own state
  *    (arena heaps, mmapped chunk headers, main_arena's bins, whose
  *    pointers to chunk headers can fall inside a live neighbour's last
- *    bytes).
+ *    bytes); and an allocator other than the C library's: what it mapped
+ *    for itself, its library's data and bss (hooks.h).
  * Only aligned 8-byte words count. Memory that cannot be read as the
  * program would read it (PROT_NONE, guard pages) is never scanned, even
  * where /proc/PID/mem could read it: it holds no root, and the unreadable
