@@ -703,8 +703,9 @@ void probe_exit(struct probe_frame *f, uint64_t rax)
 	}
 	/* A foreign allocator leaves its free list's link in the first word
 	 * of the block it hands out: not the program's pointer (hooks.h). */
-	if (op == PROBE_OP_ALLOC && (call < C_MMAP || (call >= C_API_SIZE0 && call != C_API_STRDUP)) &&
-	    ptr && size >= 8 && (load(&c->flags) & PROBE_F_CLEAR_LINK))
+	if ((op == PROBE_OP_ALLOC || (op == PROBE_OP_REALLOC_EXIT && !old)) &&
+	    (call < C_MMAP || (call >= C_API_SIZE0 && call != C_API_STRDUP)) && ptr && size >= 8 &&
+	    (load(&c->flags) & PROBE_F_CLEAR_LINK))
 		*(volatile uint64_t *)ptr = 0;
 	if (load(&c->armed) && sh && !load(&sh->dead) &&
 	    (ptr || op == PROBE_OP_REALLOC_EXIT)) {

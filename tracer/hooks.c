@@ -140,6 +140,18 @@ static const struct {
 	{ "je_xallocx", CALL_API_XALLOCX, SITE_ALLOC },
 	{ "je_dallocx", CALL_API_FREE, SITE_ALLOC },
 	{ "je_sdallocx", CALL_API_FREE, SITE_ALLOC },
+	/* Rust's tikv-jemallocator links jemalloc with the _rjem_ prefix */
+	{ "_rjem_malloc", CALL_API_SIZE0, SITE_ALLOC },
+	{ "_rjem_calloc", CALL_API_COUNT01, SITE_ALLOC },
+	{ "_rjem_realloc", CALL_API_REALLOC01, SITE_ALLOC },
+	{ "_rjem_free", CALL_API_FREE, SITE_ALLOC },
+	{ "_rjem_posix_memalign", CALL_API_POSIX_MEMALIGN, SITE_ALLOC },
+	{ "_rjem_aligned_alloc", CALL_API_SIZE1, SITE_ALLOC },
+	{ "_rjem_mallocx", CALL_API_SIZE0, SITE_ALLOC },
+	{ "_rjem_rallocx", CALL_API_REALLOC01, SITE_ALLOC },
+	{ "_rjem_xallocx", CALL_API_XALLOCX, SITE_ALLOC },
+	{ "_rjem_dallocx", CALL_API_FREE, SITE_ALLOC },
+	{ "_rjem_sdallocx", CALL_API_FREE, SITE_ALLOC },
 	/* tcmalloc (gperftools): aliases in Debian's build, but not in
 	 * every one. */
 	{ "tc_malloc", CALL_API_SIZE0, SITE_ALLOC },
@@ -831,8 +843,8 @@ static uint64_t remote_strlen(struct process *p, uint64_t addr)
  * build does itself; left, it is a pointer the program never wrote, to a
  * block the allocator handed out next, which then looked reachable (or
  * indirectly lost) where valgrind, which scans only defined words, says
- * definitely lost. Not for realloc (the first word is the program's
- * data, copied) nor strdup.
+ * definitely lost. Not for realloc of a block (the first word is the
+ * program's data, copied) nor strdup.
  */
 static void clear_link(struct process *p, uint64_t ptr)
 {
@@ -878,8 +890,9 @@ static int hooks_on_return(struct thread *t, struct user_regs_struct *regs)
 		ev.ptr = 0;
 	if (sh.call == CALL_API_STRDUP && ev.ptr)
 		ev.size = remote_strlen(p, ev.ptr) + 1;
-	else if (ev.op == OP_ALLOC && ev.ptr && ev.size >= 8 && state_of(p)->foreign)
-		clear_link(p, ev.ptr);
+	else if ((ev.op == OP_ALLOC || (ev.op == OP_REALLOC_EXIT && !ev.old_ptr)) && ev.ptr &&
+		 ev.size >= 8 && state_of(p)->foreign)
+		clear_link(p, ev.ptr);	/* a new block (realloc(NULL, n) too) */
 	if (p->role == ROLE_TRACED)
 		record(p, &ev);
 	return 0;
