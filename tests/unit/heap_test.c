@@ -253,6 +253,7 @@ static void probe_step(int k, const struct step *s)
 {
 	struct probe_frame *f = &ff.frames[k];
 	struct probe_site *site = &ff.sites[k];
+	bool pm = s->call == CALL_POSIX_MEMALIGN || s->call == CALL_API_POSIX_MEMALIGN;
 
 	if (s->kind == ENTER) {
 		memset(f, 0, sizeof(*f));
@@ -262,7 +263,7 @@ static void probe_step(int k, const struct step *s)
 		f->rdi = s->args[0];
 		f->rsi = s->args[1];
 		f->rdx = s->args[2];
-		if (s->call == CALL_POSIX_MEMALIGN)
+		if (pm)
 			f->rdi = (uint64_t)&ff.memptr[k];	/* int posix_memalign(void **, ...) */
 		f->ret = 0;
 		f->slot = UINT32_MAX;
@@ -273,7 +274,7 @@ static void probe_step(int k, const struct step *s)
 	if (f->slot == UINT32_MAX)
 		return;	/* the probe recorded this call at its entry, or not at all */
 	uint64_t rax = s->ret;
-	if (s->call == CALL_POSIX_MEMALIGN) {
+	if (pm) {
 		ff.memptr[k] = s->ret;
 		rax = s->ret ? 0 : 12;	/* ENOMEM when it got nothing */
 	}
