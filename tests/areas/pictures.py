@@ -19,7 +19,8 @@ import shutil
 import signal
 
 from areas.attach import (SERVER_LEAK_BLOCKS, SERVER_LEAK_SIZE,
-                          server_requests, start_attach, start_server)
+                          server_requests, start_server)
+from lib.attaching import start_attach
 from lib import browser
 from lib.checks import attach_permitted, expect_alive_untraced, one_line_error
 from lib.proc import Fail, Skip, describe_status, exit_status, \

@@ -14,9 +14,9 @@ import socket
 import threading
 import time
 
-from areas.attach import (crash_restore_rounds, exec_pages,
-                          expect_left_clean, finish_hammer, start_attach,
-                          start_hammer)
+from lib.attaching import (crash_restore_rounds, exec_pages,
+                           expect_left_clean, finish_hammer, start_attach,
+                           start_hammer)
 from lib.checks import attach_permitted, traced_child
 from lib.proc import (Fail, Skip, describe_status, expect_status, mask,
                       proc_state, proc_status, run, run_in_pty, tail,
