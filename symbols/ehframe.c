@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "symbols/cfi_parse.h"
 #include "symbols/pagecache.h"
 #include "symbols/symbols.h"
 
@@ -23,25 +24,6 @@ void eh_tables_free(struct eh_tables *e)
 	free(e->v);
 	e->v = NULL;
 	e->cap = 0;
-}
-
-/* Size of a DW_EH_PE-encoded value of fixed size; 0 if not fixed. */
-static size_t encoded_size(uint8_t enc)
-{
-	switch (enc & 0x0f) {
-	case DW_EH_PE_absptr:
-	case DW_EH_PE_udata8:
-	case DW_EH_PE_sdata8:
-		return 8;
-	case DW_EH_PE_udata2:
-	case DW_EH_PE_sdata2:
-		return 2;
-	case DW_EH_PE_udata4:
-	case DW_EH_PE_sdata4:
-		return 4;
-	default:
-		return 0;
-	}
 }
 
 /*
@@ -65,11 +47,11 @@ static bool hdr_table(struct eh_tables *e, const struct symbols_module *m,
 		return false;
 	p += 4;
 	if (hdr[1] != DW_EH_PE_omit) {
-		if (!(sz = encoded_size(hdr[1])))
+		if (!(sz = cfi_encoded_size(hdr[1])))
 			return false;
 		p += sz;
 	}
-	if ((hdr[2] & 0x70) != 0 || !(sz = encoded_size(hdr[2])))
+	if ((hdr[2] & 0x70) != 0 || !(sz = cfi_encoded_size(hdr[2])))
 		return false;
 	switch (sz) {
 	case 2: {
@@ -111,155 +93,6 @@ static bool hdr_table(struct eh_tables *e, const struct symbols_module *m,
 
 /* ---- .eh_frame without a header: the table built here ---- */
 
-static bool read_uleb(const unsigned char **p, const unsigned char *end,
-		      uint64_t *v)
-{
-	unsigned shift = 0;
-
-	*v = 0;
-	while (*p < end && shift < 64) {
-		unsigned char b = *(*p)++;
-
-		*v |= (uint64_t)(b & 0x7f) << shift;
-		shift += 7;
-		if (!(b & 0x80))
-			return true;
-	}
-	return false;
-}
-
-/*
- * Decode a pointer of encoding ENC at *P, which lies at ELF address VADDR.
- * Only what .eh_frame uses in practice: absolute or pc-relative, fixed
- * size or LEB128.
- */
-static bool read_encoded(const unsigned char **p, const unsigned char *end,
-			 uint8_t enc, uint64_t vaddr, uint64_t *out)
-{
-	const unsigned char *q = *p;
-	size_t sz = encoded_size(enc);
-	uint64_t v = 0;
-
-	if (enc & DW_EH_PE_indirect)
-		return false;
-	if (sz) {
-		if ((size_t)(end - q) < sz)
-			return false;
-		if (sz == 2) {
-			uint16_t x;
-
-			memcpy(&x, q, 2);
-			v = (enc & 0x0f) == DW_EH_PE_sdata2 ? (uint64_t)(int16_t)x : x;
-		} else if (sz == 4) {
-			uint32_t x;
-
-			memcpy(&x, q, 4);
-			v = (enc & 0x0f) == DW_EH_PE_sdata4 ? (uint64_t)(int32_t)x : x;
-		} else {
-			memcpy(&v, q, 8);
-		}
-		q += sz;
-	} else if ((enc & 0x0f) == DW_EH_PE_uleb128) {
-		if (!read_uleb(&q, end, &v))
-			return false;
-	} else if ((enc & 0x0f) == DW_EH_PE_sleb128) {
-		unsigned shift = 0;
-		unsigned char b;
-
-		do {
-			if (q >= end || shift >= 64)
-				return false;
-			b = *q++;
-			v |= (uint64_t)(b & 0x7f) << shift;
-			shift += 7;
-		} while (b & 0x80);
-		if (shift < 64 && (b & 0x40))
-			v |= ~(uint64_t)0 << shift;
-	} else {
-		return false;
-	}
-	switch (enc & 0x70) {
-	case DW_EH_PE_absptr:
-		break;
-	case DW_EH_PE_pcrel:
-		v += vaddr;
-		break;
-	default:
-		return false;
-	}
-	*p = q;
-	*out = v;
-	return true;
-}
-
-/* The FDE pointer encoding of the CIE at CIE (its length field), which
- * lies at ELF address VADDR; false if it cannot be read. */
-static bool cie_encoding(const unsigned char *cie, const unsigned char *end,
-			 uint64_t vaddr, uint8_t *enc)
-{
-	const unsigned char *p = cie, *cend;
-	const char *aug;
-	uint32_t len, id;
-	uint64_t skip;
-	uint8_t version;
-
-	if (end - p < 9)
-		return false;
-	memcpy(&len, p, 4);
-	memcpy(&id, p + 4, 4);
-	if (len == 0xffffffff || len > (size_t)(end - p - 4) || id != 0)
-		return false;
-	cend = p + 4 + len;
-	p += 8;
-	version = *p++;
-	aug = (const char *)p;
-	p = memchr(p, 0, cend - p);
-	if (!p || (version != 1 && version != 3) || strstr(aug, "eh"))
-		return false;
-	p++;
-	if (!read_uleb(&p, cend, &skip))	/* code alignment */
-		return false;
-	if (!read_uleb(&p, cend, &skip))	/* data alignment (sleb) */
-		return false;
-	if (version == 1)
-		p++;			/* return address column */
-	else if (!read_uleb(&p, cend, &skip))
-		return false;
-	*enc = DW_EH_PE_absptr;
-	if (aug[0] != 'z')
-		return aug[0] == '\0';
-	if (!read_uleb(&p, cend, &skip))	/* augmentation data length */
-		return false;
-	for (const char *a = aug + 1; *a; a++) {
-		uint64_t ignored;
-		uint8_t penc;
-
-		if (p >= cend)
-			return false;
-		switch (*a) {
-		case 'R':
-			*enc = *p++;
-			return true;
-		case 'L':
-			p++;
-			break;
-		case 'P':
-			penc = *p++;
-			if (!read_encoded(&p, cend, penc,
-					  vaddr + (uint64_t)(p - cie), &ignored))
-				return false;
-			break;
-		case 'S':
-		case 'B':
-		case 'G':
-			break;
-		default:
-			return false;
-		}
-	}
-	return true;
-}
-
 static int cmp_entry(const void *a, const void *b)
 {
 	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
@@ -275,63 +108,20 @@ static int cmp_entry(const void *a, const void *b)
 static bool synth_table(struct eh_tables *e, const struct symbols_module *m,
 			struct eh_table *t)
 {
-	Elf *elf = m->elf;
-	Elf_Scn *scn = NULL;
-	Elf_Data *d;
-	GElf_Shdr sh;
-	size_t shstrndx, n = 0, cap = 0;
-	const unsigned char *base, *end, *p, *last_cie = NULL;
+	struct cfi_eh eh;
+	struct cfi_fde fde;
+	size_t n = 0, cap = 0;
 	uint64_t seg;
 	int32_t *ents = NULL;
-	uint8_t enc = 0;
-	bool cie_ok = false;
 
-	if (!elf || elf_getshdrstrndx(elf, &shstrndx) != 0)
+	if (cfi_eh_open(&eh, m->elf) < 0)
 		return false;
-	while ((scn = elf_nextscn(elf, scn))) {
-		const char *name;
+	seg = eh.addr + m->bias;
+	while (cfi_eh_next(&eh, &fde)) {
+		int64_t rel = (int64_t)(fde.pc + m->bias - seg);
 
-		if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_PROGBITS &&
-		    (sh.sh_flags & SHF_ALLOC) &&
-		    (name = elf_strptr(elf, shstrndx, sh.sh_name)) &&
-		    !strcmp(name, ".eh_frame"))
-			break;
-	}
-	if (!scn || !(d = elf_getdata(scn, NULL)) || !d->d_buf)
-		return false;
-	base = d->d_buf;
-	end = base + d->d_size;
-	seg = sh.sh_addr + m->bias;
-	for (p = base; end - p >= 8; ) {
-		const unsigned char *body = p + 4, *next, *q, *cie;
-		uint32_t len, id;
-		uint64_t pc;
-		int64_t rel;
-
-		memcpy(&len, p, 4);
-		if (len == 0xffffffff || len > (size_t)(end - body))
-			break;
-		next = body + len;
-		if (len < 8)		/* terminator or runt */
-			goto skip;
-		memcpy(&id, body, 4);
-		if (id == 0)		/* a CIE */
-			goto skip;
-		cie = body - id;
-		if (cie < base || cie >= end)
-			goto skip;
-		if (cie != last_cie) {
-			last_cie = cie;
-			cie_ok = cie_encoding(cie, end, sh.sh_addr + (uint64_t)(cie - base),
-					      &enc);
-		}
-		q = body + 4;
-		if (!cie_ok ||
-		    !read_encoded(&q, next, enc, sh.sh_addr + (uint64_t)(q - base), &pc))
-			goto skip;
-		rel = (int64_t)(pc + m->bias - seg);
-		if (rel != (int32_t)rel || p - base > INT32_MAX)
-			goto skip;
+		if (rel != (int32_t)rel || fde.at - eh.base > INT32_MAX)
+			continue;
 		if (n == cap) {
 			int32_t *grown;
 
@@ -343,10 +133,8 @@ static bool synth_table(struct eh_tables *e, const struct symbols_module *m,
 			ents = grown;
 		}
 		ents[2 * n] = (int32_t)rel;
-		ents[2 * n + 1] = (int32_t)(p - base);
+		ents[2 * n + 1] = (int32_t)(fde.at - eh.base);
 		n++;
-skip:
-		p = next;
 	}
 	if (!n) {
 		free(ents);
