@@ -2,8 +2,11 @@
 #define PTLEAK_CFI_ROWS_H
 /*
  * cfi_rows: compact unwind rows for the in-process probe (probe/walk.h),
- * derived from each module's .eh_frame, or .debug_frame where .eh_frame
- * has no entry.
+ * derived from each module's .eh_frame (read from its mapped file, one
+ * pass over its FDEs). Only .eh_frame: it is what ptleak's own unwinder
+ * (symbols/ehframe.c, libunwind) reads, so a frame the probe walks is
+ * one that unwinder would walk the same way; code without an FDE gets a
+ * ROW_NONE row and its frames are ptleak's.
  *
  * A row covers the code from its pc to the next row's: CFA = rsp or rbp
  * + offset, the return address at CFA - 8, rbp saved at CFA + offset or
@@ -18,6 +21,7 @@
 #include "probe/abi.h"
 
 struct symbols;
+struct symbols_module;
 
 struct cfi_module {
 	uint64_t start, end;	/* the executable range the rows cover */
@@ -29,6 +33,13 @@ struct cfi_module {
 };
 
 typedef void (*cfi_module_cb)(void *arg, const struct cfi_module *m);
+
+/*
+ * Call CB once per executable segment of module M (symbols_module_at),
+ * with its rows (valid during the call). 0, or -1 when M's file has no
+ * .eh_frame (no call then).
+ */
+int cfi_rows_module(const struct symbols_module *m, cfi_module_cb cb, void *arg);
 
 /*
  * Call CB once per executable segment of every module of S, with its

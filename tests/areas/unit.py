@@ -12,7 +12,7 @@ from lib.runner import Test
 # Checks a unit test must at least run (a test that stopped early passes
 # nothing).
 MIN_CHECKS = {"unwind": 20, "glibc_heap": 33, "heap": 32, "stacks": 13, "relocate": 32,
-              "timeline": 12, "probe_walk": 3}
+              "timeline": 12, "probe_walk": 3, "cfi_rows": 10}
 # Arguments of a unit test: "@B" is built fixture B.
 ARGS = {"glibc_heap": ["@preattach_heap", "@preattach_heap_o2",
                        "@preattach_heap_static"]}
