@@ -453,22 +453,46 @@ int fast_hook_exit(struct process *p, struct thread *t, uint64_t addr, uint64_t 
 
 /* ---- unwind tables -------------------------------------------------- */
 
+/*
+ * Rows are made per module on first need, not when it is mapped: a
+ * program that allocates from few places (or rarely) never pays for the
+ * tables of every library it links. A module without rows yet is none
+ * the probe knows, so its first walk through it is an unwind request;
+ * serving it, ptleak makes the rows of every module on that stack
+ * (serve_unwind), and later walks through them stay in the probe.
+ */
+
+#define NO_ROWS UINT32_MAX	/* fast_module.index: tried, nothing usable */
+
 struct build_ctx {
 	struct process *p;
 	struct fast *f;
+	const struct symbols_module *sm;
+	bool added;
 };
+
+static void add_module(struct fast *f, uint64_t start, const struct symbols_module *sm,
+		       uint32_t index)
+{
+	if (f->n_mods == f->cap_mods) {
+		f->cap_mods = f->cap_mods ? 2 * f->cap_mods : 32;
+		f->mods = xrealloc(f->mods, f->cap_mods * sizeof(*f->mods));
+	}
+	f->mods[f->n_mods++] = (struct fast_module){
+		.start = start, .mod_start = sm->start, .mod_end = sm->end,
+		.path = xstrdup(sm->path ? sm->path : ""), .index = index,
+	};
+}
 
 static void on_module(void *arg, const struct cfi_module *m)
 {
 	struct build_ctx *b = arg;
 	struct fast *f = b->f;
 	struct probe_shared *sh = f->sh;
-	struct symbols_module sm;
 	size_t bytes = m->n_rows * sizeof(struct probe_row);
 
 	if (m->n_usable == 0 || sh->n_modules >= PROBE_MODULES ||
-	    f->rows_used + bytes > sh->rows_cap ||
-	    symbols_module_at(b->p->syms, m->start, &sm) < 0)
+	    f->rows_used + bytes > sh->rows_cap)
 		return;	/* no rows: the probe asks ptleak for these frames */
 	uint64_t off = sh->rows_off + f->rows_used;
 	memcpy((char *)sh + off, m->rows, bytes);
@@ -479,16 +503,28 @@ static void on_module(void *arg, const struct cfi_module *m)
 		.n_rows = (uint32_t)m->n_rows, .live = 1,
 	};
 	__atomic_store_n(&sh->n_modules, idx + 1, __ATOMIC_RELEASE);
-	if (f->n_mods == f->cap_mods) {
-		f->cap_mods = f->cap_mods ? 2 * f->cap_mods : 32;
-		f->mods = xrealloc(f->mods, f->cap_mods * sizeof(*f->mods));
-	}
-	f->mods[f->n_mods++] = (struct fast_module){
-		.start = m->start, .mod_start = sm.start, .mod_end = sm.end,
-		.path = xstrdup(sm.path ? sm.path : ""), .index = idx,
-	};
+	add_module(f, m->start, b->sm, idx);
+	b->added = true;
 	debug("unwind rows for %s at 0x%" PRIx64 ": %zu rows, %zu usable", m->path, m->start,
 	      m->n_rows, m->n_usable);
+}
+
+/* The rows of the module holding PC, unless it has them (or has none to
+ * give) already. */
+static void rows_for(struct process *p, uint64_t pc)
+{
+	struct fast *f = FAST(p);
+	struct symbols_module sm;
+
+	for (size_t i = 0; i < f->n_mods; i++)
+		if (pc >= f->mods[i].mod_start && pc < f->mods[i].mod_end)
+			return;
+	if (symbols_module_at(p->syms, pc, &sm) < 0)
+		return;
+	struct build_ctx b = { p, f, &sm, false };
+	cfi_rows_module(&sm, on_module, &b);
+	if (!b.added)
+		add_module(f, sm.start, &sm, NO_ROWS);
 }
 
 void fast_modules_changed(struct process *p)
@@ -497,7 +533,8 @@ void fast_modules_changed(struct process *p)
 
 	if (!f)
 		return;
-	/* Retire the modules that are gone, or replaced at their address. */
+	/* Retire the modules that are gone, or replaced at their address;
+	 * new ones get their rows when a stack first needs them. */
 	size_t k = 0;
 	for (size_t i = 0; i < f->n_mods; i++) {
 		struct fast_module *m = &f->mods[i];
@@ -508,17 +545,11 @@ void fast_modules_changed(struct process *p)
 			continue;
 		}
 		debug("unwind rows of %s retired", m->path);
-		__atomic_store_n(&f->sh->modules[m->index].live, 0, __ATOMIC_RELEASE);
+		if (m->index != NO_ROWS)
+			__atomic_store_n(&f->sh->modules[m->index].live, 0, __ATOMIC_RELEASE);
 		free(m->path);
 	}
 	f->n_mods = k;
-	uint64_t *skip = xcalloc(k + 1, sizeof(*skip));
-	for (size_t i = 0; i < k; i++)
-		skip[i] = f->mods[i].mod_start;
-	struct build_ctx b = { p, f };
-	if (cfi_rows_build(p->syms, skip, k, on_module, &b) < 0)
-		error("cannot read unwind tables of process %d: %s", p->pid, symbols_errmsg(p->syms));
-	free(skip);
 }
 
 /* ---- stack ranges --------------------------------------------------- */
@@ -637,6 +668,8 @@ static void serve_unwind(struct process *p, struct probe_cell *cell)
 		n = 1;
 	}
 	learn_stack(p, r.rsp);
+	for (int i = 1; i < n; i++)
+		rows_for(p, pcs[i] - 1);
 	FAST(p)->n_unwinds++;
 	answer(p, cell, pcs, n);
 }
