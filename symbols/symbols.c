@@ -400,9 +400,7 @@ void symbols_free(struct symbols *s)
 /* NAME without a "@VERSION" or "@@VERSION" suffix: its length. */
 static size_t unversioned_len(const char *name)
 {
-	const char *at = strchr(name, '@');
-
-	return at ? (size_t)(at - name) : strlen(name);
+	return strcspn(name, "@");
 }
 
 static bool name_is(const char *symname, const char *want)
@@ -411,6 +409,7 @@ static bool name_is(const char *symname, const char *want)
 
 	return strlen(want) == n && !memcmp(symname, want, n);
 }
+
 
 struct match {
 	uint64_t addr;
@@ -906,6 +905,26 @@ static struct symbol_info *inline_chain(struct symbols *s, Dwfl_Module *mod,
 	return chain;
 }
 
+/* The function at PC (ADDR: PC, or PC-1 for a return address) from the
+ * symbol table: demangled, its raw name in *LINKAGE; NULL if none. */
+static const char *function_at(struct symbols *s, Dwfl_Module *mod, uint64_t pc, bool is_ret,
+			       const char **linkage)
+{
+	uint64_t addr = is_ret ? pc - 1 : pc;
+	GElf_Off off;
+	GElf_Sym sym;
+	const char *name = dwfl_module_addrinfo(mod, addr, &off, &sym, NULL, NULL, NULL);
+
+	*linkage = NULL;
+	/* The return address of a signal frame starts its function (glibc's
+	 * __restore_rt), so PC-1 may be in no function at all. */
+	if (!name && is_ret)
+		name = dwfl_module_addrinfo(mod, pc, &off, &sym, NULL, NULL, NULL);
+	else if (name && off == 0 && name[0] == '_' && name[1] != 'Z')
+		name = public_alias(mod, addr, name);
+	return name ? function_name(s, name, linkage) : NULL;
+}
+
 static void describe_uncached(struct symbols *s, uint64_t pc, bool is_ret,
 			      struct symbol_info *out, struct symbol_info **chain,
 			      size_t *n_chain)
@@ -915,10 +934,8 @@ static void describe_uncached(struct symbols *s, uint64_t pc, bool is_ret,
 	uint64_t addr = is_ret ? pc - 1 : pc;
 	struct known_module *km = NULL;
 	Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, addr);
-	GElf_Off off;
-	GElf_Sym sym;
 	Dwarf_Addr bias;
-	const char *name, *file;
+	const char *file;
 	int lineno = 0;
 
 	memset(out, 0, sizeof(*out));
@@ -947,15 +964,7 @@ static void describe_uncached(struct symbols *s, uint64_t pc, bool is_ret,
 	}
 	if (!mod)
 		return;
-	name = dwfl_module_addrinfo(mod, addr, &off, &sym, NULL, NULL, NULL);
-	/* The return address of a signal frame starts its function (glibc's
-	 * __restore_rt), so PC-1 may be in no function at all. */
-	if (!name && is_ret)
-		name = dwfl_module_addrinfo(mod, pc, &off, &sym, NULL, NULL, NULL);
-	else if (name && off == 0 && name[0] == '_' && name[1] != 'Z')
-		name = public_alias(mod, addr, name);
-	if (name)
-		out->function = function_name(s, name, &out->linkage_name);
+	out->function = function_at(s, mod, pc, is_ret, &out->linkage_name);
 	if (source_of(s, mod, addr, &file, &lineno)) {
 		out->file = file;
 		out->line = lineno;
@@ -990,6 +999,14 @@ static const struct desc_entry *describe(struct symbols *s, uint64_t pc, bool is
 	e->n_chain = *n_chain;
 	s->n_desc++;
 	return e;
+}
+
+const char *symbols_function(struct symbols *s, uint64_t pc, bool is_return_address)
+{
+	Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, is_return_address ? pc - 1 : pc);
+	const char *linkage;
+
+	return mod ? function_at(s, mod, pc, is_return_address, &linkage) : NULL;
 }
 
 void symbols_describe(struct symbols *s, uint64_t pc, bool is_return_address,

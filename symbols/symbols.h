@@ -101,6 +101,10 @@ struct symbol_info {
 void symbols_describe(struct symbols *s, uint64_t pc, bool is_return_address,
 		      struct symbol_info *out);
 
+/* Only symbols_describe's function (mapped modules only): from the
+ * symbol table, without the DWARF a file:line needs. NULL if unknown. */
+const char *symbols_function(struct symbols *s, uint64_t pc, bool is_return_address);
+
 /*
  * PC as the frames valgrind shows for it (its --read-inline-info): when
  * the compiler inlined functions at PC, one frame per inlined function,

@@ -499,9 +499,9 @@ static int exit_frame(struct thread *t, uint64_t addr, const struct user_regs_st
 	out->rip = addr;
 	int n = unwinder_backtrace_regs(p->unw, t->tid, out, pcs, frames, 64);
 	for (int i = 0; i < n; i++) {
-		struct symbol_info si;
-		symbols_describe(p->syms, pcs[i], i > 0, &si);
-		if (si.function && is_exit_path(si.function))
+		/* Names only: no DWARF read at every exit. */
+		const char *fn = symbols_function(p->syms, pcs[i], i > 0);
+		if (fn && is_exit_path(fn))
 			outer = i;
 	}
 	if (outer < 0 || outer + 1 >= n)
