@@ -35,6 +35,12 @@
 /* From libstdc++ (the program links -lstdc++); no C header declares it. */
 char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
 
+struct match {
+	uint64_t addr;
+	uint64_t size;
+	size_t name_idx;
+};
+
 struct known_module {
 	const char *path;	/* interned */
 	uint64_t start, end;
@@ -45,6 +51,12 @@ struct known_module {
 	bool dead_failed;	/* dwfl_report_elf failed: do not retry */
 	const char *build_id;	/* interned hex, once read */
 	bool build_id_read;
+	/* symbols_find_functions' answer here, for the names it was asked
+	 * (every dlopen asks again about every module). */
+	const char **found_names;
+	size_t found_n_names;
+	struct match *found;
+	size_t n_found;
 };
 
 struct desc_entry {
@@ -379,9 +391,12 @@ void symbols_free(struct symbols *s)
 {
 	if (!s)
 		return;
-	for (size_t i = 0; i < s->n_known; i++)
+	for (size_t i = 0; i < s->n_known; i++) {
 		if (s->known[i].dead)
 			dwfl_end(s->known[i].dead);
+		free(s->known[i].found_names);
+		free(s->known[i].found);
+	}
 	if (s->dwfl)
 		dwfl_end(s->dwfl);
 	for (size_t i = 0; i < s->cap_strs; i++)
@@ -411,12 +426,6 @@ static bool name_is(const char *symname, const char *want)
 }
 
 
-struct match {
-	uint64_t addr;
-	uint64_t size;
-	size_t name_idx;
-};
-
 static int match_cmp(const void *pa, const void *pb)
 {
 	const struct match *a = pa, *b = pb;
@@ -437,6 +446,20 @@ struct find_ctx {
 	bool oom;
 };
 
+/* One call per address of M (sorted by match_cmp), with the name first
+ * in the caller's order. */
+static void report_matches(struct find_ctx *f, const struct known_module *km,
+			   const char *name, const struct match *m, size_t n_m)
+{
+	for (size_t i = 0; i < n_m; i++) {
+		if (i > 0 && m[i].addr == m[i - 1].addr)
+			continue;
+		f->cb(f->arg, f->names[m[i].name_idx], m[i].addr, m[i].size,
+		      km ? km->path : name);
+		f->calls++;
+	}
+}
+
 static int find_in_module(Dwfl_Module *mod, void **userdata, const char *name,
 			  Dwarf_Addr start, void *arg)
 {
@@ -444,8 +467,13 @@ static int find_in_module(Dwfl_Module *mod, void **userdata, const char *name,
 	struct known_module *km = known_of(f->s, mod);
 	struct match *m = NULL;
 	size_t n_m = 0, cap_m = 0;
-	int nsyms = dwfl_module_getsymtab(mod);
 
+	if (km && km->found_names && km->found_n_names == f->n_names &&
+	    !memcmp(km->found_names, f->names, f->n_names * sizeof(*f->names))) {
+		report_matches(f, km, name, km->found, km->n_found);
+		return DWARF_CB_OK;
+	}
+	int nsyms = dwfl_module_getsymtab(mod);
 	for (int i = 1; i < nsyms; i++) {
 		GElf_Sym sym;
 		GElf_Addr addr;
@@ -491,15 +519,23 @@ static int find_in_module(Dwfl_Module *mod, void **userdata, const char *name,
 			n_m++;
 		}
 	}
-	/* One call per address, with the name first in the caller's order. */
 	if (n_m > 1)
 		qsort(m, n_m, sizeof(*m), match_cmp);
-	for (size_t i = 0; i < n_m; i++) {
-		if (i > 0 && m[i].addr == m[i - 1].addr)
-			continue;
-		f->cb(f->arg, f->names[m[i].name_idx], m[i].addr, m[i].size,
-		      km ? km->path : name);
-		f->calls++;
+	report_matches(f, km, name, m, n_m);
+	/* Kept for the next search with the same names (a module that
+	 * cannot keep it is searched again then). */
+	if (km) {
+		const char **names = malloc((f->n_names ? f->n_names : 1) * sizeof(*names));
+		if (names) {
+			memcpy(names, f->names, f->n_names * sizeof(*names));
+			free(km->found_names);
+			free(km->found);
+			km->found_names = names;
+			km->found_n_names = f->n_names;
+			km->found = m;
+			km->n_found = n_m;
+			return DWARF_CB_OK;
+		}
 	}
 	free(m);
 	return DWARF_CB_OK;
