@@ -33,11 +33,17 @@ Prints:
     --mode=fast, ptleak --mode=trap, valgrind memcheck, heaptrack on W1
     (1,000,000 malloc/free pairs), W4 (4 threads x 250,000 pairs), W5
     (Debian's sqlite3, 80,000 INSERTs in :memory:), W3 (python3 json), W2
-    and W6 (gzip -6, xz -6 of a few MB); and redis-server under
-    redis-benchmark: requests/s native, launched under ptleak, and while
-    ptleak -p is attached. --quick runs a fifth of W1/W4/W5, once.
+    and W6 (gzip -6, xz -6 of a few MB), C1 (compute-bound: a sieve, two
+    allocations a round) and C0 (true(1): nothing but start-up and exit),
+    in wall and CPU seconds and as ratios to native; and redis-server
+    under redis-benchmark: requests/s native, launched under each tool,
+    and while ptleak -p (and heaptrack -p) is attached. The machine's
+    load average is printed with each table.
+    --quick runs a fifth of W1/W4/W5, once; --side-by-side only these
+    tables, full size; --only W1 --only redis ... some of them.
 """
 import argparse
+import glob
 import json
 import os
 import shutil
@@ -53,17 +59,20 @@ FIXTURES = os.path.join(os.path.dirname(HERE), "fixtures")
 
 
 def build(src, out):
-    subprocess.run(["cc", "-O2", "-g", "-I", FIXTURES, "-o", out, src], check=True)
+    subprocess.run(["cc", "-O2", "-g", "-pthread", "-I", FIXTURES, "-o", out, src],
+                   check=True)
 
 
-def timed(cmd, timeout=1800, **kw):
-    """Wall seconds of CMD; None if it ran past TIMEOUT (then killed)."""
+def timed(cmd, stdin_file=None, timeout=1800, **kw):
+    """Wall seconds of CMD, its stdin from STDIN_FILE (default: none);
+    None if it ran past TIMEOUT (then killed)."""
     t = time.monotonic()
-    try:
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=timeout, **kw)
-    except subprocess.TimeoutExpired:
-        return None
+    with open(stdin_file or os.devnull, "rb") as f:
+        try:
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stdin=f,
+                           stderr=subprocess.DEVNULL, timeout=timeout, **kw)
+        except subprocess.TimeoutExpired:
+            return None
     return time.monotonic() - t
 
 
@@ -131,16 +140,6 @@ def peak_rss_attached(ptleak, exe, count):
     finally:
         h.stdin.close()
         h.wait()
-    subprocess.run(["cc", "-O2", "-g", "-pthread", "-o", out, os.path.join(HERE, "bench", src)],
-                   check=True)
-
-
-def timed(cmd, stdin_file=None, **kw):
-    t = time.monotonic()
-    with open(stdin_file or os.devnull, "rb") as f:
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stdin=f,
-                       stderr=subprocess.DEVNULL, timeout=1800, **kw)
-    return time.monotonic() - t
 
 
 def timed_cpu(cmd, stdin_file=None):
@@ -184,6 +183,10 @@ PY_JSON = ("import json\n"
            "    d = json.loads(json.dumps(d))\n")
 
 
+def load_avg():
+    return "load average %.1f, %.1f, %.1f" % os.getloadavg()
+
+
 def side_by_side(a, ptleak, exe, tmp):
     rep = 1 if a.quick else a.sbs_repeat
     scale = 5 if a.quick else 1
@@ -192,6 +195,7 @@ def side_by_side(a, ptleak, exe, tmp):
     txt = os.path.join(tmp, "w2.txt")
     text_file(txt, 4)
     py = shutil.which("python3.11") or shutil.which("python3")
+    true = shutil.which("true") or "/bin/true"
     work = [
         (f"W1 {1000000 // scale:,} malloc/free pairs", [exe["alloc_loop"], str(1000000 // scale)], None),
         (f"W4 4 threads x {250000 // scale:,} pairs", [exe["alloc_threads"], "4", str(250000 // scale)], None),
@@ -199,6 +203,11 @@ def side_by_side(a, ptleak, exe, tmp):
         ("W3 python3 json", [py, "-c", PY_JSON], None),
         ("W2 gzip -6 of 4 MB", ["gzip", "-6", "-c", txt], None),
         ("W6 xz -6 of 4 MB", ["xz", "-6", "-c", "-T1", txt], None),
+        # Compute-bound: a sieve in one block, 2 allocations a round;
+        # then nothing but start-up and exit.
+        (f"C1 compute-bound (sieve, {a.compute_rounds} rounds)",
+         [exe["compute"], str(a.compute_rounds)], None),
+        ("C0 true(1): start-up and exit only", [true], None),
     ]
     ht_dir = os.path.join(tmp, "heaptrack")
     os.makedirs(ht_dir, exist_ok=True)
@@ -209,17 +218,19 @@ def side_by_side(a, ptleak, exe, tmp):
         tools.append(("memcheck", lambda c: ["valgrind", "-q", "--leak-check=full"] + c))
     if shutil.which("heaptrack"):
         tools.append(("heaptrack", lambda c: ["heaptrack", "-o", os.path.join(ht_dir, "ht")] + c))
+    names = [t for t, _ in tools]
     print(f"event sources side by side, seconds, medians of {rep} "
-          f"(ptleak trap: of {min(rep, a.trap_repeat)}):")
-    print("| workload | " + " | ".join(t for t, _ in tools) + " | fast / heaptrack | fast / native |")
+          f"(ptleak trap: of {min(rep, a.trap_repeat)}); {load_avg()}:")
+    print("| workload | " + " | ".join(names) + " | fast / heaptrack | fast / native |")
     print("|---|" + "---|" * (len(tools) + 2))
-    cpu_rows = []
+    rows = []
     for name, cmd, stdin in work:
+        if a.only and not any(name.split()[0] == w for w in a.only):
+            continue
         if not shutil.which(cmd[0]) and not os.path.exists(cmd[0]):
             print(f"| {name} | not installed |")
             continue
         # ptleak trap takes minutes on W1/W4/W5: run once (--trap-repeat).
-        names = [t for t, _ in tools]
         runs = {t: [] for t in names}
         for r in range(rep):
             for t, wrap in tools:
@@ -231,16 +242,24 @@ def side_by_side(a, ptleak, exe, tmp):
         ratio = f"{res[1] / ht:.2f}" if ht else "-"
         print(f"| {name} | " + " | ".join(fmt_s(r) for r in res) +
               f" | {ratio} | {res[1] / res[0]:.2f} |")
-        cpu_rows.append((name, cpu, names))
+        rows.append((name, res, cpu))
         sys.stdout.flush()
         shutil.rmtree(ht_dir, ignore_errors=True)
         os.makedirs(ht_dir, exist_ok=True)
     print("the same runs, CPU seconds (user + sys of every process), medians:")
-    for name, cpu, names in cpu_rows:
+    for name, _, cpu in rows:
         ht = cpu[names.index("heaptrack")] if "heaptrack" in names else None
         ratio = f"{cpu[1] / ht:.2f}" if ht else "-"
         print(f"| {name} | " + " | ".join(fmt_s(c) for c in cpu) +
               f" | {ratio} | {cpu[1] / max(cpu[0], 1e-3):.2f} |")
+    print("the same runs as ratios to native (wall clock; CPU time in brackets):")
+    print("| workload | " + " | ".join(names[1:]) + " |")
+    print("|---|" + "---|" * (len(names) - 1))
+    for name, res, cpu in rows:
+        cells = [f"{res[i] / res[0]:.2f}x ({cpu[i] / max(cpu[0], 1e-3):.2f}x)"
+                 for i in range(1, len(names))]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(f"({load_avg()} at the end)")
 
 
 def free_port():
@@ -274,37 +293,123 @@ def redis_rps(port, n):
     return sum(rps) / len(rps) if rps else 0.0
 
 
-def redis_bench(a, ptleak, mode):
-    """requests/s: native, launched under ptleak, ptleak -p attached."""
-    if not shutil.which("redis-server") or not shutil.which("redis-benchmark"):
-        return None
-    n = 20000 if a.quick or mode == "trap" else 200000
-    server = ["redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-
-    def run(launch, attach):
-        port = free_port()
-        cmd = server + ["--port", str(port)]
-        if launch:
-            cmd = [ptleak, "-q", "--mode=" + mode, "-o", os.devnull] + cmd
-        srv = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        tr = None
-        try:
-            if not wait_port(port):
-                return 0.0
-            if attach:
-                tr = subprocess.Popen([ptleak, "--mode=" + mode, "-o", os.devnull,
-                                       "-p", str(srv.pid)], stderr=subprocess.PIPE, text=True)
-                tr.stderr.readline()	# the banner: attached
-            return redis_rps(port, n)
-        finally:
-            if tr:
-                tr.send_signal(2)
+def redis_case(a, wrap, attach, n, tmp):
+    """requests/s of redis-server under redis-benchmark: launched through
+    WRAP (a command prefix, None: alone) or with ATTACH(pid) (a command
+    that attaches to it and prints a line once it has) running."""
+    port = free_port()
+    cmd = ["redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+           "--port", str(port)]
+    srv = subprocess.Popen((wrap or []) + cmd, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, cwd=tmp)
+    tr = None
+    try:
+        if not wait_port(port, 120):
+            return None
+        if attach:
+            # The server's own pid (under a wrapper it is the child).
+            tr = subprocess.Popen(attach(srv.pid), stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True,
+                                  start_new_session=True, cwd=tmp)
+            want = attach.ready
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                line = tr.stdout.readline()
+                if not line or want in line:
+                    break
+            if tr.poll() is not None:
+                return None
+        return redis_rps(port, n)
+    finally:
+        if tr:
+            tr.send_signal(signal.SIGINT)
+            try:
                 tr.wait(60)
-            srv.terminate()
-            srv.wait(60)
-    return median_of(1 if a.quick else 3,
-                     [lambda: run(False, False), lambda: run(True, False),
-                      lambda: run(False, True)])
+            except subprocess.TimeoutExpired:
+                os.killpg(tr.pid, signal.SIGKILL)
+                tr.wait()
+        srv.terminate()
+        try:
+            srv.wait(120)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            srv.wait()
+        if tr and tr.stdout:
+            tr.stdout.close()
+
+
+class Attach:
+    """A command attaching to a pid, and the text of the line it prints
+    once attached."""
+    def __init__(self, make, ready):
+        self.make, self.ready = make, ready
+
+    def __call__(self, pid):
+        return self.make(pid)
+
+
+def redis_table(a, ptleak, tmp):
+    """redis-server under redis-benchmark (SET and GET, 20 clients),
+    requests/s launched under each tool and with each that can attach
+    attached, rounds interleaved, medians."""
+    if not shutil.which("redis-server") or not shutil.which("redis-benchmark"):
+        print("redis-server: not installed (Debian: redis-server, redis-tools)")
+        return
+    rep = 1 if a.quick else 3
+    fast_n = 20000 if a.quick else 200000
+    slow_n = 20000
+    null = os.devnull
+    ht = os.path.join(tmp, "ht-redis")
+    cols = ["native", "ptleak fast", "ptleak trap"]
+    launched = {"native": (None, fast_n),
+                "ptleak fast": ([ptleak, "-q", "--mode=fast", "-o", null], fast_n),
+                "ptleak trap": ([ptleak, "-q", "--mode=trap", "-o", null], slow_n)}
+    attached = {"ptleak fast": (Attach(lambda pid: [ptleak, "--mode=fast", "-o", null,
+                                                    "-p", str(pid)], "attached"), fast_n),
+                "ptleak trap": (Attach(lambda pid: [ptleak, "--mode=trap", "-o", null,
+                                                    "-p", str(pid)], "attached"), slow_n)}
+    if shutil.which("valgrind"):
+        cols.append("memcheck")
+        launched["memcheck"] = (["valgrind", "-q", "--leak-check=full"], slow_n)
+    if shutil.which("heaptrack"):
+        cols.append("heaptrack")
+        launched["heaptrack"] = (["heaptrack", "-o", ht], fast_n)
+        if shutil.which("gdb"):
+            attached["heaptrack"] = (Attach(lambda pid: ["heaptrack", "-o", ht, "-p", str(pid)],
+                                            "injection finished"), fast_n)
+    cases = [("launched", t, launched[t]) for t in cols if t in launched] + \
+            [("attached", t, attached[t]) for t in cols if t in attached]
+    runs = {(k, t): [] for k, t, _ in cases}
+    for _ in range(rep):
+        for kind, t, (how, n) in cases:
+            if kind == "launched":
+                v = redis_case(a, how, None, n, tmp)
+            else:
+                v = redis_case(a, None, how, n, tmp)
+            runs[(kind, t)].append(v)
+            for f in glob.glob(ht + "*"):
+                os.remove(f)
+    med = {k: statistics.median([x or 0.0 for x in v]) for k, v in runs.items()}
+    native = med.get(("launched", "native"))
+    print(f"redis-server (Debian) under redis-benchmark -t set,get -c 20, requests/s, "
+          f"medians of {rep} (and % of native); {load_avg()}:")
+    print("| redis-server | " + " | ".join(cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for kind in ("launched", "attached"):
+        cells = []
+        for t in cols:
+            if t == "native":
+                cells.append(f"{native:.0f}" if kind == "launched" and native else "-")
+                continue
+            v = med.get((kind, t))
+            if (kind, t) not in med:
+                cells.append("cannot attach" if kind == "attached" else "-")
+            elif not v:
+                cells.append("failed")
+            else:
+                cells.append(f"{v:.0f} ({v / native:.0%})" if native else f"{v:.0f}")
+        print(f"| {kind} | " + " | ".join(cells) + " |")
+    sys.stdout.flush()
 
 
 def median_of(repeat, fns):
@@ -314,15 +419,6 @@ def median_of(repeat, fns):
         for i, fn in enumerate(fns):
             results[i].append(fn())
     return [statistics.median(r) for r in results]
-
-
-def print_redis(a, ptleak):
-    for mode in ("fast", "trap"):
-        r = redis_bench(a, ptleak, mode)
-        if r and r[0]:
-            print(f"redis-server ({mode}): native {r[0]:.0f} req/s, launched under ptleak "
-                  f"{r[1]:.0f} ({r[1] / r[0]:.0%}), ptleak -p attached {r[2]:.0f} "
-                  f"({r[2] / r[0]:.0%})")
 
 
 def main():
@@ -344,6 +440,12 @@ def main():
                     help="runs of ptleak --mode=trap per cell (minutes each)")
     ap.add_argument("--quick", action="store_true",
                     help="side by side only, a fifth of W1/W4/W5, once")
+    ap.add_argument("--side-by-side", action="store_true",
+                    help="only the side-by-side tables (issue 9) and redis, full size")
+    ap.add_argument("--only", action="append", default=[], metavar="W1",
+                    help="side by side: only this workload (W1 ... C0, or redis); repeatable")
+    ap.add_argument("--compute-rounds", type=int, default=20,
+                    help="rounds of the compute-bound workload C1")
     a = ap.parse_args()
     ptleak = os.path.abspath(a.ptleak)
     bdir = os.path.join(a.build, "bench")
@@ -358,9 +460,10 @@ def main():
     tmp = tempfile.mkdtemp(prefix="ptleak-bench-")
     rep = a.repeat
     print(f"ptleak benchmarks: medians of {rep} runs, {os.cpu_count()} CPUs")
-    if a.quick:
+    if a.quick or a.side_by_side:
         side_by_side(a, ptleak, exe, tmp)
-        print_redis(a, ptleak)
+        if not a.only or "redis" in a.only:
+            redis_table(a, ptleak, tmp)
         shutil.rmtree(tmp, ignore_errors=True)
         return 0
 
@@ -500,7 +603,7 @@ def main():
           f"(allocating them took {took:.0f} s)")
     # 8. Fast mode against trap mode and the peers, and a real server.
     side_by_side(a, ptleak, exe, tmp)
-    print_redis(a, ptleak)
+    redis_table(a, ptleak, tmp)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

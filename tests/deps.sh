@@ -38,6 +38,12 @@ test)
 	command -v curl >/dev/null 2>&1 || need curl
 	command -v chromium >/dev/null 2>&1 || need chromium
 	command -v redis-server >/dev/null 2>&1 || need redis-server
+	# make bench: its workloads and the peers it compares against
+	command -v redis-benchmark >/dev/null 2>&1 || need redis-tools
+	command -v sqlite3 >/dev/null 2>&1 || need sqlite3
+	command -v xz >/dev/null 2>&1 || need xz-utils
+	command -v heaptrack >/dev/null 2>&1 || need heaptrack
+	command -v gdb >/dev/null 2>&1 || need gdb	# heaptrack -p attaches with it
 	command -v npm >/dev/null 2>&1 || need npm
 	python3 -c "import jsonschema" >/dev/null 2>&1 || need python3-jsonschema
 	command -v strip >/dev/null 2>&1 || need binutils
