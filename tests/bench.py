@@ -293,6 +293,22 @@ def redis_rps(port, n):
     return sum(rps) / len(rps) if rps else 0.0
 
 
+def group_alive(pgid):
+    """Whether a process of group PGID runs (zombies do not count: an
+    orphan's may wait for a reaper here)."""
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(st[2]) == pgid and st[0] != "Z":
+            return True
+    return False
+
+
 def redis_case(a, wrap, attach, n, tmp):
     """requests/s of redis-server under redis-benchmark: launched through
     WRAP (a command prefix, None: alone) or with ATTACH(pid) (a command
@@ -300,8 +316,10 @@ def redis_case(a, wrap, attach, n, tmp):
     port = free_port()
     cmd = ["redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
            "--port", str(port)]
+    # A session of its own: a wrapper (heaptrack's script) may not pass
+    # our SIGTERM on, the whole group gets it.
     srv = subprocess.Popen((wrap or []) + cmd, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, cwd=tmp)
+                           stderr=subprocess.DEVNULL, cwd=tmp, start_new_session=True)
     tr = None
     try:
         if not wait_port(port, 120):
@@ -321,20 +339,28 @@ def redis_case(a, wrap, attach, n, tmp):
                 return None
         return redis_rps(port, n)
     finally:
+        # ptleak -p leaves on SIGINT; heaptrack -p ends with the server.
         if tr:
             tr.send_signal(signal.SIGINT)
             try:
-                tr.wait(60)
+                tr.wait(10)
             except subprocess.TimeoutExpired:
-                os.killpg(tr.pid, signal.SIGKILL)
-                tr.wait()
-        srv.terminate()
+                pass
+        os.killpg(srv.pid, signal.SIGTERM)
         try:
             srv.wait(120)
         except subprocess.TimeoutExpired:
-            srv.kill()
+            os.killpg(srv.pid, signal.SIGKILL)
             srv.wait()
-        if tr and tr.stdout:
+        # heaptrack's interpreter outlives its script: wait for the group.
+        for group in [srv.pid] + ([tr.pid] if tr else []):
+            deadline = time.monotonic() + 60
+            while group_alive(group) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if group_alive(group):
+                os.killpg(group, signal.SIGKILL)
+        if tr:
+            tr.wait()
             tr.stdout.close()
 
 
