@@ -42,6 +42,9 @@
 #define PROBE_F_RDFSBASE 1u		/* the CPU and kernel allow rdfsbase */
 #define PROBE_F_CLEAR_LINK 2u		/* zero the first word of a new block
 					 * (hooks.h: a foreign allocator's link) */
+#define PROBE_F_ALLOC_REGIONS 4u	/* a foreign allocator (hooks.h): its own
+					 * mmap/mremap/sbrk are PROBE_OP_REGION */
+#define PROBE_ALLOC_RANGES 8u		/* its shared objects' address ranges */
 
 /* A recorded allocator call is wrapped; a nested one or a quiet probe
  * jumps straight to the real code. */
@@ -51,6 +54,11 @@ struct probe_ctl {
 	int32_t tracer_pid;	/* for the liveness check */
 	uint32_t num_callers;
 	uint64_t shared;	/* address of struct probe_shared in the tracee */
+	/* PROBE_F_ALLOC_REGIONS: a call returning into one of these is the
+	 * allocator's own */
+	uint32_t n_alloc_ranges;
+	uint32_t pad;
+	struct { uint64_t lo, hi; } alloc_ranges[PROBE_ALLOC_RANGES];
 	uint64_t thread_key[PROBE_THREADS];	/* fs_base | PROBE_BUSY */
 	uint32_t thread_tid[PROBE_THREADS];
 	/* pc -> row, direct-mapped; an entry is valid when key ^ val == pc
@@ -76,6 +84,10 @@ enum probe_op {
 	PROBE_OP_UNWIND,	/* regs: unwind this stack for me, reply in replies[slot] */
 	PROBE_OP_RBRK,		/* ld.so's r_brk: stop me, hook new modules, reply */
 	PROBE_OP_EXIT,		/* _exit, regs: stop me, scan the process, reply */
+	PROBE_OP_REGION,	/* a foreign allocator's own mmap, mremap or sbrk:
+				 * ptr = the result, size = len (mremap: new
+				 * len, sbrk: increment), old_ptr and pcs[0] =
+				 * mremap's old address and length */
 };
 
 /* Registers handed to ptleak with an unwind request, at the entry. */

@@ -536,10 +536,72 @@ enum {	/* enum alloc_call in tracer/heap.h */
 	C_API_SIZE0, C_API_SIZE1, C_API_PAGES0, C_API_COUNT01, C_API_COUNT12,
 	C_API_POSIX_MEMALIGN, C_API_STRDUP, C_API_REALLOC01, C_API_REALLOC12,
 	C_API_REALLOCN012, C_API_XALLOCX, C_API_FREE,
+	C_SBRK,					/* a foreign allocator's (hooks.h) */
 };
 
 #define MAP_ANONYMOUS_ 0x20
 #define MMAP_FAILED(r) ((r) >= (uint64_t)-4096)
+
+/* probe_frame.pad[0] of a foreign allocator's own mmap, mremap or sbrk
+ * being wrapped: made inside a recorded call (its slot stays busy) or
+ * not (the slot was entered for it). */
+#define REGION_NESTED 0x5245474e45535445ull
+#define REGION_OWN 0x524547494f4e4f57ull
+
+static int in_alloc_ranges(const struct probe_ctl *c, uint64_t pc)
+{
+	uint32_t n = load(&c->n_alloc_ranges);
+
+	for (uint32_t i = 0; i < n && i < PROBE_ALLOC_RANGES; i++)
+		if (pc >= c->alloc_ranges[i].lo && pc < c->alloc_ranges[i].hi)
+			return 1;
+	return 0;
+}
+
+/*
+ * A foreign allocator's mmap, mremap or sbrk (PROBE_F_ALLOC_REGIONS): the
+ * allocator's own when made inside a recorded call or returning into
+ * the allocator's code (hooks.h says why). Then it is wrapped (1),
+ * whatever the thread's slot says, and probe_exit reports the region.
+ * 0: the program's own call (--track-mmap's business, or nothing).
+ */
+static int region_enter(struct probe_ctl *c, struct probe_frame *f, uint64_t key)
+{
+	const struct probe_site *site = (const struct probe_site *)f->r11;
+	int busy = 0, idx = own_slot(c, key, &busy);
+
+	if ((site->call == C_MMAP && !(f->rcx & MAP_ANONYMOUS_)) ||
+	    (site->call == C_SBRK && (int64_t)f->rdi <= 0))
+		return 0;
+	if (!busy && !in_alloc_ranges(c, f->ret))
+		return 0;
+	if (busy) {
+		f->pad[0] = REGION_NESTED;
+		f->slot = (uint32_t)idx;
+		return 1;
+	}
+	idx = enter_slot(c, key);
+	if (idx < 0)
+		return 0;
+	f->pad[0] = REGION_OWN;
+	f->slot = (uint32_t)idx;
+	return 1;
+}
+
+static void region_exit(struct probe_ctl *c, struct probe_shared *sh, struct probe_frame *f,
+			uint64_t rax)
+{
+	const struct probe_site *site = (const struct probe_site *)f->r11;
+	uint64_t size = site->call == C_MMAP ? f->rsi : site->call == C_SBRK ? f->rdi : f->rdx;
+	uint64_t old_len = f->rsi;
+
+	if (!MMAP_FAILED(rax) && load(&c->armed) && sh && !load(&sh->dead))
+		emit(c, sh, PROBE_OP_REGION, site->call, c->thread_tid[f->slot], rax,
+		     site->call == C_MREMAP ? f->rdi : 0, size, &old_len,
+		     site->call == C_MREMAP);
+	if (f->pad[0] == REGION_OWN)
+		leave_slot(c, f->slot);
+}
 
 /* The length of the string at S, in the program's own memory (a
  * strdup's result, so it ends). */
@@ -563,18 +625,27 @@ int probe_enter(struct probe_frame *f)
 		return 0;
 	const struct probe_site *site = (const struct probe_site *)f->r11;
 	uint64_t key = fs_base(c);
+	f->pad[0] = 0;
 	if (site->call == PROBE_CALL_RBRK || site->call == PROBE_CALL_EXIT) {
 		ask_stop(c, sh, f, site, key,
 			 site->call == PROBE_CALL_RBRK ? PROBE_OP_RBRK : PROBE_OP_EXIT);
 		return 0;
 	}
 
+	uint32_t regions = load(&c->flags) & PROBE_F_ALLOC_REGIONS;
+	if (regions && (site->call == C_MMAP || site->call == C_MREMAP || site->call == C_SBRK) &&
+	    region_enter(c, f, key))
+		return 1;
+	if (site->call == C_SBRK)
+		return 0;
 	/* free, delete, an API's free, munmap: recorded at the entry, before
-	 * the memory can be someone else's (munmap's length in size). */
+	 * the memory can be someone else's (munmap's length in size; with a
+	 * foreign allocator also inside a recorded call, which may give back
+	 * a region of the allocator's own). */
 	if (site->call == C_FREE || site->call == C_API_FREE || site->call == C_MUNMAP ||
 	    (site->call >= C_DELETE_FIRST && site->call <= C_DELETE_LAST)) {
 		int busy = 0, idx = own_slot(c, key, &busy);
-		if (!busy)
+		if (!busy || (regions && site->call == C_MUNMAP))
 			emit(c, sh, PROBE_OP_FREE, site->call, idx >= 0 ? c->thread_tid[idx] : 0,
 			     f->rdi, 0, site->call == C_MUNMAP ? f->rsi : 0, 0, 0);
 		return 0;
@@ -626,6 +697,11 @@ void probe_exit(struct probe_frame *f, uint64_t rax)
 	const struct probe_site *site = (const struct probe_site *)f->r11;
 	uint32_t op = PROBE_OP_ALLOC, call = site->call;
 	uint64_t ptr = rax, old = 0, size = 0;
+
+	if (f->pad[0] == REGION_NESTED || f->pad[0] == REGION_OWN) {
+		region_exit(c, sh, f, rax);
+		return;
+	}
 
 	switch (call) {
 	case C_MALLOC:

@@ -916,6 +916,8 @@ static void consume(struct process *p, struct probe_cell *cell, uint64_t now, un
 	case PROBE_OP_EXIT:
 		serve_exit(p, cell, flags);
 		return;
+	case PROBE_OP_REGION:
+		break;	/* below: not a block */
 	default:
 		return;	/* served ahead of order already */
 	}
@@ -926,6 +928,17 @@ static void consume(struct process *p, struct probe_cell *cell, uint64_t now, un
 	FAST(p)->n_events++;
 	if (p->role != ROLE_TRACED || !p->db)
 		return;
+	if (cell->op == PROBE_OP_REGION) {
+		/* mmap(addr, len), sbrk(increment), mremap(old, old len, new len) */
+		uint64_t args[3] = { 0, cell->size, 0 };
+		if (cell->call == CALL_SBRK)
+			args[0] = cell->size;
+		else if (cell->call == CALL_MREMAP)
+			args[0] = cell->old_ptr, args[1] = cell->n_pcs ? cell->pcs[0] : 0,
+			args[2] = cell->size;
+		hooks_region_event(p, (enum alloc_call)cell->call, args, cell->ptr);
+		return;
+	}
 	if (ev.call == CALL_MMAP || ev.call == CALL_MREMAP || ev.call == CALL_MUNMAP) {
 		consume_mmap(p, cell);
 		return;
@@ -1115,16 +1128,30 @@ bool fast_busy(struct process *p, const uint64_t *rips, size_t n)
 	return false;
 }
 
-void fast_clear_links(struct process *p, bool on)
+void fast_set_allocator(struct process *p, bool foreign, const struct symbols_range *mods,
+			size_t n)
 {
 	struct fast *f = FAST(p);
-	uint64_t at = f ? f->region + PROBE_CTL_OFF + offsetof(struct probe_ctl, flags) : 0;
-	uint32_t flags;
+	uint64_t ctl = f ? f->region + PROBE_CTL_OFF : 0;
+	uint32_t flags, count = 0;
+	struct { uint64_t lo, hi; } ranges[PROBE_ALLOC_RANGES];
 
-	if (!f || proc_read(p, at, &flags, sizeof(flags)) < 0)
+	if (!f || proc_read(p, ctl + offsetof(struct probe_ctl, flags), &flags, sizeof(flags)) < 0)
 		return;
-	flags = on ? flags | PROBE_F_CLEAR_LINK : flags & ~PROBE_F_CLEAR_LINK;
-	if (proc_write(p, at, &flags, sizeof(flags)) < 0)
+	for (size_t i = 0; foreign && i < n && count < PROBE_ALLOC_RANGES; i++) {
+		ranges[count].lo = mods[i].start;
+		ranges[count++].hi = mods[i].end;
+	}
+	/* The ranges before the flag that makes the probe read them. */
+	if ((count && proc_write(p, ctl + offsetof(struct probe_ctl, alloc_ranges), ranges,
+				 count * sizeof(ranges[0])) < 0) ||
+	    proc_write(p, ctl + offsetof(struct probe_ctl, n_alloc_ranges), &count,
+		       sizeof(count)) < 0)
+		error("cannot hand the allocator's ranges to the probe in process %d: %s", p->pid,
+		      strerror(errno));
+	const uint32_t bits = PROBE_F_CLEAR_LINK | PROBE_F_ALLOC_REGIONS;
+	flags = foreign ? flags | bits : flags & ~bits;
+	if (proc_write(p, ctl + offsetof(struct probe_ctl, flags), &flags, sizeof(flags)) < 0)
 		error("cannot set the probe's flags in process %d: %s", p->pid, strerror(errno));
 }
 

@@ -103,9 +103,13 @@ void fast_disarm(struct process *p);
  * rip (RIPS, every thread stopped) in the probe's code. */
 bool fast_busy(struct process *p, const uint64_t *rips, size_t n);
 
-/* Whether the probe zeroes the first word of each new block (not of a
- * realloc's, nor of a string's): hooks.h, a foreign allocator's link. */
-void fast_clear_links(struct process *p, bool on);
+/* P runs a foreign allocator (hooks.h) or not: the probe zeroes the
+ * first word of each new block (not of a realloc's, nor of a string's),
+ * and reports the allocator's own mmap, mremap and sbrk (made inside a
+ * recorded call, or returning into one of the N ranges MODS). */
+struct symbols_range;
+void fast_set_allocator(struct process *p, bool foreign, const struct symbols_range *mods,
+			size_t n);
 
 /* Whether the thread of thread pointer FS_BASE is inside a call the probe
  * records (a call it makes now is nested in that one). */

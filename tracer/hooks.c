@@ -273,8 +273,8 @@ static bool is_mmap_call(enum alloc_call call)
 /* The in-process probe mirrors these ranges (probe/probe.c, C_NEW_FIRST...). */
 _Static_assert(CALL_NEW == 10 && CALL_NEW_ARRAY_ALIGNED_NOTHROW == 17 && CALL_DELETE == 18 &&
 	       CALL_DELETE_ARRAY_ALIGNED_NOTHROW == 29 && CALL_MMAP == 30 && CALL_MREMAP == 31 &&
-	       CALL_MUNMAP == 32 && CALL_API_SIZE0 == 33 && CALL_API_FREE == 44,
-	       "probe/probe.c's C_ ranges");
+	       CALL_MUNMAP == 32 && CALL_API_SIZE0 == 33 && CALL_API_FREE == 44 &&
+	       CALL_SBRK == 45, "probe/probe.c's C_ ranges");
 
 /* free, every operator delete, an API's free: the pointer in the first
  * argument. */
@@ -363,9 +363,7 @@ static void note_allocator(struct process *p, const char *name, enum alloc_call 
 }
 
 /* Entry point I at ADDR (SIZE bytes): through the probe where that is
- * safe, else an int3. With a foreign allocator the mmap family keeps its
- * int3 in fast mode too (allocator_map_entry, which needs the stop); so
- * does sbrk, which only that needs. */
+ * safe, else an int3. */
 static void arm_site(struct arm_ctx *c, size_t i, uint64_t addr, uint64_t size)
 {
 	struct process *p = c->t->proc;
@@ -373,8 +371,7 @@ static void arm_site(struct arm_ctx *c, size_t i, uint64_t addr, uint64_t size)
 	bool mmap_site = entry_points[i].site == SITE_ALLOC && is_mmap_call(call);
 	bool counts = entry_points[i].site == SITE_ALLOC && !mmap_site;
 
-	if ((!mmap_site || (!state_of(p)->foreign && call != CALL_SBRK)) &&
-	    hook_in_probe(c, i, addr, size) == 0)
+	if (hook_in_probe(c, i, addr, size) == 0)
 		c->armed += counts;
 	else if (bp_add(state_of(p)->bp, c->t, addr, entry_points[i].site, call,
 			c->generation) == 0)
@@ -428,7 +425,7 @@ static int hooks_arm(struct process *p, struct thread *t, unsigned generation)
 	 * foreign allocator maps for itself (hooks.h). */
 	if (st->foreign && !p->db->alloc_regions)
 		p->db->alloc_regions = mmaps_new();
-	fast_clear_links(p, st->foreign);
+	fast_set_allocator(p, st->foreign, st->alloc_mods, st->n_alloc_mods);
 	for (size_t i = 0; i < c.n_later; i++)
 		if ((hooks_track_mmap && entry_points[c.later[i].i].call != CALL_SBRK) || st->foreign)
 			arm_site(&c, c.later[i].i, c.later[i].addr, c.later[i].size);
@@ -589,19 +586,23 @@ static bool allocator_map_entry(struct thread *t, enum alloc_call call,
 	return catch_return(t, regs, ret, &sh) == 0;
 }
 
-/* The return of an allocator's own mmap, mremap or sbrk (SH) with RAX. */
-static void allocator_map_return(struct process *p, const struct shadow *sh, uint64_t rax)
+void hooks_region_event(struct process *p, enum alloc_call call, const uint64_t args[3],
+			uint64_t rax)
 {
-	struct mmaps *ar = p->db->alloc_regions;
+	struct mmaps *ar = p->db ? p->db->alloc_regions : NULL;
 
 	/* MAP_FAILED and sbrk's failure are -1, a raw error -errno */
-	if (!ar || rax >= (uint64_t)-4096)
+	if (!ar || p->role != ROLE_TRACED || rax >= (uint64_t)-4096)
 		return;
-	if (sh->call == CALL_MREMAP)
-		mmaps_remap(ar, sh->args[0], sh->args[1], rax, sh->args[2]);
-	else	/* mmap(addr, len, ...) or sbrk(increment): the old break */
-		mmaps_map(ar, rax, sh->call == CALL_SBRK ? sh->args[0] : sh->args[1], 0, 0);
-	debug("allocator region 0x%" PRIx64 " (%s)", rax, alloc_call_name(sh->call));
+	if (call == CALL_MREMAP) {
+		if (mmaps_contains(ar, args[0]))
+			mmaps_remap(ar, args[0], args[1], rax, args[2]);
+		else
+			mmaps_map(ar, rax, args[2], 0, 0);
+	} else {	/* mmap(addr, len, ...) or sbrk(increment): the old break */
+		mmaps_map(ar, rax, call == CALL_SBRK ? args[0] : args[1], 0, 0);
+	}
+	debug("allocator region 0x%" PRIx64 " (%s)", rax, alloc_call_name(call));
 }
 
 /* Stopped at site S (rip rewound to it): handle it, set REGS->rip where
@@ -678,6 +679,8 @@ void hooks_mmap_event(struct process *p, enum alloc_call call, const uint64_t ar
 {
 	struct mmaps *mm = p->db ? p->db->mmaps : NULL;
 
+	if (call == CALL_MUNMAP && p->db && p->db->alloc_regions && p->role == ROLE_TRACED)
+		mmaps_unmap(p->db->alloc_regions, args[0], args[1]);
 	if (!mm || p->role != ROLE_TRACED)
 		return;
 	if (call == CALL_MUNMAP) {
@@ -875,8 +878,7 @@ static int hooks_on_return(struct thread *t, struct user_regs_struct *regs)
 
 	struct alloc_event ev;
 	if (sh.region) {
-		if (p->role == ROLE_TRACED)
-			allocator_map_return(p, &sh, regs->rax);
+		hooks_region_event(p, sh.call, sh.args, regs->rax);
 		return 0;
 	}
 	if (is_mmap_call(sh.call)) {

@@ -92,6 +92,12 @@ extern bool hooks_fast;
 struct symbols_range;
 size_t hooks_alloc_modules(struct process *p, struct symbols_range *out, size_t max);
 
+/* A foreign allocator's own mmap (ARGS: addr, len), mremap (old, old
+ * len, new len) or sbrk (increment) returned RAX: P's alloc_regions get
+ * it (the probe's PROBE_OP_REGION comes here too). */
+void hooks_region_event(struct process *p, enum alloc_call call, const uint64_t args[3],
+			uint64_t rax);
+
 /* The sites and code pages of P's ptrace source (NULL before it armed):
  * the probe's jump sites live there too. */
 struct bpset *hooks_bpset(struct process *p);

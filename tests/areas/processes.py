@@ -404,7 +404,19 @@ def t_launch_ptleak_kill9(s):
     go through it. Trap mode: the program ends with ptleak
     (PTRACE_O_EXITKILL): its int3s would kill it at its next allocator
     call anyway."""
-    exe = s.builder.get("hammer")
+    launch_ptleak_kill9(s, "hammer")
+
+
+@test("proc_launch_ptleak_kill9_jemalloc")
+def t_launch_ptleak_kill9_jemalloc(s):
+    """The same with jemalloc, whose own mmap and munmap calls (inside
+    malloc and free) ptleak follows too: through the probe in fast mode,
+    so nothing stops the program there after the kill -9 either."""
+    launch_ptleak_kill9(s, "hammer_jemalloc")
+
+
+def launch_ptleak_kill9(s, fixture):
+    exe = s.builder.get(fixture)
 
     def gone(pid):
         return proc_state(pid)[:1] in ("Z", "X", "g")   # zombie, dead, gone
