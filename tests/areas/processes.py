@@ -412,16 +412,21 @@ def t_launch_ptleak_kill9_jemalloc(s):
     """The same with jemalloc, whose own mmap and munmap calls (inside
     malloc and free) ptleak follows too: through the probe in fast mode,
     so nothing stops the program there after the kill -9 either."""
-    launch_ptleak_kill9(s, "hammer_jemalloc")
+    launch_ptleak_kill9(s, "hammer_jemalloc",
+                        # freed extents unmapped at once: mmap and munmap
+                        # all the time, not only while the heap grows
+                        ["env", "MALLOC_CONF=retain:false,dirty_decay_ms:0,"
+                         "muzzy_decay_ms:0"])
 
 
-def launch_ptleak_kill9(s, fixture):
+def launch_ptleak_kill9(s, fixture, wrap=()):
     exe = s.builder.get(fixture)
 
     def gone(pid):
         return proc_state(pid)[:1] in ("Z", "X", "g")   # zombie, dead, gone
     with Processes(s) as ps:
-        p = ps.start([s.ptleak, "-q", "-o", "/dev/null", exe, "90"])
+        p = ps.start([s.ptleak, "-q", "-o", "/dev/null"] + list(wrap) +
+                     [exe, "90"])
         p.wait_for("out", rb"^ready$", 20, "ptleak hammer")
         prog = traced_child(p.pid)
         time.sleep(0.5)
