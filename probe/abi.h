@@ -21,6 +21,12 @@
  * event and publishes it by storing seq + 1 in the cell. ptleak consumes
  * cells strictly in sequence order, so events reach the allocation table
  * in the order the program performed them, across threads.
+ *
+ * A cell's seq word is kept relative to its lap (probe_cell_free,
+ * probe_cell_published): a new ring's zeroed memory reads "free" for
+ * the first lap, so nothing initializes it and its pages are touched
+ * only as events fill them (16 MiB at 64 Ki cells: page faults that
+ * cost a short program tens of milliseconds).
  */
 #include <stdint.h>
 
@@ -93,8 +99,20 @@ enum probe_op {
 /* Registers handed to ptleak with an unwind request, at the entry. */
 enum { PR_RIP, PR_RSP, PR_RBP, PR_RBX, PR_R12, PR_R13, PR_R14, PR_R15, PR__N };
 
+/* The seq word of the cell of sequence SEQ when it is free for SEQ, and
+ * once the event of SEQ is published in it (N_CELLS a power of two). */
+static inline uint64_t probe_cell_free(uint64_t seq, uint32_t n_cells)
+{
+	return seq & ~(uint64_t)(n_cells - 1);
+}
+
+static inline uint64_t probe_cell_published(uint64_t seq, uint32_t n_cells)
+{
+	return probe_cell_free(seq, n_cells) + 1;
+}
+
 struct probe_cell {
-	uint64_t seq;		/* == claimed sequence + 1 once published */
+	uint64_t seq;		/* probe_cell_free / probe_cell_published */
 	uint32_t op;
 	uint32_t call;
 	uint32_t tid;

@@ -344,7 +344,9 @@ static struct probe_cell *claim(struct probe_ctl *c, struct probe_shared *sh, ui
 
 	/* (ptleak's head is read only when waiting: its cache line moves
 	 * with every batch ptleak drains.) */
-	for (int spin = 0; load(&cell->seq) != s; spin++) {
+	const uint64_t free_for_s = probe_cell_free(s, sh->n_cells);
+
+	for (int spin = 0; load(&cell->seq) != free_for_s; spin++) {
 		if (spin == 0)
 			head0 = load(&sh->head);
 		if (load(&sh->dead))
@@ -357,7 +359,7 @@ static struct probe_cell *claim(struct probe_ctl *c, struct probe_shared *sh, ui
 		 * or yielding would take the CPU from ptleak). */
 		uint32_t space = load(&sh->space);
 		__atomic_add_fetch(&sh->waiters, 1, __ATOMIC_SEQ_CST);
-		if (load(&cell->seq) != s) {
+		if (load(&cell->seq) != free_for_s) {
 			if (__atomic_exchange_n(&sh->sleeping, 0, __ATOMIC_SEQ_CST))
 				ring_doorbell(sh);
 			wait_on(&sh->space, space, 1000);
@@ -382,7 +384,7 @@ static struct probe_cell *claim(struct probe_ctl *c, struct probe_shared *sh, ui
 
 static void publish(struct probe_shared *sh, struct probe_cell *cell, uint64_t seq, int urgent)
 {
-	store(&cell->seq, seq + 1);
+	store(&cell->seq, probe_cell_published(seq, sh->n_cells));
 	/* The fence pairs with ptleak's before it sleeps: a request must
 	 * not miss it. Plain events need none: ptleak wakes every 2 ms. */
 	if (urgent)

@@ -193,8 +193,6 @@ static void ring_init(struct probe_shared *sh)
 	sh->rows_off = rows_off();
 	sh->rows_cap = ROWS_CAP;
 	sh->size = ring_size();
-	for (uint64_t i = 0; i < N_CELLS; i++)
-		cell_at(sh, i)->seq = i;
 }
 
 struct probe_shared *fast_setup_local(struct process *p)
@@ -865,7 +863,10 @@ static void fast_source_vfork_done(struct thread *t)
 /* Whether CELL (published, not consumed yet) is a vfork child's. */
 static bool vfork_child_event(const struct fast *f, const struct probe_cell *cell)
 {
-	uint64_t seq = cell->seq - 1;
+	const struct probe_shared *sh = f->sh;
+	uint64_t index = (uint64_t)((const char *)cell - (const char *)sh - sh->cells_off) /
+			 sh->cell_size;
+	uint64_t seq = cell->seq - 1 + index;	/* its lap's base + its index */
 
 	for (size_t i = 0; i < f->n_vfork; i++) {
 		const struct vfork_window *w = &f->vfork[i];
@@ -969,7 +970,8 @@ static void serve_ahead(struct process *p, uint64_t head, uint64_t tail, uint64_
 
 	for (uint64_t s = head + 1; s < end; s++) {
 		struct probe_cell *cell = cell_at(sh, s);
-		if (__atomic_load_n(&cell->seq, __ATOMIC_ACQUIRE) != s + 1)
+		if (__atomic_load_n(&cell->seq, __ATOMIC_ACQUIRE) !=
+		    probe_cell_published(s, sh->n_cells))
 			continue;
 		if (cell->op == PROBE_OP_UNWIND)
 			serve_unwind(p, cell);
@@ -1007,7 +1009,8 @@ size_t fast_drain(struct process *p, unsigned flags)
 	 * head written back in batches: both cache lines bounce otherwise. */
 	for (;;) {
 		struct probe_cell *cell = cell_at(sh, head);
-		if (__atomic_load_n(&cell->seq, __ATOMIC_ACQUIRE) != head + 1) {
+		if (__atomic_load_n(&cell->seq, __ATOMIC_ACQUIRE) !=
+		    probe_cell_published(head, sh->n_cells)) {
 			uint64_t tail = __atomic_load_n(&sh->tail, __ATOMIC_ACQUIRE);
 			if (head == tail)
 				break;
@@ -1026,7 +1029,8 @@ size_t fast_drain(struct process *p, unsigned flags)
 			consume(p, cell, now, flags);
 		}
 		waited_since = 0;
-		__atomic_store_n(&cell->seq, head + sh->n_cells, __ATOMIC_RELEASE);
+		__atomic_store_n(&cell->seq, probe_cell_free(head + sh->n_cells, sh->n_cells),
+				 __ATOMIC_RELEASE);
 		head++;
 		if (++n % 1024 == 0) {
 			__atomic_store_n(&sh->head, head, __ATOMIC_RELEASE);
@@ -1063,7 +1067,8 @@ void fast_wait(struct process *const *procs, size_t n, long us)
 	uint32_t v = __atomic_load_n(&sh->doorbell, __ATOMIC_ACQUIRE);
 	__atomic_store_n(&sh->sleeping, 1, __ATOMIC_SEQ_CST);
 	uint64_t head = sh->head;
-	if (__atomic_load_n(&cell_at(sh, head)->seq, __ATOMIC_SEQ_CST) != head + 1)
+	if (__atomic_load_n(&cell_at(sh, head)->seq, __ATOMIC_SEQ_CST) !=
+	    probe_cell_published(head, sh->n_cells))
 		futex(&sh->doorbell, FUTEX_WAIT, v, &ts);
 	__atomic_store_n(&sh->sleeping, 0, __ATOMIC_RELEASE);
 }
