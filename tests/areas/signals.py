@@ -17,7 +17,7 @@ import time
 from lib.attaching import (crash_restore_rounds, exec_pages,
                            expect_left_clean, finish_hammer, start_attach,
                            start_hammer)
-from lib.checks import attach_permitted, traced_child
+from lib.checks import attach_permitted, expect_alive_untraced, traced_child
 from lib.proc import (Fail, Skip, describe_status, expect_status, mask,
                       proc_state, proc_status, run, run_in_pty, tail,
                       tracer_pid, wait_until)
@@ -395,6 +395,23 @@ def kv_server_signals(s, kind):
         time.sleep(0.3)
         expect_left_clean(srv.pid, before, "%s: after head closed ptleak's "
                           "output" % kind.name)
+        if s.mode == "fast":
+            # kill -9 of ptleak (last: its pages stay, inert): the probe
+            # goes quiet, the server serves on and shuts down cleanly, its
+            # _exit through the probe too. (Trap mode: its int3s stay and
+            # kill it at its next malloc.)
+            for n in range(1, 3):
+                what = "%s: kill -9 of ptleak -p, round %d" % (kind.name, n)
+                p = start_attach(s, ps, srv.pid, [])
+                time.sleep(0.4)
+                p.signal(signal.SIGKILL)
+                if p.wait(20, what) != 128 + signal.SIGKILL:
+                    raise Fail(what + ": ptleak must die of it", tail(p.err))
+                time.sleep(0.3)
+                expect_alive_untraced(srv.pid, what)
+                if drv.bad:
+                    raise Fail(what + ": the server answered wrong",
+                               drv.bad + tail(srv.err))
         bad = drv.stop()
         if not bad:
             bad = kv_round(cl, 10000, 2000)
