@@ -725,11 +725,13 @@ static void serve_rbrk(struct process *p, struct probe_cell *cell, unsigned flag
 	struct thread *t = stop_asker(p, cell, flags);
 
 	FAST(p)->n_rbrk++;
-	if (t) {
+	answer(p, cell, NULL, 0);	/* read once it runs again */
+	/* A change half made (RT_ADD) needs nobody else stopped. */
+	if (t && !(hooks_modules_settled(p) &&
+		   modules_begin(tracer_current, t, hooks_modules_changed))) {
 		hooks_modules_changed(t);
 		resume_asker(t);
 	}
-	answer(p, cell, NULL, 0);
 }
 
 /*

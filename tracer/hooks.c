@@ -445,14 +445,22 @@ size_t hooks_alloc_modules(struct process *p, struct symbols_range *out, size_t 
 	return n;
 }
 
+bool hooks_modules_settled(struct process *p)
+{
+	struct ptrace_state *st = state_of(p);
+	int32_t state = -1;
+
+	return !st || !st->r_debug ||
+	       proc_read(p, st->r_debug + offsetof(struct r_debug, r_state), &state,
+			 sizeof(state)) < 0 || state == RT_CONSISTENT;
+}
+
 int hooks_modules_changed(struct thread *t)
 {
 	struct process *p = t->proc;
 	struct ptrace_state *st = state_of(p);
-	int32_t state = -1;
 
-	if (st->r_debug && proc_read(p, st->r_debug + offsetof(struct r_debug, r_state),
-				    &state, sizeof(state)) == 0 && state != RT_CONSISTENT)
+	if (!hooks_modules_settled(p))
 		return 0;
 	if (symbols_refresh(p->syms) < 0) {
 		error("cannot refresh the modules of process %d: %s", p->pid,

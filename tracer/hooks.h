@@ -63,6 +63,10 @@ int hooks_modules_changed(struct thread *t);
 struct user_regs_struct;
 void hooks_at_exit(struct thread *t, uint64_t addr, const struct user_regs_struct *regs);
 
+/* Whether P's module list is consistent (ld.so's r_state): a change
+ * hooks_modules_changed would act on, not one half made. */
+bool hooks_modules_settled(struct process *p);
+
 /* Frames kept per stack (--num-callers). */
 extern int hooks_num_callers;
 /* --track-mmap: hook mmap, mremap and munmap too; anonymous regions the

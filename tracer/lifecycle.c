@@ -259,6 +259,61 @@ bool exit_begin(struct tracer *tr, struct thread *t)
 	return true;
 }
 
+static void note_running(struct thread *u, void *arg)
+{
+	if (!u->stopped && !u->exiting)
+		*(bool *)arg = true;
+}
+
+static void interrupt_running(struct thread *u, void *arg)
+{
+	(void)arg;
+	if (!u->stopped && !u->exiting)
+		ptrace(PTRACE_INTERRUPT, u->tid, 0, 0);
+}
+
+bool modules_begin(struct tracer *tr, struct thread *t, int (*work)(struct thread *t))
+{
+	struct process *p = t->proc;
+	bool others = false;
+
+	if (!tr || tr->state != LOOP_TRACING || p->role != ROLE_TRACED)
+		return false;
+	thread_foreach(p, note_running, &others);
+	if (!others)
+		return false;
+	thread_foreach(p, interrupt_running, NULL);
+	tr->hooking = t->tid;
+	tr->hooking_work = work;
+	loop_collect_stops(tr, LOOP_HOOKING);
+	return true;
+}
+
+bool modules_stopped(struct tracer *tr)
+{
+	struct thread *t = thread_find(tr->hooking);
+
+	return !t || process_stopped(t->proc);
+}
+
+void modules_finish(struct tracer *tr)
+{
+	struct thread *t = thread_find(tr->hooking);
+
+	if (t && t->stopped && !t->exiting)
+		tr->hooking_work(t);
+	tr->hooking = 0;
+	tr->state = LOOP_TRACING;
+	/* Everyone held meanwhile goes on (job-stopped ones stay so). */
+	for (size_t i = 0; i < tr->n_procs; i++) {
+		struct thread_list l = threads_of(tr->procs[i]);
+		for (size_t k = 0; k < l.n; k++)
+			if (l.v[k]->stopped)
+				restart_apply(tr, l.v[k], l.v[k]->group_stop ? LISTEN : RESUME(0));
+		free(l.v);
+	}
+}
+
 bool exit_stopped(struct tracer *tr)
 {
 	return !tr->exiting || process_stopped(tr->exiting->proc);

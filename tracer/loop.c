@@ -43,7 +43,8 @@ struct tracer *tracer_current;
 static bool holding(const struct tracer *tr)
 {
 	return tr->state == LOOP_ATTACHING || tr->state == LOOP_LEAVING ||
-	       tr->state == LOOP_CHECKING || tr->state == LOOP_EXITING;
+	       tr->state == LOOP_CHECKING || tr->state == LOOP_EXITING ||
+	       tr->state == LOOP_HOOKING;
 }
 
 void restart_apply(struct tracer *tr, struct thread *t, struct restart r)
@@ -139,12 +140,16 @@ static void finish_state(struct tracer *tr)
 		check_finish(tr);
 	else if (tr->state == LOOP_EXITING)
 		exit_finish(tr);
+	else if (tr->state == LOOP_HOOKING)
+		modules_finish(tr);
 }
 
 static void advance(struct tracer *tr)
 {
 	while (holding(tr)) {
-		if (tr->state == LOOP_EXITING ? !exit_stopped(tr) : !all_stopped(tr)) {
+		bool stopped = tr->state == LOOP_EXITING ? exit_stopped(tr) :
+			       tr->state == LOOP_HOOKING ? modules_stopped(tr) : all_stopped(tr);
+		if (!stopped) {
 			if (now_ns() <= tr->state_deadline_ns)
 				return;
 			/* A thread that never reports its stop must not hang us:

@@ -37,6 +37,8 @@ enum loop_state {
 	LOOP_CHECKING,		/* a leak check on demand: collecting stops to scan */
 	LOOP_EXITING,		/* a thread entered _exit: collecting its
 				 * process's stops for the scan */
+	LOOP_HOOKING,		/* the probe's r_brk: collecting its process's
+				 * stops to hook new modules with jumps */
 	LOOP_DONE,		/* left: nothing more to wait for */
 };
 
@@ -77,6 +79,8 @@ struct tracer {
 	uint64_t next_tick_ns;	/* --interval, 0 = none */
 	uint64_t check_start_ns;	/* LOOP_CHECKING: when the stops were asked for */
 	struct thread *exiting;	/* LOOP_EXITING: the thread in _exit */
+	pid_t hooking;		/* LOOP_HOOKING: the thread at r_brk */
+	int (*hooking_work)(struct thread *t);	/* and what to do then */
 	struct waiter waiter;	/* the one wait for the next stop */
 };
 
@@ -128,6 +132,20 @@ bool exit_stopped(struct tracer *tr);	/* every thread of its process is */
 /* Scan, then let the exiting thread go on: exit_group kills the others
  * where they are held. */
 void exit_finish(struct tracer *tr);
+/*
+ * T, stopped, asked through the probe at ld.so's r_brk (fast.c): the
+ * modules changed, and new allocator entries get the probe's jump only
+ * with every thread of the process stopped (else an int3, which would
+ * kill the program after a kill -9 of ptleak, and costs a stop per call).
+ * If other threads of T's process run: begin LOOP_HOOKING, interrupting
+ * them, T held; modules_finish runs WORK(T) with all of them stopped and
+ * resumes everyone. false if T is alone (or the loop is busy): T is not
+ * held, the caller does the work.
+ */
+bool modules_begin(struct tracer *tr, struct thread *t, int (*work)(struct thread *t));
+bool modules_stopped(struct tracer *tr);	/* every thread of its process is */
+void modules_finish(struct tracer *tr);
+
 /* Report P, scanning it first if its memory was never seen final (it
  * was killed, or vanished): then every block counts as definitely lost. */
 void report_now(struct tracer *tr, struct process *p);
