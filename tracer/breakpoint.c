@@ -344,6 +344,10 @@ int bp_add_jump(struct bpset *b, struct thread *t, uint64_t addr, uint64_t fsize
 		*why = "cannot read its code";
 		return -1;
 	}
+	/* A jmp over a tiny function and its padding already: the probe's,
+	 * left by a ptleak killed before us. It moves whole, as any jmp. */
+	if (fsize < JMP_LEN && code[0] == 0xe9)
+		fsize = JMP_LEN;
 	if (fsize < JMP_LEN) {
 		/* A tiny function (ld.so's _dl_debug_state is one `ret`): the
 		 * jmp may cover the nop padding after it, never executed. */

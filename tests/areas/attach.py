@@ -17,7 +17,7 @@ from lib.checks import (attach_permitted, expect_alive_untraced,
                         one_line_error, traced_child)
 from lib.attaching import (crash_restore_rounds, finish_hammer, start_attach,
                            start_hammer)
-from lib.proc import (Fail, Skip, exit_status,
+from lib.proc import (Fail, Skip, describe_status, exit_status,
                       expect_status, proc_state, proc_status, run, tail,
                       tracer_pid, children_of, wait_until)
 from lib.report import (D, I, P, R, RE, expect_errors, fmt, load_json,
@@ -366,6 +366,32 @@ def t_attach_fast_kill9_dlopen(s):
     after ptleak was killed meets no int3."""
     crash_restore_rounds(s, signal.SIGKILL, rounds=3, opts=["--mode=fast"],
                          target="dlopen_loop")
+
+
+@test("attach_fast_ptleak_kill9_again")
+def t_attach_fast_kill9_again(s):
+    """ptleak -p, killed with -9, three times on one program that dlopens
+    all the time: each ptleak finds the previous one's jumps (ld.so's
+    r_brk, a one-byte function, under a jmp over its padding) and takes
+    them over; none may leave an int3."""
+    attach_permitted()
+    with Processes(s) as ps:
+        h = ps.start([s.builder.get("dlopen_loop")])
+        h.wait_for("out", rb"^ready$", 10, "dlopen_loop")
+        for n in range(1, 4):
+            what = "round %d/3, kill -9 of ptleak -p on one program" % n
+            p = start_attach(s, ps, h.pid, ["--mode=fast"])
+            time.sleep(0.8)
+            p.signal(signal.SIGKILL)
+            if p.wait(20, what) != 128 + signal.SIGKILL:
+                raise Fail(what + ": ptleak must die of SIGKILL", tail(p.err))
+            time.sleep(0.3)
+            if h.poll() is not None:
+                raise Fail("%s: the program died: %s"
+                           % (what, describe_status(h.poll())),
+                           tail(h.out) + tail(h.err))
+            expect_alive_untraced(h.pid, what)
+        finish_hammer(h, "after three kills of ptleak")
 
 
 # ---- A3: the same records, launched or attached ----------------------------
