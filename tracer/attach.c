@@ -373,6 +373,17 @@ void attach_finish(struct tracer *tr)
 
 /* ---- leaving -------------------------------------------------------- */
 
+void resume_all(struct tracer *tr)
+{
+	for (size_t i = 0; i < tr->n_procs; i++) {
+		struct thread_list l = threads_of(tr->procs[i]);
+		for (size_t k = 0; k < l.n; k++)
+			if (l.v[k]->stopped)
+				restart_apply(tr, l.v[k], l.v[k]->group_stop ? LISTEN : RESUME(0));
+		free(l.v);
+	}
+}
+
 void interrupt_all(struct tracer *tr)
 {
 	for (size_t i = 0; i < tr->n_procs; i++) {

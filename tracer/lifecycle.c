@@ -304,14 +304,7 @@ void modules_finish(struct tracer *tr)
 		tr->hooking_work(t);
 	tr->hooking = 0;
 	tr->state = LOOP_TRACING;
-	/* Everyone held meanwhile goes on (job-stopped ones stay so). */
-	for (size_t i = 0; i < tr->n_procs; i++) {
-		struct thread_list l = threads_of(tr->procs[i]);
-		for (size_t k = 0; k < l.n; k++)
-			if (l.v[k]->stopped)
-				restart_apply(tr, l.v[k], l.v[k]->group_stop ? LISTEN : RESUME(0));
-		free(l.v);
-	}
+	resume_all(tr);	/* everyone held meanwhile */
 }
 
 bool exit_stopped(struct tracer *tr)

@@ -59,13 +59,7 @@ void check_finish(struct tracer *tr)
 	}
 	uint64_t stopped = now_ns() - tr->check_start_ns;
 	tr->state = LOOP_TRACING;
-	for (size_t i = 0; i < tr->n_procs; i++) {
-		struct thread_list l = threads_of(tr->procs[i]);
-		for (size_t k = 0; k < l.n; k++)
-			if (l.v[k]->stopped)
-				restart_apply(tr, l.v[k], l.v[k]->group_stop ? LISTEN : RESUME(0));
-		free(l.v);
-	}
+	resume_all(tr);
 	for (size_t i = 0; i < n; i++) {
 		report_check(ps[i], scans[i], tr->o, stopped);
 		scan_result_free(scans[i]);

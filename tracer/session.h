@@ -99,6 +99,9 @@ void leave_finish(struct tracer *tr);	/* every thread stopped: clean, detach */
 
 /* Interrupt every running thread of every process (leaving, checking). */
 void interrupt_all(struct tracer *tr);
+/* Every held thread of every process goes on (LOOP_TRACING again; a
+ * job-stopped one stays in its stop). */
+void resume_all(struct tracer *tr);
 /* What the scan needs of P's stopped threads (stopped_scan_state), in a
  * new array; *N their count. */
 struct scan_thread *regs_of_threads(struct process *p, size_t *n);
