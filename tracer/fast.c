@@ -93,6 +93,9 @@ struct fast {
 	uint64_t last_pcs[PROBE_MAX_PCS];
 	uint32_t last_n, last_id;
 	uint64_t n_events, n_unwinds, n_rbrk;	/* for PTLEAK_DEBUG */
+	/* An r_brk answered while the loop held the threads (a leak check,
+	 * leaving): its asker, whose modules are hooked once they run. */
+	pid_t rbrk_pending;
 	size_t seen_threads;	/* threads at the last drain */
 	/* vfork children running on this ring: see vfork_begin(). */
 	struct vfork_window vfork[VFORK_WINDOWS];
@@ -718,20 +721,73 @@ static void resume_asker(struct thread *t)
 		error("cannot resume thread %d: %s", t->tid, strerror(errno));
 }
 
+/* The modules changed; T (stopped) hooks them, with every other thread
+ * stopped too where the change is complete. */
+static void rbrk_hook(struct process *p, struct thread *t)
+{
+	/* A change half made (RT_ADD) needs nobody else stopped. */
+	if (!(hooks_modules_settled(p) &&
+	      modules_begin(tracer_current, t, hooks_modules_changed))) {
+		hooks_modules_changed(t);
+		resume_asker(t);
+	}
+}
+
 /* A thread stopped at ld.so's r_brk through the probe: the modules
- * changed. It waits in the probe for the answer. */
+ * changed. It waits in the probe for the answer. While the loop holds
+ * every thread (a leak check asked as the program starts: libc's own
+ * r_brk) it is only answered and the hooking waits for the threads to
+ * run again (pending_rbrk): done never, the program's calls went
+ * unseen. */
 static void serve_rbrk(struct process *p, struct probe_cell *cell, unsigned flags)
 {
 	struct thread *t = stop_asker(p, cell, flags);
 
 	FAST(p)->n_rbrk++;
 	answer(p, cell, NULL, 0);	/* read once it runs again */
-	/* A change half made (RT_ADD) needs nobody else stopped. */
-	if (t && !(hooks_modules_settled(p) &&
-		   modules_begin(tracer_current, t, hooks_modules_changed))) {
-		hooks_modules_changed(t);
-		resume_asker(t);
+	if (t)
+		rbrk_hook(p, t);
+	else if (p->role == ROLE_TRACED)
+		FAST(p)->rbrk_pending = (pid_t)cell->tid;
+}
+
+struct pick {
+	bool stopped;
+	struct thread *t;
+};
+
+static void pick_thread(struct thread *u, void *arg)
+{
+	struct pick *k = arg;
+
+	if (!k->t && u->stopped == k->stopped && !u->exiting)
+		k->t = u;
+}
+
+/* An r_brk answered without hooking (the loop held the threads, or its
+ * asker was in another stop): served now, while the program runs, by a
+ * thread stopped for it; or, every thread being held (the loop is about
+ * to resume them all), by one of them, which the caller resumes. */
+static void pending_rbrk(struct process *p)
+{
+	struct fast *f = FAST(p);
+	struct thread *asker = thread_find(f->rbrk_pending);
+	struct pick run = { false, NULL }, held = { true, NULL };
+
+	f->rbrk_pending = 0;
+	if (asker && (asker->proc != p || asker->exiting))
+		asker = NULL;
+	thread_foreach(p, pick_thread, &run);
+	if (run.t) {
+		struct thread *t = asker && !asker->stopped ? asker : run.t;
+		if (interrupt_thread(t))
+			rbrk_hook(p, t);
+		return;
 	}
+	thread_foreach(p, pick_thread, &held);
+	struct thread *t = asker && asker->stopped ? asker : held.t;
+	if (t)
+		hooks_modules_changed(t);
 }
 
 /*
@@ -1258,7 +1314,10 @@ static int fast_source_drain(struct process *p)
 	if (p->n_threads > f->seen_threads)
 		fast_on_clone(p);
 	f->seen_threads = p->n_threads;
-	fast_drain(p, drain_flags(p));
+	unsigned flags = drain_flags(p);
+	fast_drain(p, flags);
+	if (f->rbrk_pending && !flags)
+		pending_rbrk(p);
 	return 0;
 }
 
