@@ -180,17 +180,30 @@ class Suite:
             if shutil.which("valgrind") is None:
                 raise Skip("valgrind not installed: oracle not run "
                            "(make test-deps installs it)")
-            log = self.tmpfile("valgrind.log")
-            vcmd = ["valgrind", "--leak-check=full", "--show-leak-kinds=all",
-                    "--log-file=" + log] + cmd
-            run(vcmd, max(timeout, 120), stdin=stdin,
-                env=dict(self.env, **env))
-            text = open(log, encoding="utf-8", errors="replace").read()
-            got = parse_valgrind(text)
-            if got is None:
-                raise Fail("no LEAK SUMMARY in valgrind's log",
-                           ["| " + l for l in text.splitlines()[-15:]])
-            return got
+            def once():
+                log = self.tmpfile("valgrind.log")
+                vcmd = ["valgrind", "--leak-check=full",
+                        "--show-leak-kinds=all", "--log-file=" + log] + cmd
+                run(vcmd, max(timeout, 120), stdin=stdin,
+                    env=dict(self.env, **env))
+                text = open(log, encoding="utf-8", errors="replace").read()
+                got = parse_valgrind(text)
+                if got is None:
+                    raise Fail("no LEAK SUMMARY in valgrind's log",
+                               ["| " + l for l in text.splitlines()[-15:]])
+                return got
+
+            # valgrind's own verdict varies now and then (an address
+            # layout that puts a stale word on a block: once in CI,
+            # jemalloc_demo 119 blocks instead of 120, 0 in 12 by hand):
+            # two runs, and a third to settle a disagreement.
+            def lost(g):
+                return g["summary"][D], g["summary"][I]
+            a, b = once(), once()
+            if lost(a) == lost(b):
+                return a
+            c = once()
+            return c if lost(c) == lost(b) else a
         return self.oracles.get((tuple(cmd), stdin,
                                  tuple(sorted(env.items()))), compute)
 
