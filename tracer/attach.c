@@ -378,11 +378,7 @@ void resume_all(struct tracer *tr)
 	/* What the probe asked while the threads were held (an r_brk during
 	 * a leak check: libc's own, as the program starts) is served before
 	 * they run. */
-	for (size_t i = 0; i < tr->n_procs; i++) {
-		struct process *p = tr->procs[i];
-		if (p->role == ROLE_TRACED && p->db && sources_drain(p) < 0)
-			error("process %d: some allocation events could not be read", p->pid);
-	}
+	loop_drain(tr);
 	for (size_t i = 0; i < tr->n_procs; i++) {
 		struct thread_list l = threads_of(tr->procs[i]);
 		for (size_t k = 0; k < l.n; k++)

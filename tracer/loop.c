@@ -116,7 +116,7 @@ static bool all_stopped(struct tracer *tr)
 
 /* The one drain: every source of every traced process delivers what it
  * has before the loop looks at anything. */
-static void drain(struct tracer *tr)
+void loop_drain(struct tracer *tr)
 {
 	for (size_t i = 0; i < tr->n_procs; i++) {
 		struct process *p = tr->procs[i];
@@ -131,7 +131,7 @@ static void finish_state(struct tracer *tr)
 {
 	/* The state's work scans or copies: the database must be current
 	 * (it was at the last event; a thread that never stopped may not). */
-	drain(tr);
+	loop_drain(tr);
 	if (tr->state == LOOP_ATTACHING)
 		attach_finish(tr);
 	else if (tr->state == LOOP_LEAVING)
@@ -160,7 +160,6 @@ static void advance(struct tracer *tr)
 	}
 }
 
-static void drain(struct tracer *tr);
 
 bool tracer_next_event(struct tracer *tr, struct event *ev)
 {
@@ -200,7 +199,7 @@ bool tracer_next_event(struct tracer *tr, struct event *ev)
 			tid = waitpid(-1, &status, __WALL | WNOHANG);
 			if (tid == 0) {
 				sources_wait(tr->procs, tr->n_procs, 2000);
-				drain(tr);
+				loop_drain(tr);
 				continue;
 			}
 		} else {
@@ -336,7 +335,7 @@ static struct restart handle(struct tracer *tr, struct thread *t, const struct e
 
 void tracer_dispatch(struct tracer *tr, const struct event *ev)
 {
-	drain(tr);
+	loop_drain(tr);
 	if (ev->kind == EV_LEAVE) {
 		leave_begin(tr);
 		return;

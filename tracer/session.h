@@ -91,6 +91,8 @@ extern struct tracer *tracer_current;	/* for signal handlers and atexit */
 void restart_apply(struct tracer *tr, struct thread *t, struct restart r);
 /* Enter LOOP_ATTACHING or LOOP_LEAVING: wait up to 3 s for every stop. */
 void loop_collect_stops(struct tracer *tr, enum loop_state state);
+/* Every traced process's events into its database (see loop.c). */
+void loop_drain(struct tracer *tr);
 
 /* attach.c */
 void attach_finish(struct tracer *tr);	/* every thread stopped: hook, resume */
