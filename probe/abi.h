@@ -15,18 +15,18 @@
  * struct probe_shared: the event ring, the unwind tables, stack ranges
  * and the replies to unwind requests.
  *
- * The ring is a bounded multi-producer queue (Vyukov's): a producer takes
- * a global sequence number with one atomic add, waits until the cell it
- * maps to is free (ptleak consumed the event N cells before), writes the
- * event and publishes it by storing seq + 1 in the cell. ptleak consumes
- * cells strictly in sequence order, so events reach the allocation table
- * in the order the program performed them, across threads.
+ * The ring is a bounded multi-producer queue: a producer takes a global
+ * sequence number with one atomic add, waits until the cell it maps to
+ * is free (ptleak's head, which it writes back in batches, has passed the
+ * event N cells before), writes the event and publishes it by storing its
+ * lap's mark in the cell's seq word. ptleak consumes cells strictly in
+ * sequence order, so events reach the allocation table in the order the
+ * program performed them, across threads. ptleak only reads the cells:
+ * their cache lines travel one way, from the program to ptleak.
  *
- * A cell's seq word is kept relative to its lap (probe_cell_free,
- * probe_cell_published): a new ring's zeroed memory reads "free" for
- * the first lap, so nothing initializes it and its pages are touched
- * only as events fill them (16 MiB at 64 Ki cells: page faults that
- * cost a short program tens of milliseconds).
+ * The mark is relative to the lap (probe_cell_published): a new ring's
+ * zeroed memory holds no mark, so nothing initializes it and its pages
+ * are touched only as events fill them.
  */
 #include <stdint.h>
 
@@ -99,28 +99,29 @@ enum probe_op {
 /* Registers handed to ptleak with an unwind request, at the entry. */
 enum { PR_RIP, PR_RSP, PR_RBP, PR_RBX, PR_R12, PR_R13, PR_R14, PR_R15, PR__N };
 
-/* The seq word of the cell of sequence SEQ when it is free for SEQ, and
- * once the event of SEQ is published in it (N_CELLS a power of two). */
-static inline uint64_t probe_cell_free(uint64_t seq, uint32_t n_cells)
-{
-	return seq & ~(uint64_t)(n_cells - 1);
-}
-
+/* The seq word of the cell of sequence SEQ once the event of SEQ is
+ * published in it (N_CELLS a power of two): its lap's first sequence
+ * number + 1, never 0 (zeroed memory) nor another lap's mark. */
 static inline uint64_t probe_cell_published(uint64_t seq, uint32_t n_cells)
 {
-	return probe_cell_free(seq, n_cells) + 1;
+	return (seq & ~(uint64_t)(n_cells - 1)) + 1;
 }
 
 struct probe_cell {
-	uint64_t seq;		/* probe_cell_free / probe_cell_published */
+	uint64_t seq;		/* probe_cell_published once written */
 	uint32_t op;
 	uint32_t call;
 	uint32_t tid;
 	uint32_t n_pcs;		/* PROBE_OP_UNWIND, _RBRK, _EXIT: the reply slot */
 	uint64_t ptr, old_ptr, size;
-	uint64_t regs[PR__N];	/* PROBE_OP_UNWIND, PROBE_OP_EXIT: at the entry */
-	uint64_t pcs[];		/* n_pcs frames; the cell size allows num_callers */
+	/* n_pcs frames; the cell size allows num_callers, and PR__N words
+	 * at least: a request (PROBE_OP_UNWIND, _RBRK, _EXIT) has no frames
+	 * and carries the entry registers there (probe_cell_regs). */
+	uint64_t pcs[];
 };
+
+/* A request's registers, indexed by PR_*. */
+#define probe_cell_regs(cell) ((cell)->pcs)
 
 /* A compact unwind row: from pc_off (relative to the module start) to the
  * next row, CFA = (cfa_reg == RSP ? rsp : rbp) + cfa_off, the return

@@ -342,11 +342,10 @@ static struct probe_cell *claim(struct probe_ctl *c, struct probe_shared *sh, ui
 	long waited = 0;
 	uint64_t head0 = 0;
 
-	/* (ptleak's head is read only when waiting: its cache line moves
-	 * with every batch ptleak drains.) */
-	const uint64_t free_for_s = probe_cell_free(s, sh->n_cells);
-
-	for (int spin = 0; load(&cell->seq) != free_for_s; spin++) {
+	/* The cell is free once ptleak has consumed the event a lap before
+	 * (it writes head back in batches; the cell itself it only reads, so
+	 * that its cache lines move one way, from the program to ptleak). */
+	for (int spin = 0; s - load(&sh->head) >= sh->n_cells; spin++) {
 		if (spin == 0)
 			head0 = load(&sh->head);
 		if (load(&sh->dead))
@@ -359,7 +358,7 @@ static struct probe_cell *claim(struct probe_ctl *c, struct probe_shared *sh, ui
 		 * or yielding would take the CPU from ptleak). */
 		uint32_t space = load(&sh->space);
 		__atomic_add_fetch(&sh->waiters, 1, __ATOMIC_SEQ_CST);
-		if (load(&cell->seq) != free_for_s) {
+		if (s - load(&sh->head) >= sh->n_cells) {
 			if (__atomic_exchange_n(&sh->sleeping, 0, __ATOMIC_SEQ_CST))
 				ring_doorbell(sh);
 			wait_on(&sh->space, space, 1000);
@@ -443,14 +442,14 @@ static int wait_reply(struct probe_ctl *c, struct probe_shared *sh, struct probe
 static void put_regs(struct probe_cell *cell, const struct probe_frame *f,
 		     const struct probe_site *site)
 {
-	cell->regs[PR_RIP] = site->addr;
-	cell->regs[PR_RSP] = (uint64_t)&f->ret;
-	cell->regs[PR_RBP] = f->rbp;
-	cell->regs[PR_RBX] = f->rbx;
-	cell->regs[PR_R12] = f->r12;
-	cell->regs[PR_R13] = f->r13;
-	cell->regs[PR_R14] = f->r14;
-	cell->regs[PR_R15] = f->r15;
+	probe_cell_regs(cell)[PR_RIP] = site->addr;
+	probe_cell_regs(cell)[PR_RSP] = (uint64_t)&f->ret;
+	probe_cell_regs(cell)[PR_RBP] = f->rbp;
+	probe_cell_regs(cell)[PR_RBX] = f->rbx;
+	probe_cell_regs(cell)[PR_R12] = f->r12;
+	probe_cell_regs(cell)[PR_R13] = f->r13;
+	probe_cell_regs(cell)[PR_R14] = f->r14;
+	probe_cell_regs(cell)[PR_R15] = f->r15;
 }
 
 /*

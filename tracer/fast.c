@@ -49,11 +49,14 @@
 /* The probe, built by the Makefile (objcopy -I binary). */
 extern const uint8_t _binary_probe_bin_start[], _binary_probe_bin_end[];
 
-#define N_CELLS 65536u
+#define N_CELLS 16384u	/* 3 MiB at 12 frames: the ring stays in the shared cache */
 #define ROWS_CAP (64u << 20)
 #define AT_HWCAP2 26
 #define HWCAP2_FSGSBASE 2
 #define OP_SERVED 0x100u	/* an unwind request answered ahead of order */
+/* Consumed cells handed back to the producers at once: head's cache line
+ * moves to the program once per batch. */
+#define HEAD_BATCH 256u
 
 /*
  * A vfork child runs on its parent's memory, and so on its probe and
@@ -165,7 +168,8 @@ static bool has_fsgsbase(pid_t pid)
 
 static size_t cell_size(void)
 {
-	size_t n = sizeof(struct probe_cell) + 8u * (size_t)hooks_num_callers;
+	size_t words = hooks_num_callers > PR__N ? hooks_num_callers : PR__N;
+	size_t n = sizeof(struct probe_cell) + 8u * words;
 
 	return (n + 63) & ~(size_t)63;
 }
@@ -629,14 +633,14 @@ void fast_on_clone(struct process *p)
 static void cell_regs(const struct probe_cell *cell, struct user_regs_struct *r)
 {
 	memset(r, 0, sizeof(*r));
-	r->rip = cell->regs[PR_RIP];
-	r->rsp = cell->regs[PR_RSP];
-	r->rbp = cell->regs[PR_RBP];
-	r->rbx = cell->regs[PR_RBX];
-	r->r12 = cell->regs[PR_R12];
-	r->r13 = cell->regs[PR_R13];
-	r->r14 = cell->regs[PR_R14];
-	r->r15 = cell->regs[PR_R15];
+	r->rip = probe_cell_regs(cell)[PR_RIP];
+	r->rsp = probe_cell_regs(cell)[PR_RSP];
+	r->rbp = probe_cell_regs(cell)[PR_RBP];
+	r->rbx = probe_cell_regs(cell)[PR_RBX];
+	r->r12 = probe_cell_regs(cell)[PR_R12];
+	r->r13 = probe_cell_regs(cell)[PR_R13];
+	r->r14 = probe_cell_regs(cell)[PR_R14];
+	r->r15 = probe_cell_regs(cell)[PR_R15];
 }
 
 /* Answer the request in CELL (its reply slot in n_pcs) with the N frames
@@ -808,7 +812,7 @@ static void serve_exit(struct process *p, struct probe_cell *cell, unsigned flag
 		cell_regs(cell, &r);
 		if (thread_getregs(t->tid, &now) == 0)
 			r.fs_base = now.fs_base;
-		hooks_at_exit(t, cell->regs[PR_RIP], &r);
+		hooks_at_exit(t, probe_cell_regs(cell)[PR_RIP], &r);
 	}
 	answer(p, cell, NULL, 0);
 	if (t && !exit_begin(tr, t)) {
@@ -1094,10 +1098,10 @@ size_t fast_drain(struct process *p, unsigned flags)
 			consume(p, cell, now, flags);
 		}
 		waited_since = 0;
-		__atomic_store_n(&cell->seq, probe_cell_free(head + sh->n_cells, sh->n_cells),
-				 __ATOMIC_RELEASE);
+		/* The cell is free for the next lap once head has passed it
+		 * (the probe's claim); head is written back every HEAD_BATCH. */
 		head++;
-		if (++n % 1024 == 0) {
+		if (++n % HEAD_BATCH == 0) {
 			__atomic_store_n(&sh->head, head, __ATOMIC_RELEASE);
 			wake_producers(sh);
 		}
