@@ -22,15 +22,19 @@
 #include "symbols/symbols.h"
 
 #include <dwarf.h>
+#include <elfutils/libdwelf.h>
 #include <elfutils/libdwfl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <gelf.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 /* From libstdc++ (the program links -lstdc++); no C header declares it. */
 char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
@@ -93,14 +97,104 @@ struct symbols {
 	char err[512];		/* as big as new_error */
 };
 
+/* ---- separate debug files ---- */
+
+/* Does the debug file open on FD belong to MOD: the same build ID, or
+ * for a module without one, the CRC its .gnu_debuglink names? */
+static bool debug_file_matches(Dwfl_Module *mod, int fd, GElf_Word crc)
+{
+	const unsigned char *want;
+	GElf_Addr vaddr;
+	int n = dwfl_module_build_id(mod, &want, &vaddr);
+
+	if (n > 0) {
+		Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+		const void *have;
+		bool same = elf && dwelf_elf_gnu_build_id(elf, &have) == n &&
+			    !memcmp(have, want, (size_t)n);
+		elf_end(elf);
+		return same;
+	}
+	unsigned char buf[65536];
+	uLong sum = crc32(0, Z_NULL, 0);
+	ssize_t got;
+	while ((got = pread(fd, buf, sizeof(buf), 0)) < 0 && errno == EINTR)
+		;
+	for (off_t at = 0; got > 0; ) {
+		sum = crc32(sum, buf, (uInt)got);
+		at += got;
+		while ((got = pread(fd, buf, sizeof(buf), at)) < 0 && errno == EINTR)
+			;
+	}
+	return got == 0 && sum == crc;
+}
+
+/*
+ * The debug file named by FILE_NAME's .gnu_debuglink (LINK), where
+ * debuggers look: beside the file, in its .debug directory, and under
+ * /usr/lib/debug at the file's own directory. An fd, its path in *PATH;
+ * -1 if none matches.
+ */
+static int find_by_debuglink(Dwfl_Module *mod, const char *file_name, const char *link,
+			     GElf_Word crc, char **path)
+{
+	const char *slash = file_name ? strrchr(file_name, '/') : NULL;
+	char cand[PATH_MAX];
+
+	if (!link || !*link || !slash || strchr(link, '/'))
+		return -1;
+	int dir_len = (int)(slash - file_name);
+	for (int i = 0; i < 3; i++) {
+		int n = i == 0 ? snprintf(cand, sizeof(cand), "%.*s/%s", dir_len, file_name, link) :
+			i == 1 ? snprintf(cand, sizeof(cand), "%.*s/.debug/%s", dir_len,
+					  file_name, link) :
+			snprintf(cand, sizeof(cand), "/usr/lib/debug%.*s/%s", dir_len, file_name, link);
+		if (n < 0 || n >= (int)sizeof(cand) || !strcmp(cand, file_name))
+			continue;
+		int fd = open(cand, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (debug_file_matches(mod, fd, crc) && (*path = strdup(cand)))
+			return fd;
+		close(fd);
+	}
+	return -1;
+}
+
+/*
+ * libdwfl's find_debuginfo: by build ID under /usr/lib/debug, then by
+ * .gnu_debuglink. libdwfl's standard search would then ask debuginfod,
+ * and the first time it does, it loads libdebuginfod with curl and some
+ * thirty libraries (10 ms at every start of ptleak, since most programs
+ * have some module without a debug file) even when no server is set. So
+ * that search is used only when the user set DEBUGINFOD_URLS.
+ */
+static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname,
+			  GElf_Addr base, const char *file_name, const char *debuglink_file,
+			  GElf_Word debuglink_crc, char **debuginfo_file_name)
+{
+	const char *urls = getenv("DEBUGINFOD_URLS");
+
+	if (urls && *urls)
+		return dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name,
+						    debuglink_file, debuglink_crc,
+						    debuginfo_file_name);
+	int fd = dwfl_build_id_find_debuginfo(mod, userdata, modname, base, file_name,
+					      debuglink_file, debuglink_crc, debuginfo_file_name);
+	if (fd >= 0)
+		return fd;
+	return find_by_debuglink(mod, file_name, debuglink_file, debuglink_crc,
+				 debuginfo_file_name);
+}
+
 static const Dwfl_Callbacks proc_callbacks = {
 	.find_elf = dwfl_linux_proc_find_elf,
-	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.find_debuginfo = find_debuginfo,
 };
 
 static const Dwfl_Callbacks dead_callbacks = {
 	.find_elf = dwfl_build_id_find_elf,
-	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.find_debuginfo = find_debuginfo,
 	.section_address = dwfl_offline_section_address,
 };
 

@@ -330,6 +330,73 @@ def t_text_module_offset_stripped(s):
                    % (offs[0], a2l.stdout))
 
 
+def definite_frames(text):
+    """The frames after frame 0 of the definitely lost records of a text
+    report or valgrind log: [(function, where), ...] per record, sorted."""
+    return sorted([f[1:] for f in frames]
+                  for (_, _, kind), frames in text_stacks(text).items()
+                  if kind == "definitely lost")
+
+
+@test("text_debug_file_separate", limit=300)
+def t_text_debug_file_separate(s):
+    """A binary stripped of its DWARF, whose .gnu_debuglink names a debug
+    file beside it or in its .debug directory, has its file:line from
+    that file, as valgrind shows them (the oracle, on the same binary); a
+    debug file of another build (another build ID) is not used."""
+    for tool in ("objcopy", "strip"):
+        if shutil.which(tool) is None:
+            raise Skip("binutils missing (make test-deps installs it)")
+    full = s.builder.get("leak_1000")
+    d = s.tmpfile("debuglink")
+    os.makedirs(os.path.join(d, ".debug"))
+    exe = os.path.join(d, "leak_1000")
+    dbg = os.path.join(d, "leak_1000.debug")
+    run(["objcopy", "--only-keep-debug", full, dbg], 30, env=s.env)
+    run(["objcopy", "--strip-all", "--add-gnu-debuglink=" + dbg, full, exe],
+        30, env=s.env)
+
+    def frames(what):
+        res, _ = s.ptleak_run([], [exe])
+        got = definite_frames(res.stderr.decode("utf-8", "replace"))
+        if len(got) != 1:
+            raise Fail("%s: want 1 definitely lost record, got %d"
+                       % (what, len(got)), tail(res.stderr))
+        return got[0]
+
+    log = s.tmpfile("valgrind-debuglink.log")
+    run(["valgrind", "--leak-check=full", "--log-file=" + log, exe], 120,
+        env=s.env)
+    want = definite_frames(open(log, errors="replace").read())
+    if len(want) != 1:
+        raise Fail("valgrind: want one definitely lost record", want)
+    want = want[0]
+    if not want or want[0][0] != "do_leak" or \
+            not want[0][1].startswith("leak_1000.c:"):
+        raise Fail("valgrind does not name do_leak (leak_1000.c:N)", want)
+    got = frames("debug file beside the binary")
+    if got != want:
+        raise Fail("debug file beside the binary: frames differ",
+                   ["valgrind: %s" % (f,) for f in want] +
+                   ["ptleak:   %s" % (f,) for f in got])
+    os.rename(dbg, os.path.join(d, ".debug", "leak_1000.debug"))
+    got = frames("debug file in .debug/")
+    if got != want:
+        raise Fail("debug file in .debug/: frames differ",
+                   ["valgrind: %s" % (f,) for f in want] +
+                   ["ptleak:   %s" % (f,) for f in got])
+    # Another build's debug file under the same name: another build ID.
+    other = s.builder.get("leak_100")
+    run(["objcopy", "--only-keep-debug", other,
+         os.path.join(d, ".debug", "leak_1000.debug")], 30, env=s.env)
+    got = frames("another build's debug file")
+    own = [f for f, w in got if exe in w]
+    if not own or any(f != "???" for f in own) or \
+            any(w.startswith(("leak_1000.c", "leak_100.c")) for f, w in got):
+        raise Fail("another build's debug file was used: want '???' frames "
+                   "in leak_1000", got)
+
+
 # ---- inlined functions: frames of their own, as valgrind shows them -----
 INLINE_FIXTURES = ["real_inline", "real_inline_O0", "real_inline_cpp"]
 INLINE_KINDS = "--show-leak-kinds=definite,indirect"
