@@ -61,6 +61,7 @@ struct known_module {
 	size_t found_n_names;
 	struct match *found;
 	size_t n_found;
+	bool prepared;		/* symbols_prepare did its work here */
 };
 
 struct desc_entry {
@@ -1129,6 +1130,27 @@ static const struct desc_entry *describe(struct symbols *s, uint64_t pc, bool is
 	e->n_chain = *n_chain;
 	s->n_desc++;
 	return e;
+}
+
+bool symbols_prepare(struct symbols *s, uint64_t pc)
+{
+	Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, pc);
+	struct known_module *km = mod ? known_of(s, mod) : NULL;
+	Dwarf_Addr bias;
+	GElf_Off off;
+	GElf_Sym sym;
+
+	if (!km || km->prepared)
+		return false;
+	km->prepared = true;
+	/* What the first describe of a pc here reads whole: the symbol
+	 * table (of the debug file, when the module is stripped), then its
+	 * DWARF (libdw inflates every compressed section as it opens it)
+	 * and the address ranges of its CUs. */
+	dwfl_module_addrinfo(mod, pc, &off, &sym, NULL, NULL, NULL);
+	if (dwfl_module_getdwarf(mod, &bias))
+		dwfl_module_addrdie(mod, pc, &bias);
+	return true;
 }
 
 const char *symbols_function(struct symbols *s, uint64_t pc, bool is_return_address)

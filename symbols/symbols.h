@@ -101,6 +101,15 @@ struct symbol_info {
 void symbols_describe(struct symbols *s, uint64_t pc, bool is_return_address,
 		      struct symbol_info *out);
 
+/*
+ * Read now what describing a pc in PC's module will need and reads once
+ * per module (its symbol table and DWARF: for libc with its debug file
+ * installed, tens of milliseconds of inflating), so that a report made
+ * later does not wait for it. True if it did that work now; false if the
+ * module was prepared before or PC is in none.
+ */
+bool symbols_prepare(struct symbols *s, uint64_t pc);
+
 /* Only symbols_describe's function (mapped modules only): from the
  * symbol table, without the DWARF a file:line needs. NULL if unknown. */
 const char *symbols_function(struct symbols *s, uint64_t pc, bool is_return_address);

@@ -28,14 +28,22 @@
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 
+#include "symbols/symbols.h"
+#include "tracer/allocdb.h"
 #include "tracer/proc.h"
 #include "tracer/report.h"
 #include "tracer/session.h"
 #include "tracer/signals.h"
 #include "tracer/source.h"
+#include "tracer/stacks.h"
 #include "tracer/util.h"
 
 #define STOP_TIMEOUT_NS 3000000000ull	/* attaching/leaving: wait for stops */
+/* Idle work: after this many rounds of the fast loop (each a wait of up
+ * to 2 ms and a drain) in a row that found fewer events than this. */
+#define QUIET_ROUNDS 5
+#define QUIET_EVENTS 256
+#define IDLE_FRAMES 4096	/* frames looked at per idle round, at most */
 
 struct tracer *tracer_current;
 
@@ -161,6 +169,60 @@ static void advance(struct tracer *tr)
 }
 
 
+/* The next module of P's recorded stacks not yet prepared for the
+ * report: prepared now (true), or none left (false). At most IDLE_FRAMES
+ * frames are looked at; the cursor stays where this stopped. */
+static bool prepare_next(struct process *p)
+{
+	const struct stacks *st = p->db->stacks;
+	size_t ns = stacks_count(st), looked = 0;
+
+	if (!p->prep_stack)
+		p->prep_stack = 1;	/* stack ids start at 1 */
+	for (; p->prep_stack <= ns; p->prep_stack++, p->prep_frame = 0) {
+		size_t n;
+		const uint64_t *pcs = stacks_get(st, p->prep_stack, &n);
+		for (; p->prep_frame < n; p->prep_frame++) {
+			if (++looked > IDLE_FRAMES)
+				return true;
+			uint64_t t0 = now_ns();
+			if (symbols_prepare(p->syms, pcs[p->prep_frame])) {
+				debug("idle: symbols of the module at %#" PRIx64 " read in %.1f ms",
+				      pcs[p->prep_frame], (double)(now_ns() - t0) / 1e6);
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
+/*
+ * Fast mode, once ptleak has had little to do for a while (a program
+ * computing, or waiting): read the symbol tables and DWARF of the
+ * modules in the stacks recorded so far, one module per round, on
+ * ptleak's own CPU while the program runs. The report at the end needs
+ * them (frame 0 alone, the allocator, is in libc) and would otherwise
+ * read them after the program ended: with libc's debug file, 70 ms of
+ * inflating DWARF added to a compute-bound program's run.
+ */
+static void idle_work(struct tracer *tr)
+{
+	uint64_t seq = allocdb_last_seq(), n = seq - tr->idle_seq;
+
+	tr->idle_seq = seq;
+	if (n >= QUIET_EVENTS || tr->state != LOOP_TRACING) {
+		tr->quiet_rounds = 0;
+		return;
+	}
+	if (++tr->quiet_rounds < QUIET_ROUNDS)
+		return;
+	for (size_t i = 0; i < tr->n_procs; i++) {
+		struct process *p = tr->procs[i];
+		if (p->role == ROLE_TRACED && p->db && p->syms && prepare_next(p))
+			return;
+	}
+}
+
 bool tracer_next_event(struct tracer *tr, struct event *ev)
 {
 	int status;
@@ -200,6 +262,7 @@ bool tracer_next_event(struct tracer *tr, struct event *ev)
 			if (tid == 0) {
 				sources_wait(tr->procs, tr->n_procs, 2000);
 				loop_drain(tr);
+				idle_work(tr);
 				continue;
 			}
 		} else {

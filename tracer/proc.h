@@ -90,6 +90,9 @@ struct process {
 	const char *before_allocator;	/* whose heap they were read from: "glibc", "musl" */
 	bool argv_owned;	/* argv read from /proc (exec, fork): ours to free */
 	struct frames *frames;	/* symbolized frames of the stacks */
+	/* loop.c's idle work: the next frame (stack id, index) whose module
+	 * is to be prepared for the report (symbols_prepare). */
+	uint32_t prep_stack, prep_frame;
 	bool reported;
 	struct scan_result *scan;	/* leak kinds, once the memory is final */
 	/* Exited threads: glibc caches their stacks, TCB and DTV included,

@@ -82,6 +82,10 @@ struct tracer {
 	pid_t hooking;		/* LOOP_HOOKING: the thread at r_brk */
 	int (*hooking_work)(struct thread *t);	/* and what to do then */
 	struct waiter waiter;	/* the one wait for the next stop */
+	/* Idle work (loop.c): the last round's last event sequence number,
+	 * and how many rounds in a row found few events. */
+	uint64_t idle_seq;
+	unsigned quiet_rounds;
 };
 
 extern struct tracer *tracer_current;	/* for signal handlers and atexit */
