@@ -40,6 +40,8 @@
 #include "tracer/writer.h"
 
 #define TICK_US 100000		/* attach mode: how often waitpid wakes up */
+/* Readings of a heap found half updated, after 2, 4, ... 32 ms of running. */
+#define ATTACH_RETRIES 5
 
 /* Attach mode: no EXITKILL, the process must outlive us. */
 #define ATTACH_PTRACE_OPTIONS (PTLEAK_PTRACE_OPTIONS & ~PTRACE_O_EXITKILL)
@@ -315,12 +317,39 @@ struct tracer *tracer_attach(const struct options *o)
 	return tr;
 }
 
+/* For the tests: the first N readings of the heap from before the attach
+ * (PTLEAK_TORN_READS=N) count as half updated, as when a thread was
+ * stopped inside malloc, which no test can bring about on purpose. */
+static unsigned fake_torn_reads(void)
+{
+	const char *e = getenv("PTLEAK_TORN_READS");
+
+	return e ? (unsigned)strtoul(e, NULL, 10) : 0;
+}
+
+/* Let every thread of P run for MS milliseconds (hooked: what they do
+ * is recorded), then stop them all again (LOOP_ATTACHING once more). */
+static void run_a_moment(struct tracer *tr, struct process *p, unsigned ms)
+{
+	struct thread_list l = threads_of(p);
+	struct timespec ts = { 0, (long)ms * 1000000L };
+
+	for (size_t i = 0; i < l.n; i++)
+		restart_apply(tr, l.v[i], l.v[i]->group_stop ? LISTEN : RESUME(0));
+	free(l.v);
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !signals_leave)
+		;
+	interrupt_all(tr);
+	loop_collect_stops(tr, LOOP_ATTACHING);
+}
+
 void attach_finish(struct tracer *tr)
 {
 	const struct options *o = tr->o;
 	struct process *p = tr->main;
 	pid_t pid = p->pid;
 	char comm[64];
+	bool torn;
 
 	tr->state = LOOP_TRACING;
 	if (p->n_threads == 0 || find_process(tr, pid) != p)
@@ -331,12 +360,35 @@ void attach_finish(struct tracer *tr)
 		t = l.n ? l.v[0] : NULL;
 		free(l.v);
 	}
-	if (!t || setup_image(tr, t, true) < 0) {
+	/* (Hooked already when this is a second reading of the heap.) */
+	if (!tr->attach_retries && (!t || setup_image(tr, t, true) < 0)) {
 		tr->die_after_leave = true;
 		leave_begin(tr);
 		return;
 	}
-	struct preattach *before = preattach_read(p);
+	struct preattach *before = preattach_read(p, &torn);
+	if (before && tr->attach_retries < fake_torn_reads()) {
+		preattach_discard(before);
+		before = NULL;
+		torn = true;
+		snprintf(p->before_why, sizeof(p->before_why),
+			 "its heap: half updated (PTLEAK_TORN_READS)");
+	}
+	if (!before && torn && tr->attach_retries < ATTACH_RETRIES && !signals_leave) {
+		/* A thread was stopped inside malloc or free, with glibc's
+		 * lists half updated. Run them a moment, so that it leaves
+		 * it, and read the heap again: the blocks allocated
+		 * meanwhile are known by their events, those freed are gone
+		 * from the heap. */
+		tr->attach_retries++;
+		debug("process %d: %s; reading it again after %u ms of running", pid,
+		      p->before_why, 1u << tr->attach_retries);
+		run_a_moment(tr, p, 1u << tr->attach_retries);
+		return;
+	}
+	if (tr->attach_retries)
+		debug("process %d: the heap read %s after %u more readings", pid,
+		      before ? "whole" : "half updated still", tr->attach_retries);
 	p->attach_ns = now_ns();
 	if (o->duration)
 		tr->deadline_ns = p->attach_ns + (uint64_t)(o->duration * 1e9);

@@ -353,10 +353,23 @@ bool heap_forget_before_attach(struct heap *h, uint64_t ptr)
 	return true;
 }
 
+static bool is_live(const struct heap *h, uint64_t ptr)
+{
+	for (size_t i = slot_of(ptr, h->mask); h->slots[i].ptr; i = (i + 1) & h->mask)
+		if (h->slots[i].ptr == ptr)
+			return true;
+	return false;
+}
+
 static void add_before_attach(struct heap *h, const struct alloc_event *ev)
 {
 	struct block b = { .ptr = ev->ptr, .size = ev->size, .call = CALL_MALLOC,
 			   .before_attach = true };
+
+	/* Allocated since the attach, with its stack (the program ran
+	 * between the attach and a second reading of its heap). */
+	if (is_live(h, ev->ptr))
+		return;
 
 	h->st.before_found_bytes += ev->size;
 	h->st.before_found_blocks++;

@@ -111,13 +111,14 @@ size_t preattach_verify(struct process *p)
 	return forgotten;
 }
 
-struct preattach *preattach_read(struct process *p)
+struct preattach *preattach_read(struct process *p, bool *torn)
 {
 	static const char *const names[] = { "malloc" };
 	struct malloc_owners o = { 0 };
 	struct preattach *pa = xcalloc(1, sizeof(*pa));
 
 	p->before_known = false;
+	*torn = false;
 	/* A malloc defined next to libc's (or instead of it, dynamically) is
 	 * the program's allocator: glibc's heap would be nearly empty. */
 	if (symbols_find_functions(p->syms, names, 1, on_malloc, &o) >= 0 && o.other[0] &&
@@ -134,6 +135,7 @@ struct preattach *preattach_read(struct process *p)
 				 "the allocator is not glibc's (%s)", pa->h.why);
 		else
 			snprintf(p->before_why, sizeof(p->before_why), "its heap: %s", pa->h.why);
+		*torn = pa->h.main_arena != 0;
 		free(pa);
 		return NULL;
 	}
@@ -144,6 +146,13 @@ struct preattach *preattach_read(struct process *p)
 	      pa->h.n, pa->h.bytes, pa->h.arenas, pa->h.heaps, pa->h.mmapped, pa->h.fast_chunks,
 	      pa->h.tcache_chunks, pa->h.tcaches, p->before_read_ns / 1e6);
 	return pa;
+}
+
+void preattach_discard(struct preattach *pa)
+{
+	if (pa)
+		glibc_heap_release(&pa->h);
+	free(pa);
 }
 
 size_t preattach_record(struct process *p, struct preattach *pa)

@@ -14,6 +14,7 @@
  * or its heap does not hold together, nothing is added: p->before_why
  * says why, and the scan stays conservative.
  */
+#include <stdbool.h>
 #include <stddef.h>
 
 struct process;
@@ -22,9 +23,14 @@ struct preattach;
 /*
  * Read the inventory of P (attached, every thread stopped, symbols read):
  * only the reading needs the program stopped. NULL if nothing can be
- * known: p->before_why says why.
+ * known: p->before_why says why, and *TORN whether it was the C library's
+ * heap caught half updated (a thread stopped inside malloc or free): then
+ * reading it again after the threads ran a moment may succeed.
  */
-struct preattach *preattach_read(struct process *p);
+struct preattach *preattach_read(struct process *p, bool *torn);
+
+/* PA (NULL too) unused. */
+void preattach_discard(struct preattach *pa);
 
 /*
  * The blocks of PA into P's heap, after the threads were resumed but

@@ -86,6 +86,9 @@ struct tracer {
 	 * and how many rounds in a row found few events. */
 	uint64_t idle_seq;
 	unsigned quiet_rounds;
+	/* -p: readings of the heap from before the attach that found it half
+	 * updated, each followed by a moment of running (attach.c). */
+	unsigned attach_retries;
 };
 
 extern struct tracer *tracer_current;	/* for signal handlers and atexit */

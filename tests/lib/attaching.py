@@ -9,9 +9,11 @@ from lib.proc import Fail, describe_status, tail, tracer_pid
 from lib.suite import Processes
 
 
-def start_attach(s, ps, pid, opts):
-    """ptleak OPTS -p PID, once its banner says it is attached."""
-    p = ps.start([s.ptleak, "--no-default-suppressions"] + opts + ["-p", str(pid)])
+def start_attach(s, ps, pid, opts, env=None):
+    """ptleak OPTS -p PID, once its banner says it is attached (ENV:
+    variables added to ptleak's environment)."""
+    p = ps.start([s.ptleak, "--no-default-suppressions"] + opts + ["-p", str(pid)],
+                 env=env)
     p.wait_for("err", rb"attached.*\b%d\b" % pid, 20,
                "ptleak -p %d (waiting for its banner line \"... attached to "
                "process %d\")" % (pid, pid))

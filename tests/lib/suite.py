@@ -316,12 +316,12 @@ class Processes:
         self.suite = suite
         self.started = []
 
-    def start(self, cmd, stdin=False, cwd=None):
+    def start(self, cmd, stdin=False, cwd=None, env=None):
+        """CMD in the background; ENV: variables added to its environment."""
         if self.suite.verbose:
             print("  START   " + shell_quote(cmd), flush=True)
-        b = Background(cmd, self.suite.ptleak_env if cmd[0] ==
-                       self.suite.ptleak else self.suite.env, stdin=stdin,
-                       cwd=cwd)
+        base = self.suite.ptleak_env if cmd[0] == self.suite.ptleak else self.suite.env
+        b = Background(cmd, dict(base, **(env or {})), stdin=stdin, cwd=cwd)
         self.started.append(b)
         return b
 

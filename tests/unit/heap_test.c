@@ -580,6 +580,34 @@ static void test_grow_in_place(void)
 	allocdb_free(db);
 }
 
+/* A block the program allocated between the attach and a second
+ * reading of its heap (the first found it half updated) is in that
+ * reading too: it stays the program's own, with its stack. */
+static void test_before_attach_known(void)
+{
+	struct allocdb *db = allocdb_new();
+	uint32_t stack = allocdb_intern(db, (const uint64_t[]){ 0x401000, 0x402000 }, 2);
+	struct alloc_event a = { .op = OP_ALLOC, .call = CALL_MALLOC, .tid = 1,
+				 .ptr = 0x10000, .size = 40, .stack_id = stack };
+	allocdb_record(db, &a);
+	uint64_t found[] = { 0x10000, 0x20000 };
+	for (size_t i = 0; i < 2; i++) {
+		struct alloc_event ev = { .op = OP_BEFORE_ATTACH, .ptr = found[i], .size = 40 };
+		allocdb_record(db, &ev);
+	}
+	const struct heap_stats *st = heap_stats(db->heap);
+	size_t n;
+	struct block *b = heap_snapshot(db->heap, &n);
+	check(n == 2 && b[0].ptr == 0x10000 && b[0].stack_id == stack && !b[0].before_attach &&
+	      b[1].ptr == 0x20000 && b[1].before_attach,
+	      "a block allocated since the attach %s", "keeps its stack when the heap is read");
+	check(st->before_found_blocks == 1 && st->before_blocks == 1 && st->live_blocks == 2,
+	      "and counts once, as the program's (found %" PRIu64 ", before %" PRIu64 ")",
+	      st->before_found_blocks, st->before_blocks);
+	free(b);
+	allocdb_free(db);
+}
+
 int main(void)
 {
 	if (sysconf(_SC_PAGESIZE) != 4096) {
@@ -592,5 +620,6 @@ int main(void)
 	test_seq_and_clone();
 	test_many();
 	test_grow_in_place();
+	test_before_attach_known();
 	return failures ? 1 : 0;
 }
