@@ -433,7 +433,8 @@ static int hook(struct process *p, struct thread *t, uint64_t addr, uint64_t siz
 		rc = bp_add_jump(hooks_bpset(p), t, addr, size, f->region, kind, call,
 				 generation, r.v, r.n, &why);
 	free(r.v);
-	if (rc < 0)
+	/* (Armed already: hooked at an earlier r_brk, by a jump or an int3.) */
+	if (rc < 0 && strcmp(why, "armed already"))
 		debug("0x%" PRIx64 " keeps an int3: %s", addr, why);
 	return rc;
 }

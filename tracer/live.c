@@ -35,6 +35,14 @@ static bool checkable(const struct process *p)
 	return p->role == ROLE_TRACED && p->db && !p->scan && p->exec_seen;
 }
 
+bool check_ready(const struct tracer *tr)
+{
+	for (size_t i = 0; i < tr->n_procs; i++)
+		if (checkable(tr->procs[i]))
+			return true;
+	return false;
+}
+
 void check_finish(struct tracer *tr)
 {
 	struct process **ps = xcalloc(tr->n_procs + 1, sizeof(*ps));

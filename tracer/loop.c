@@ -244,7 +244,7 @@ bool tracer_next_event(struct tracer *tr, struct event *ev)
 				ev->kind = EV_LEAVE;
 				return true;
 			}
-			if (signals_check) {
+			if (signals_check && check_ready(tr)) {
 				signals_check = 0;
 				ev->kind = EV_CHECK;
 				return true;

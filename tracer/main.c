@@ -8,6 +8,7 @@
 #include "tracer/launch.h"
 #include "tracer/options.h"
 #include "tracer/report.h"
+#include "tracer/signals.h"
 #include "tracer/stream.h"
 #include "tracer/target.h"
 #include "tracer/tracer.h"
@@ -18,6 +19,7 @@ int main(int argc, char **argv)
 	struct options opts;
 	struct event ev;
 
+	signals_early();	/* a leak check asked this early is no death */
 	stream_stderr();	/* reports and messages: no signal cuts them */
 	debug_enabled = getenv("PTLEAK_DEBUG") != NULL;
 	options_parse(&opts, argc, argv);

@@ -116,6 +116,9 @@ void resume_all(struct tracer *tr);
 struct scan_thread *regs_of_threads(struct process *p, size_t *n);
 
 /* live.c */
+/* A process to check: one traced with its program's image (a check asked
+ * before there is one waits for it). */
+bool check_ready(const struct tracer *tr);
 void check_begin(struct tracer *tr);	/* EV_CHECK: stop every thread */
 void check_finish(struct tracer *tr);	/* every thread stopped: scan, resume, report */
 

@@ -159,6 +159,17 @@ static bool inherited_ignore(int sig)
 	return sig == SIGHUP && sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN;
 }
 
+void signals_early(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_sigaction = on_check;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigaction(SIGUSR1, &sa, NULL);
+}
+
 void signals_install(bool attach, pid_t program, void (*restore)(void))
 {
 	static void (*const handlers[])(int, siginfo_t *, void *) = {

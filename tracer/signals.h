@@ -48,6 +48,14 @@ extern volatile sig_atomic_t signals_check;
 extern volatile sig_atomic_t signals_leave;
 
 /*
+ * First thing in main: SIGUSR1 (ptleak --check's) asks for a leak check
+ * from now on, instead of killing ptleak before it traces anything (the
+ * check comes once the program runs). SA_RESTART: ptleak may be reading
+ * its suppressions from a pipe. (The program's exec resets it.)
+ */
+void signals_early(void);
+
+/*
  * Install the table for the mode. PROGRAM (launch) receives forwarded
  * signals. RESTORE gives the program its code back and detaches it; it
  * runs in a signal handler (only syscalls and ptleak's own memory) before

@@ -566,3 +566,39 @@ def t_launch_crash_program_runs_on(s):
             raise Fail("the program's output after ptleak crashed: want %r, "
                        "got %r" % (want.pattern, p.out))
 
+
+
+@test("sig_usr1_before_tracing")
+def t_usr1_before_tracing(s):
+    """SIGUSR1 (ptleak --check's signal) that reaches ptleak before it
+    traces anything does not kill it: it asks for a leak check, made once
+    the program runs. Here ptleak is reading its suppressions from a FIFO
+    (as from a shell's --suppressions=<(...)) when the signal comes; the
+    read goes on, the program runs and the report is whole."""
+    fifo = s.tmpfile("supp.fifo")
+    os.mkfifo(fifo)
+    exe = s.builder.get("leak_1000")
+    with Processes(s) as ps:
+        p = ps.start([s.ptleak, "--suppressions=" + fifo, exe])
+        # Opening the FIFO for writing waits for ptleak to open it to read.
+        fd = os.open(fifo, os.O_WRONLY)
+        try:
+            os.kill(p.pid, signal.SIGUSR1)
+            time.sleep(0.2)
+            if p.poll() is not None:
+                raise Fail("ptleak died of a SIGUSR1 while it read its "
+                           "suppressions: %s" % describe_status(p.poll()),
+                           tail(p.err))
+            os.write(fd, b"# no suppressions\n")
+        finally:
+            os.close(fd)
+        st = p.wait(30, "ptleak after an early SIGUSR1")
+        err = p.err.decode("utf-8", "replace")
+        if st != 0:
+            raise Fail("ptleak exit status %d, want 0" % st, tail(p.err))
+        if not re.search(r"^==\d+== LEAK CHECK 1 \(on request", err, re.M):
+            raise Fail("no leak check for the early SIGUSR1", tail(p.err))
+        if not re.search(r"^==\d+== 1,000 bytes in 1 blocks are definitely "
+                         r"lost", err, re.M):
+            raise Fail("the report at the exit lacks the 1,000 bytes lost",
+                       tail(p.err))
