@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tracer/signals.h"
 #include "tracer/util.h"
 
 #define EXIT_NOT_EXECUTABLE 126
@@ -93,6 +94,7 @@ pid_t launch_start(const char *path, char **argv, bool exitkill)
 	if (pid < 0)
 		die("cannot fork: %s", strerror(errno));
 	if (pid == 0) {
+		signals_early_undo();
 		/* Wait here until the parent has seized us. */
 		raise(SIGSTOP);
 		execve(path, argv, environ);

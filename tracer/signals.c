@@ -159,6 +159,8 @@ static bool inherited_ignore(int sig)
 	return sig == SIGHUP && sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN;
 }
 
+static struct sigaction usr1_inherited;
+
 void signals_early(void)
 {
 	struct sigaction sa;
@@ -167,7 +169,12 @@ void signals_early(void)
 	sigemptyset(&sa.sa_mask);
 	sa.sa_sigaction = on_check;
 	sa.sa_flags = SA_SIGINFO | SA_RESTART;
-	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGUSR1, &sa, &usr1_inherited);
+}
+
+void signals_early_undo(void)
+{
+	sigaction(SIGUSR1, &usr1_inherited, NULL);
 }
 
 void signals_install(bool attach, pid_t program, void (*restore)(void))

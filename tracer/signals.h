@@ -51,9 +51,12 @@ extern volatile sig_atomic_t signals_leave;
  * First thing in main: SIGUSR1 (ptleak --check's) asks for a leak check
  * from now on, instead of killing ptleak before it traces anything (the
  * check comes once the program runs). SA_RESTART: ptleak may be reading
- * its suppressions from a pipe. (The program's exec resets it.)
+ * its suppressions from a pipe.
  */
 void signals_early(void);
+/* In the child about to exec the program: SIGUSR1 as ptleak inherited it
+ * (ignored stays ignored, which a handler's reset at exec would undo). */
+void signals_early_undo(void);
 
 /*
  * Install the table for the mode. PROGRAM (launch) receives forwarded
