@@ -452,7 +452,10 @@ def launch_ptleak_kill9(s, fixture, args, err_pattern, wrap=()):
                        tail(p.out) + tail(p.err))
         os.kill(prog, signal.SIGUSR1)
         wait_until(lambda: gone(prog), 20, "%s after SIGUSR1" % fixture)
-        # Not our child (reparented): its stdout and stderr tell.
+        # Not our child (reparented): its stdout and stderr tell, once
+        # read to their end (the readers lagged behind its exit, on a
+        # loaded machine: "ok" missing from a run that exited 0).
+        p.streams_closed(10)
         if p.out != b"ready\nok\n" or \
                 (err_pattern and not re.search(err_pattern, p.err, re.M)):
             raise Fail("fast mode: %s must finish its checks and print ok "

@@ -342,6 +342,15 @@ class Background:
             t.join(5)
         return exit_status(rc)
 
+    def streams_closed(self, timeout):
+        """Wait up to TIMEOUT for the end of stdout and stderr (every
+        writer gone: a program that outlived this process, too); whether
+        both ended."""
+        end = time.monotonic() + timeout
+        for t in self.readers:
+            t.join(max(0.0, end - time.monotonic()))
+        return not any(t.is_alive() for t in self.readers)
+
     def kill(self):
         kill_session(self.pid)
         try:
