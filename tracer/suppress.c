@@ -382,9 +382,11 @@ int suppressions_load(struct suppressions *s, const char *path, char **err)
 	}
 	s->files = xrealloc(s->files, (s->n_files + 1) * sizeof(*s->files));
 	s->files[s->n_files++] = file;
-	s->v = xrealloc(s->v, (s->n + n) * sizeof(*s->v));
-	memcpy(s->v + s->n, v, n * sizeof(*v));
-	s->n += n;
+	if (n) {	/* a file of comments only: no array to copy */
+		s->v = xrealloc(s->v, (s->n + n) * sizeof(*s->v));
+		memcpy(s->v + s->n, v, n * sizeof(*v));
+		s->n += n;
+	}
 	free(v);
 	return 0;
 }
