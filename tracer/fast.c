@@ -422,7 +422,10 @@ static int hook(struct process *p, struct thread *t, uint64_t addr, uint64_t siz
 	struct fast *f = FAST(p);
 	const char *why = NULL;
 
-	if (!f)
+	/* Armed already (hooked at an earlier r_brk, by a jump or an int3):
+	 * the caller's bp_add renews it, with no register read of every
+	 * thread for it. */
+	if (!f || bp_find(hooks_bpset(p), addr))
 		return -1;
 	struct rips r = { .v = xcalloc(p->n_threads + 1, sizeof(uint64_t)), .all_stopped = true };
 	thread_foreach(p, add_rip, &r);
@@ -433,8 +436,7 @@ static int hook(struct process *p, struct thread *t, uint64_t addr, uint64_t siz
 		rc = bp_add_jump(hooks_bpset(p), t, addr, size, f->region, kind, call,
 				 generation, r.v, r.n, &why);
 	free(r.v);
-	/* (Armed already: hooked at an earlier r_brk, by a jump or an int3.) */
-	if (rc < 0 && strcmp(why, "armed already"))
+	if (rc < 0)
 		debug("0x%" PRIx64 " keeps an int3: %s", addr, why);
 	return rc;
 }
