@@ -10,6 +10,7 @@
  */
 #include "tracer/heap.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -272,16 +273,26 @@ static void insert(struct heap *h, const struct block *b)
 		h->st.peak_bytes = h->st.live_bytes;
 }
 
-/* Remove PTR; copy it to *out. Returns false if PTR is not live. */
-static bool take(struct heap *h, uint64_t ptr, struct block *out)
+/* The slot of live block PTR, or -1 (SIZE_MAX) if it is not live. */
+static size_t slot_holding(const struct heap *h, uint64_t ptr)
 {
 	size_t i = slot_of(ptr, h->mask);
 
 	while (h->slots[i].ptr != ptr) {
 		if (!h->slots[i].ptr)
-			return false;
+			return SIZE_MAX;
 		i = (i + 1) & h->mask;
 	}
+	return i;
+}
+
+/* Remove PTR; copy it to *out. Returns false if PTR is not live. */
+static bool take(struct heap *h, uint64_t ptr, struct block *out)
+{
+	size_t i = slot_holding(h, ptr);
+
+	if (i == SIZE_MAX)
+		return false;
 	*out = h->slots[i];
 	h->st.live_bytes -= out->size;
 	h->st.live_blocks--;
@@ -353,14 +364,6 @@ bool heap_forget_before_attach(struct heap *h, uint64_t ptr)
 	return true;
 }
 
-static bool is_live(const struct heap *h, uint64_t ptr)
-{
-	for (size_t i = slot_of(ptr, h->mask); h->slots[i].ptr; i = (i + 1) & h->mask)
-		if (h->slots[i].ptr == ptr)
-			return true;
-	return false;
-}
-
 static void add_before_attach(struct heap *h, const struct alloc_event *ev)
 {
 	struct block b = { .ptr = ev->ptr, .size = ev->size, .call = CALL_MALLOC,
@@ -368,7 +371,7 @@ static void add_before_attach(struct heap *h, const struct alloc_event *ev)
 
 	/* Allocated since the attach, with its stack (the program ran
 	 * between the attach and a second reading of its heap). */
-	if (is_live(h, ev->ptr))
+	if (slot_holding(h, ev->ptr) != SIZE_MAX)
 		return;
 
 	h->st.before_found_bytes += ev->size;
