@@ -118,16 +118,15 @@ static bool debug_file_matches(Dwfl_Module *mod, int fd, GElf_Word crc)
 	}
 	unsigned char buf[65536];
 	uLong sum = crc32(0, Z_NULL, 0);
-	ssize_t got;
-	while ((got = pread(fd, buf, sizeof(buf), 0)) < 0 && errno == EINTR)
-		;
-	for (off_t at = 0; got > 0; ) {
+	for (off_t at = 0;;) {
+		ssize_t got = pread(fd, buf, sizeof(buf), at);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			return got == 0 && sum == crc;
 		sum = crc32(sum, buf, (uInt)got);
 		at += got;
-		while ((got = pread(fd, buf, sizeof(buf), at)) < 0 && errno == EINTR)
-			;
 	}
-	return got == 0 && sum == crc;
 }
 
 /*
