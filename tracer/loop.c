@@ -185,7 +185,7 @@ static bool prepare_next(struct process *p)
 		for (; p->prep_frame < n; p->prep_frame++) {
 			if (++looked > IDLE_FRAMES)
 				return true;
-			uint64_t t0 = now_ns();
+			uint64_t t0 = debug_enabled ? now_ns() : 0;
 			if (symbols_prepare(p->syms, pcs[p->prep_frame])) {
 				debug("idle: symbols of the module at %#" PRIx64 " read in %.1f ms",
 				      pcs[p->prep_frame], (double)(now_ns() - t0) / 1e6);
