@@ -374,17 +374,16 @@ def t_text_debug_file_separate(s):
     if not want or want[0][0] != "do_leak" or \
             not want[0][1].startswith("leak_1000.c:"):
         raise Fail("valgrind does not name do_leak (leak_1000.c:N)", want)
-    got = frames("debug file beside the binary")
-    if got != want:
-        raise Fail("debug file beside the binary: frames differ",
-                   ["valgrind: %s" % (f,) for f in want] +
-                   ["ptleak:   %s" % (f,) for f in got])
+    def expect_valgrinds(what):
+        got = frames(what)
+        if got != want:
+            raise Fail(what + ": frames differ",
+                       ["valgrind: %s" % (f,) for f in want] +
+                       ["ptleak:   %s" % (f,) for f in got])
+
+    expect_valgrinds("debug file beside the binary")
     os.rename(dbg, os.path.join(d, ".debug", "leak_1000.debug"))
-    got = frames("debug file in .debug/")
-    if got != want:
-        raise Fail("debug file in .debug/: frames differ",
-                   ["valgrind: %s" % (f,) for f in want] +
-                   ["ptleak:   %s" % (f,) for f in got])
+    expect_valgrinds("debug file in .debug/")
     # Another build's debug file under the same name: another build ID.
     other = s.builder.get("leak_100")
     run(["objcopy", "--only-keep-debug", other,

@@ -338,8 +338,7 @@ class Background:
                        % (what, timeout),
                        ["stdout:"] + tail(self.out, 6) + ["stderr:"]
                        + tail(self.err, 10))
-        for t in self.readers:
-            t.join(5)
+        self.streams_closed(10)
         return exit_status(rc)
 
     def streams_closed(self, timeout):
